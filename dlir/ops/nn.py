@@ -1,0 +1,182 @@
+"""Neural-network ops: layer_norm, dropout, activation, and the losses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dlir.errors import TypeError_
+from dlir.ir.types import TensorType
+from dlir.ops.registry import Attr, OpDef, register
+from dlir.ops.shape_rules import broadcast_shapes, norm_axis, require_float, same_dtype
+
+
+def _layer_norm_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, g, b = ts
+    require_float("layer_norm", x)
+    same_dtype("layer_norm", ts)
+    ax = norm_axis("layer_norm", a["axis"], x.rank)
+    norm_shape = x.shape[ax:]
+    for what, t in (("gamma", g), ("beta", b)):
+        if t.rank != len(norm_shape) or any(not d.compatible(e) for d, e in zip(t.shape, norm_shape)):
+            raise TypeError_(
+                f"layer_norm: {what} has type {t}, but x: {x} is normalised over the shape "
+                f"[{', '.join(map(str, norm_shape))}] (axis {a['axis']} to the end)",
+                hint=f"{what} must have the shape of x's axes {ax}..{x.rank - 1}",
+            )
+    return [x]
+
+
+def _layer_norm_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, g, b = (v.astype(np.float64) for v in xs)
+    axes = tuple(range(a["axis"] % x.ndim, x.ndim))
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    return [(x - mu) / np.sqrt(var + a["eps"]) * g + b]
+
+
+register(
+    OpDef(
+        "layer_norm",
+        ("x", "gamma", "beta"),
+        (Attr("axis", "int", -1), Attr("eps", "float", 1e-5)),
+        _layer_norm_infer,
+        _layer_norm_ref,
+        doc="normalise over axes axis..-1 (biased variance), then scale and shift",
+        family="nn",
+    )
+)
+
+
+def _dropout_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    if not 0.0 <= a["p"] < 1.0:
+        raise TypeError_(f"dropout: p={a['p']} must be in [0, 1)")
+    return [ts[0]]
+
+
+register(
+    OpDef(
+        "dropout",
+        ("x",),
+        (Attr("p", "float", 0.5),),
+        _dropout_infer,
+        lambda xs, a: [xs[0]],
+        doc="identity at inference (compiled models run in inference mode)",
+        elementwise=True,
+        family="nn",
+    )
+)
+
+# activation(x, name) is rewritten to the named op when it is built, so the IR
+# and the generated code show `relu(x)`, not a string dispatch.
+ACTIVATIONS: dict[str, tuple[str, dict[str, Any]] | None] = {
+    "none": None,
+    "linear": None,
+    "identity": None,
+    "relu": ("relu", {}),
+    "tanh": ("tanh", {}),
+    "sigmoid": ("sigmoid", {}),
+    "gelu": ("gelu", {}),
+    "gelu_tanh": ("gelu", {"approximate": "tanh"}),
+    "silu": ("silu", {}),
+    "swish": ("silu", {}),
+    "softplus": ("softplus", {}),
+    "elu": ("elu", {}),
+    "leaky_relu": ("leaky_relu", {}),
+}
+
+
+def _activation_expand(attrs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    return ACTIVATIONS[attrs["name"]]
+
+
+register(
+    OpDef(
+        "activation",
+        ("x",),
+        (Attr("name", "str", "none", tuple(ACTIVATIONS)),),
+        lambda ts, a: [ts[0]],
+        lambda xs, a: [xs[0]],
+        doc="an activation chosen by name: " + ", ".join(ACTIVATIONS),
+        expand=_activation_expand,
+        family="nn",
+    )
+)
+
+
+def _scalar_of(t: TensorType) -> TensorType:
+    return TensorType(t.dtype, ())
+
+
+def _ce_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    logits, labels = ts
+    require_float("cross_entropy", logits)
+    if logits.rank != 2 or labels.rank != 1 or not labels.dtype.is_int:
+        raise TypeError_(
+            f"cross_entropy expects logits [N, C] and integer labels [N], got {logits} and {labels}",
+            hint="labels are class ids (i64), not one-hot vectors",
+        )
+    if not logits.shape[0].compatible(labels.shape[0]):
+        raise TypeError_(f"cross_entropy: batch sizes differ ({logits.shape[0]} vs {labels.shape[0]}) for {logits} and {labels}")
+    return [_scalar_of(logits)]
+
+
+def _ce_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    z = xs[0].astype(np.float64)
+    m = z.max(axis=1, keepdims=True)
+    logp = z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+    return [-np.mean(logp[np.arange(z.shape[0]), xs[1]])]
+
+
+register(
+    OpDef(
+        "cross_entropy",
+        ("logits", "labels"),
+        (),
+        _ce_infer,
+        _ce_ref,
+        doc="mean softmax cross-entropy of logits [N, C] against class ids [N]",
+        family="loss",
+    )
+)
+
+
+def _pair_loss_infer(name: str):  # type: ignore[no-untyped-def]
+    def infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+        require_float(name, ts[0])
+        same_dtype(name, ts)
+        broadcast_shapes(name, ts)
+        return [_scalar_of(ts[0])]
+
+    return infer
+
+
+def _bce_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, t = (v.astype(np.float64) for v in xs)
+    return [np.mean(np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x))))]
+
+
+register(
+    OpDef(
+        "mse",
+        ("a", "b"),
+        (),
+        _pair_loss_infer("mse"),
+        lambda xs, a: [np.mean((xs[0].astype(np.float64) - xs[1].astype(np.float64)) ** 2)],
+        doc="mean squared error",
+        family="loss",
+    )
+)
+register(
+    OpDef(
+        "bce_with_logits",
+        ("logits", "targets"),
+        (),
+        _pair_loss_infer("bce_with_logits"),
+        _bce_ref,
+        doc="mean binary cross-entropy on logits, computed stably",
+        family="loss",
+    )
+)
+

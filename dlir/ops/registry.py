@@ -1,0 +1,243 @@
+"""The op registry: every op is one :class:`OpDef`, registered once.
+
+An OpDef carries the op's signature (tensor inputs, typed attributes), its
+shape/dtype rule, its numpy reference and its flags. The VJP rule slot is where
+the autodiff pass finds an op's gradient (filled in with the autodiff issue).
+Backends are tables from op name to emitter; a test checks every registered op
+has an entry in each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from dlir.errors import TypeError_, did_you_mean
+from dlir.ir.types import Dim, DType, TensorType
+
+REQUIRED = object()
+
+# Attribute kinds understood by :func:`check_attrs`.
+ATTR_KINDS = {
+    "int",  # a Python int
+    "float",  # a number, stored as float
+    "float?",  # a number or None
+    "bool",
+    "str",
+    "dtype",  # a DType
+    "ints",  # a list of ints (an int is accepted as a one-element list)
+    "axes?",  # None, an int, or a list of ints
+    "dims",  # a list of dims: ints or symbolic Dims
+    "scalar",  # a number or nested list of numbers/bools (constants)
+}
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A named, typed attribute of an op with an optional default and allowed values."""
+
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        assert self.kind in ATTR_KINDS, self.kind
+
+
+InferRule = Callable[[list[TensorType], dict[str, Any]], list[TensorType]]
+RefRule = Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]
+# A VJP rule gets a graph builder, the node and the output cotangents and
+# returns one cotangent Value (or None) per input. Filled in by the autodiff issue.
+VjpRule = Callable[..., list[Any]]
+
+
+@dataclass
+class OpDef:
+    """One op: signature, shape rule, numpy reference, flags (and later its VJP)."""
+
+    name: str
+    inputs: tuple[str, ...]  # a name ending in "*" takes a list of tensors
+    attrs: tuple[Attr, ...]
+    infer: InferRule
+    ref: RefRule
+    doc: str = ""
+    elementwise: bool = False
+    differentiable: bool = True
+    commutative: bool = False
+    vjp: VjpRule | None = None
+    # A frontend-only op is rewritten into other ops when it is built (e.g.
+    # `activation(x, "relu")` becomes `relu(x)`); it never appears in the IR.
+    expand: Callable[..., Any] | None = None
+    family: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variadic(self) -> bool:
+        return bool(self.inputs) and self.inputs[-1].endswith("*")
+
+    def attr(self, name: str) -> Attr | None:
+        for a in self.attrs:
+            if a.name == name:
+                return a
+        return None
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    assert op.name not in REGISTRY, f"op {op.name} registered twice"
+    REGISTRY[op.name] = op
+    return op
+
+
+def get_op(name: str) -> OpDef:
+    """The OpDef named ``name``; a DlirError with a did-you-mean if there is none."""
+    _load_families()
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise TypeError_(f"unknown op '{name}'", hint=did_you_mean(name, REGISTRY) or "see `dlirc ops`") from None
+
+
+def all_ops() -> dict[str, OpDef]:
+    _load_families()
+    return dict(sorted(REGISTRY.items()))
+
+
+def lowered_ops() -> dict[str, OpDef]:
+    """Ops that can appear in IR (frontend-only expansions excluded): what backends must lower."""
+    return {n: o for n, o in all_ops().items() if o.expand is None}
+
+
+def _load_families() -> None:
+    import dlir.ops  # noqa: F401  (registers every family)
+
+
+# -- attribute checking --------------------------------------------------------
+
+
+def check_attrs(op: OpDef, given: dict[str, Any]) -> dict[str, Any]:
+    """Validate and normalise ``given`` against ``op``'s attributes, filling defaults."""
+    out: dict[str, Any] = {}
+    for name in given:
+        if op.attr(name) is None:
+            known = [a.name for a in op.attrs]
+            hint = did_you_mean(name, known) or (
+                f"{op.name} takes " + (", ".join(known) if known else "no attributes")
+            )
+            raise TypeError_(f"{op.name} has no attribute '{name}'", hint=hint)
+    for a in op.attrs:
+        if a.name in given:
+            v = _coerce(op, a, given[a.name])
+        elif a.default is REQUIRED:
+            raise TypeError_(f"{op.name} needs the attribute '{a.name}' ({_KIND_TEXT[a.kind]})")
+        else:
+            v = a.default
+        if a.choices is not None and v not in a.choices:
+            raise TypeError_(
+                f"{op.name}: {a.name}={v!r} is not one of " + ", ".join(repr(c) for c in a.choices),
+                hint=did_you_mean(str(v), [str(c) for c in a.choices]),
+            )
+        out[a.name] = v
+    return out
+
+
+_KIND_TEXT = {
+    "int": "an int",
+    "float": "a number",
+    "float?": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "dtype": "a dtype such as f32",
+    "ints": "a list of ints",
+    "axes?": "an axis or a list of axes",
+    "dims": "a list of dims",
+    "scalar": "a number or list of numbers",
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_num(v: Any) -> bool:
+    return _is_int(v) or (isinstance(v, (float, np.floating)))
+
+
+def _coerce(op: OpDef, a: Attr, v: Any) -> Any:
+    def bad() -> TypeError_:
+        return TypeError_(f"{op.name}: attribute '{a.name}' must be {_KIND_TEXT[a.kind]}, got {_describe(v)}")
+
+    if isinstance(v, Dim) and v.is_static:
+        v = v.value
+    k = a.kind
+    if k == "int":
+        if not _is_int(v):
+            raise bad()
+        return int(v)
+    if k in ("float", "float?"):
+        if v is None and k == "float?":
+            return None
+        if not _is_num(v):
+            raise bad()
+        return float(v)
+    if k == "bool":
+        if not isinstance(v, bool):
+            raise bad()
+        return v
+    if k == "str":
+        if not isinstance(v, str):
+            raise bad()
+        return v
+    if k == "dtype":
+        if not isinstance(v, DType):
+            raise bad()
+        return v
+    if k in ("ints", "axes?"):
+        if v is None and k == "axes?":
+            return None
+        if _is_int(v):
+            return [int(v)]
+        if isinstance(v, (list, tuple)):
+            items = [x.value if isinstance(x, Dim) and x.is_static else x for x in v]
+            if all(_is_int(x) for x in items):
+                return [int(x) for x in items]
+        raise bad()
+    if k == "dims":
+        if isinstance(v, (list, tuple)):
+            out = []
+            for x in v:
+                if _is_int(x):
+                    out.append(int(x))
+                elif isinstance(x, Dim) and not x.unknown:
+                    out.append(x.value if x.is_static else x)
+                else:
+                    raise bad()
+            return out
+        raise bad()
+    if k == "scalar":
+        arr = np.asarray(v)
+        if arr.dtype.kind not in "biuf":
+            raise bad()
+        return v
+    raise AssertionError(k)
+
+
+def _describe(v: Any) -> str:
+    if isinstance(v, str):
+        return f"the string {v!r}"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return f"the list {v}"
+    if isinstance(v, TensorType):
+        return f"a tensor {v}"
+    return f"{v!r}"
+
+
+def type_list(types: Sequence[TensorType]) -> str:
+    return " and ".join(str(t) for t in types)

@@ -1,0 +1,83 @@
+"""Seeded parameter initialisation: dlir makes the numbers, every target loads them.
+
+Each param draws from its own generator, seeded by the global seed and a stable
+hash of its dotted name, so adding a param does not change the others' values.
+
+Fan-in/fan-out: for a rank-2 weight ``[n_in, n_out]`` (used as ``x @ w``) fan_in
+is ``n_in`` and fan_out ``n_out``; for rank > 2 (conv ``[O, I, kh, kw]``) fan_in is
+``I*kh*kw`` and fan_out ``O*kh*kw``, as PyTorch; for rank <= 1 both are the size.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+
+from dlir.errors import TypeError_
+from dlir.ir.graph import Graph, Init, Value
+
+INIT_KINDS = {
+    "zeros": (),
+    "ones": (),
+    "constant": ("value",),
+    "normal": ("std", "mean"),
+    "uniform": ("lo", "hi"),
+    "glorot_uniform": (),
+    "glorot_normal": (),
+    "he_uniform": (),
+    "he_normal": (),
+}
+
+
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) <= 1:
+        n = shape[0] if shape else 1
+        return n, n
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    field = math.prod(shape[2:])
+    return shape[1] * field, shape[0] * field
+
+
+def init_value(name: str, shape: tuple[int, ...], dtype: np.dtype, init: Init, seed: int) -> np.ndarray:
+    """The initial value of one param (float64 draws, rounded to ``dtype``)."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+    fan_in, fan_out = fans(shape)
+    k = init.kind
+    if k == "zeros":
+        v = np.zeros(shape)
+    elif k == "ones":
+        v = np.ones(shape)
+    elif k == "constant":
+        v = np.full(shape, init.arg("value", 0.0))
+    elif k == "normal":
+        v = rng.normal(init.arg("mean", 0.0), init.arg("std", 1.0), shape)
+    elif k == "uniform":
+        v = rng.uniform(init.arg("lo", 0.0), init.arg("hi", 1.0), shape)
+    elif k == "glorot_uniform":
+        a = math.sqrt(6.0 / (fan_in + fan_out))
+        v = rng.uniform(-a, a, shape)
+    elif k == "glorot_normal":
+        v = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), shape)
+    elif k == "he_uniform":
+        a = math.sqrt(6.0 / fan_in)
+        v = rng.uniform(-a, a, shape)
+    elif k == "he_normal":
+        v = rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)
+    else:  # the frontend only admits INIT_KINDS
+        raise AssertionError(k)
+    return np.asarray(v).astype(dtype)
+
+
+def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Initial values of every param and buffer of ``graph``, keyed by dotted name."""
+    return {p.name: init_param(p, seed) for p in graph.params}
+
+
+def init_param(p: Value, seed: int) -> np.ndarray:
+    if not p.type.is_static:
+        raise TypeError_(f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time")
+    assert p.init is not None
+    return init_value(p.name, p.type.static_shape(), p.type.dtype.numpy, p.init, seed)

@@ -1,0 +1,65 @@
+"""Params as safetensors files keyed by dotted dlir names, checked against a graph."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from dlir.errors import RuntimeMismatch, did_you_mean
+from dlir.ir.graph import Graph
+
+
+def save_safetensors(params: Mapping[str, np.ndarray], path: str | os.PathLike[str]) -> None:
+    """Write ``params`` atomically (temp file + rename)."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in params.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise RuntimeMismatch(f"cannot read weights: no file '{path}'") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise RuntimeMismatch(f"cannot read weights from '{path}': {e}", hint="the file must be a .safetensors file") from None
+
+
+def checked_params(graph: Graph, given: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Validate names, shapes and dtypes of ``given`` against the graph's params.
+
+    Unknown names and mismatched types are errors; params not given keep their values.
+    """
+    known = {p.name: p for p in graph.params}
+    out: dict[str, np.ndarray] = {}
+    for name, arr in given.items():
+        p = known.get(name)
+        if p is None:
+            raise RuntimeMismatch(
+                f"'{name}' is not a param of model {graph.name}",
+                hint=did_you_mean(name, known) or f"its params are: {', '.join(known) or 'none'}",
+            )
+        a = np.asarray(arr)
+        want = p.type.static_shape()
+        if a.shape != want or a.dtype != p.type.dtype.numpy:
+            raise RuntimeMismatch(
+                f"param '{name}' is declared {p.type}, but the value given is {a.dtype} with shape {a.shape}",
+                p.loc,
+            )
+        out[name] = a
+    return out
