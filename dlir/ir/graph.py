@@ -94,6 +94,11 @@ class Graph:
         self._used.add(name)
         return name
 
+    def rename(self, value: Value, base: str) -> None:
+        """Give a node result a new unique name derived from ``base``."""
+        self._used.discard(value.name)
+        value.name = self.fresh_name(base)
+
     def claim_name(self, name: str) -> None:
         """Reserve an exact name (inputs, params); the caller checks for clashes."""
         assert name not in self._used, f"name {name} used twice"

@@ -1,0 +1,137 @@
+"""The Python API: ``dlir.load``, ``dlir.loads``, ``dlir.compile``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dlir.errors import DlirError, ParseError, SourceLoc, TypeError_, UsageError, did_you_mean
+from dlir.frontend.parse import decode_source, parse
+from dlir.frontend.scope import DefRef
+from dlir.ir.graph import Graph
+from dlir.targets import check_target, runner_class
+
+
+class Program:
+    """A parsed .dlir file: its definitions, and the graph of each model on demand."""
+
+    def __init__(self, text: str, filename: str = "<string>") -> None:
+        self.text = text
+        self.filename = filename
+        self.defs: dict[str, DefRef] = {}
+        self._graphs: dict[str, Graph] = {}
+        with self._located():
+            self._collect(parse(text, filename))
+
+    @property
+    def models(self) -> list[str]:
+        return [n for n, d in self.defs.items() if d.kind == "model"]
+
+    def graph(self, model: str | None = None) -> Graph:
+        """The IR graph of ``model`` (the file's only model when None)."""
+        name = self.choose_model(model)
+        if name not in self._graphs:
+            from dlir.frontend.elaborate import Elaborator
+
+            with self._located():
+                self._graphs[name] = Elaborator(self.defs, self.filename).build(name)
+        return self._graphs[name]
+
+    def choose_model(self, model: str | None) -> str:
+        models = self.models
+        if model is None:
+            if len(models) == 1:
+                return models[0]
+            if not models:
+                raise UsageError(f"{self.filename} defines no model", hint="add `model Name(x: f32[B, 4]) -> ... { ... }`")
+            raise UsageError(f"{self.filename} defines several models ({', '.join(models)})", hint="choose one with --model NAME (or model=...)")
+        if model not in models:
+            raise UsageError(f"{self.filename} has no model '{model}'", hint=did_you_mean(model, models) or f"its models: {', '.join(models) or 'none'}")
+        return model
+
+    def _collect(self, tree: Any) -> None:
+        for item in tree.children:
+            if item.data == "use_stmt":
+                tok = item.children[0]
+                raise TypeError_(
+                    f"`use {tok}` is not available yet",
+                    SourceLoc(self.filename, tok.line, tok.column),
+                    hint="the standard library comes with the model-zoo release",
+                )
+            kind = {"layer_def": "layer", "model_def": "model", "fn_expr": "fn", "fn_block": "fn"}[item.data]
+            tok = item.children[0]
+            name = str(tok)
+            if name in self.defs:
+                prev = self.defs[name].tree.children[0]
+                raise TypeError_(
+                    f"'{name}' is defined twice (first at line {prev.line})",
+                    SourceLoc(self.filename, tok.line, tok.column),
+                    hint="rename one of them",
+                )
+            self.defs[name] = DefRef(kind, name, item)
+
+    def _located(self) -> "_SourceAttach":
+        return _SourceAttach(self)
+
+
+class _SourceAttach:
+    """Fills in the source line of errors raised while reading this program."""
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: Any, e: Any, tb: Any) -> bool:
+        if isinstance(e, DlirError) and e.loc is not None and e.loc.file == self.prog.filename and e.source_line is None:
+            lines = self.prog.text.splitlines()
+            if 0 < e.loc.line <= len(lines):
+                e.source_line = lines[e.loc.line - 1]
+        return False
+
+
+def loads(text: str, filename: str = "<string>") -> Program:
+    """Parse dlir source text."""
+    return Program(text, filename)
+
+
+def load(path: str | os.PathLike[str]) -> Program:
+    """Read and parse a .dlir file."""
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise DlirError(f"no such file: '{p}'", SourceLoc(p, 0, 0), hint="check the path") from None
+    except IsADirectoryError:
+        raise DlirError(f"'{p}' is a directory, not a .dlir file", SourceLoc(p, 0, 0)) from None
+    except OSError as e:
+        raise DlirError(f"cannot read '{p}': {e.strerror}", SourceLoc(p, 0, 0)) from None
+    return Program(decode_source(data, p), p)
+
+
+def compile(  # noqa: A001 - the pinned API name
+    prog: Program | str,
+    target: str = "numpy",
+    model: str | None = None,
+    opt_level: int = 0,
+    seed: int = 0,
+    grad: bool = False,
+    device: str = "auto",
+) -> Any:
+    """Compile a model of ``prog`` for ``target`` and return its runner."""
+    if isinstance(prog, str):
+        prog = load(prog)
+    check_target(target)
+    if grad:
+        raise UsageError("grad=True is not available yet", hint="symbolic autodiff comes with the autodiff release")
+    if opt_level not in (0, 1, 2, 3):
+        raise UsageError(f"opt_level must be 0..3, got {opt_level}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"unknown device '{device}'", hint="auto, cpu or cuda")
+    graph = prog.graph(model)
+    return runner_class(target)(graph, seed=seed, device=device)
+
+
+__all__ = ["Program", "load", "loads", "compile", "ParseError"]

@@ -1,0 +1,228 @@
+"""`dlirc`: check, compile, run, compare and inspect .dlir models."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from dlir.errors import DlirError, SourceLoc, UsageError
+
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message, hint=f"see `{self.prog} --help`")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a .dlir file")
+    p.add_argument("--model", help="which model of the file (default: its only model)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dlir import __version__
+    from dlir.targets import BACKEND_TARGETS, TARGETS
+
+    ap = _Parser(prog="dlirc", description="The dlir compiler: one model, the same numbers on every target.")
+    ap.add_argument("--version", action="version", version=f"dlirc {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("check", help="parse and type-check a file")
+    _add_model_args(p)
+
+    p = sub.add_parser("compile", help="generate code for a target")
+    _add_model_args(p)
+    p.add_argument("--target", required=True, choices=BACKEND_TARGETS)
+    p.add_argument("-o", "--output", help="output file (default: next to the input)")
+    p.add_argument("-O", dest="opt_level", type=int, default=0, choices=[0, 1, 2, 3], help="optimisation level")
+    p.add_argument("--grad", action="store_true", help="also compute gradients (needs a scalar output)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the parameter init (onnx embeds the weights)")
+
+    p = sub.add_parser("run", help="run a model on a target with inputs from .npy files")
+    _add_model_args(p)
+    p.add_argument("--target", default="numpy", choices=TARGETS)
+    p.add_argument("--params", help="weights as a .safetensors file")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
+    p.add_argument("--output", help="write the outputs to this .npz file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+    p = sub.add_parser("compare", help="run every target on random inputs and compare with numpy")
+    p.add_argument("file", help="a .dlir file")
+    p.add_argument("--model", help="compare only this model (default: every model of the file)")
+    p.add_argument("--targets", default="torch,tensorflow,onnx", help="comma-separated targets")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=3, help="size given to each symbolic dim")
+
+    p = sub.add_parser("ir", help="print the IR of a model")
+    _add_model_args(p)
+    p.add_argument("-O", dest="opt_level", type=int, default=0, choices=[0, 1, 2, 3])
+    p.add_argument("--grad", action="store_true")
+
+    sub.add_parser("ops", help="print the op x target coverage table")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    sources: dict[str, str] = {}
+    try:
+        ap = build_parser()
+        if not args_list:
+            ap.print_help()
+            return 2
+        args = ap.parse_args(args_list)
+        if args.command is None:
+            ap.print_help()
+            return 2
+        return int(COMMANDS[args.command](args, sources) or 0)
+    except DlirError as e:
+        print(e.render(sources), file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace, sources: dict[str, str]) -> Any:
+    import dlir
+
+    prog = dlir.load(args.file)
+    sources[prog.filename] = prog.text
+    return prog
+
+
+def cmd_check(args: argparse.Namespace, sources: dict[str, str]) -> int:
+    prog = _load(args, sources)
+    names = [prog.choose_model(args.model)] if args.model else prog.models
+    for m in names:
+        prog.graph(m)
+    print(f"{args.file}: ok ({len(names)} model{'s' if len(names) != 1 else ''}: {', '.join(names) or 'none'})")
+    return 0
+
+
+def _no_grad(args: argparse.Namespace) -> None:
+    if getattr(args, "grad", False):
+        raise UsageError("--grad is not available yet", hint="symbolic autodiff comes with the autodiff release")
+
+
+def cmd_compile(args: argparse.Namespace, sources: dict[str, str]) -> int:
+    from dlir.targets import backend
+
+    _no_grad(args)
+    prog = _load(args, sources)
+    graph = prog.graph(args.model)
+    be = backend(args.target)
+    data = be.generate(graph, seed=args.seed) if args.target == "onnx" else be.generate(graph)
+    out = Path(args.output) if args.output else Path(args.file).with_name(f"{Path(args.file).stem}_{args.target}{be.SUFFIX}")
+    write_atomic(out, data)
+    print(f"wrote {out}")
+    return 0
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file and rename, so a failure leaves no half-written file."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise UsageError(f"cannot write '{path}': no directory '{directory}'")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise UsageError(f"cannot write '{path}': {e.strerror}") from None
+
+
+def _read_inputs(specs: list[str]) -> dict[str, Any]:
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not file:
+            raise UsageError(f"bad --input '{spec}'", hint="use --input NAME=FILE.npy")
+        try:
+            out[name] = np.load(file, allow_pickle=False)
+        except FileNotFoundError:
+            raise DlirError(f"no such file: '{file}'", SourceLoc(file, 0, 0), hint=f"--input {name}=FILE.npy needs an existing .npy file") from None
+        except (ValueError, OSError) as e:
+            raise DlirError(f"cannot read '{file}' as .npy: {e}", SourceLoc(file, 0, 0)) from None
+    return out
+
+
+def cmd_run(args: argparse.Namespace, sources: dict[str, str]) -> int:
+    import numpy as np
+
+    import dlir
+
+    prog = _load(args, sources)
+    runner = dlir.compile(prog, target=args.target, model=args.model, seed=args.seed, device=args.device)
+    if args.params:
+        runner.load_params(args.params)
+    outs = runner(**_read_inputs(args.input))
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    named = dict(zip(runner.output_names, outs))
+    for name, v in named.items():
+        print(f"{name}: {v.dtype}{list(v.shape)}")
+        print(np.array2string(v, threshold=20, edgeitems=3, precision=6))
+    if args.output:
+        np.savez(args.output, **named)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, sources: dict[str, str]) -> int:
+    from dlir.compare import compare_program, format_table
+    from dlir.targets import check_target
+
+    prog = _load(args, sources)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    for t in targets:
+        check_target(t)
+    models = [prog.choose_model(args.model)] if args.model else prog.models
+    rows = compare_program(prog, models, targets, seed=args.seed, size=args.batch, **TOLERANCE)
+    print(format_table(rows))
+    bad = [r for r in rows if not r.ok]
+    if bad:
+        print(f"\n{len(bad)} result(s) disagree with numpy beyond rtol={TOLERANCE['rtol']}, atol={TOLERANCE['atol']}", file=sys.stderr)
+        return 1
+    print(f"\nall targets agree with numpy (rtol={TOLERANCE['rtol']}, atol={TOLERANCE['atol']})")
+    return 0
+
+
+def cmd_ir(args: argparse.Namespace, sources: dict[str, str]) -> int:
+    from dlir.ir.printer import print_graph
+
+    _no_grad(args)
+    prog = _load(args, sources)
+    print(print_graph(prog.graph(args.model)), end="")
+    return 0
+
+
+def cmd_ops(args: argparse.Namespace, sources: dict[str, str]) -> int:
+    from dlir.compare import ops_table
+
+    print(ops_table())
+    return 0
+
+
+COMMANDS = {
+    "check": cmd_check,
+    "compile": cmd_compile,
+    "run": cmd_run,
+    "compare": cmd_compare,
+    "ir": cmd_ir,
+    "ops": cmd_ops,
+}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
