@@ -236,7 +236,9 @@ class ExprMixin:
         return self.apply_op(name, inputs, attrs, n)
 
     def apply_op(self, name: str, inputs: list[Any], attrs: dict[str, Any], n: Tree) -> Any:
-        like = next((v.type.dtype for v in inputs if is_tensor(v)), None)
+        # Literals take the dtype of a numeric neighbour (the branches of `where`, not its condition).
+        dtypes = [v.type.dtype for v in inputs if is_tensor(v)]
+        like = next((d for d in dtypes if d is not DType.bool), dtypes[0] if dtypes else None)
         tensors = [self.as_tensor(v, like, n) for v in inputs]
         outs = emit(self.graph, name, tensors, attrs, self.loc(n))
         for v in outs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dlir.errors import UNKNOWN_LOC, DlirError, SourceLoc
+from dlir.errors import UNKNOWN_LOC, DlirError, SourceLoc, TypeError_
 from dlir.ir.graph import Graph, Value
 from dlir.ops.registry import check_attrs, get_op
 
@@ -31,9 +31,11 @@ def emit(
                 return list(inputs)
             return emit(graph, rewrite[0], inputs, rewrite[1], loc, names)
         if not opdef.variadic and len(inputs) != len(opdef.inputs):
-            raise DlirError(
+            raise TypeError_(
                 f"{op} takes {len(opdef.inputs)} tensor argument(s) ({', '.join(opdef.inputs)}), got {len(inputs)}"
             )
+        if opdef.canonical is not None:
+            full = opdef.canonical([v.type for v in inputs], full)
         out_types = opdef.infer([v.type for v in inputs], full)
     except DlirError as e:
         raise e.with_loc(loc)

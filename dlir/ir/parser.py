@@ -36,7 +36,6 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_KEYWORDS = {"param", "buffer", "return"}
 
 
 class Tok(NamedTuple):
@@ -181,7 +180,8 @@ class _Parser:
             elif tok.kind == "value" or (tok.kind == "name" and self.peek(1).text == "("):
                 self.node(g)
             else:
-                raise self.error(f"expected a statement (param, buffer, %v = op(...), return), found {_describe(tok)}", tok)
+                what = "a statement (param, buffer, %v = op(...), return)"
+                raise self.error(f"expected {what}, found {_describe(tok)}", tok)
 
     def returns(self, g: Graph) -> None:
         while not self.at("}"):
@@ -209,7 +209,9 @@ class _Parser:
         t = self.type_()
         init = self.init() if self.accept("=") else None
         self.define(tok)
-        v = g.add_param(_value_name(tok), t, init, buffer=kind == "buffer", loc=self.opt_loc())  # type: ignore[arg-type]
+        # A missing init parses (hand-written IR); the verifier reports it.
+        loc = self.opt_loc()
+        v = g.add_param(_value_name(tok), t, init, buffer=kind == "buffer", loc=loc)  # type: ignore[arg-type]
         self.scopes[-1][v.name] = v
 
     def node(self, g: Graph) -> None:
@@ -257,11 +259,16 @@ class _Parser:
         return opdef
 
     def check_types(
-        self, opdef: OpDef, op_tok: Tok, inputs: list[Value], attrs: dict[str, Any], results: list[tuple[Tok, TensorType]]
+        self,
+        opdef: OpDef,
+        op_tok: Tok,
+        inputs: list[Value],
+        attrs: dict[str, Any],
+        results: list[tuple[Tok, TensorType]],
     ) -> None:
         if not opdef.variadic and len(inputs) != len(opdef.inputs):
-            raise self.error(f"{opdef.name} takes {len(opdef.inputs)} input(s) ({', '.join(opdef.inputs)}), got {len(inputs)}",
-                             op_tok, TypeError_)
+            want = f"{len(opdef.inputs)} input(s) ({', '.join(opdef.inputs)})"
+            raise self.error(f"{opdef.name} takes {want}, got {len(inputs)}", op_tok, TypeError_)
         try:
             expected = opdef.infer([v.type for v in inputs], attrs)
         except DlirError as e:
@@ -420,7 +427,8 @@ class _Parser:
             if name in scope:
                 return scope[name]
         known = [n for s in self.scopes for n in s]
-        raise self.error(f"undefined value %{name}", tok, hint=did_you_mean(name, known) or "values must be defined before use")
+        hint = did_you_mean(name, known) or "values must be defined before use"
+        raise self.error(f"undefined value %{name}", tok, hint=hint)
 
 
 class _Bad(Exception):
@@ -545,7 +553,8 @@ def round_trip(graphs: Graph | Sequence[Graph]) -> str:
         verify(g)
     text2 = print_program(again)
     if text2 != text:
-        diff = "\n".join(difflib.unified_diff(text.splitlines(), text2.splitlines(), "printed", "reparsed", lineterm=""))
+        lines = difflib.unified_diff(text.splitlines(), text2.splitlines(), "printed", "reparsed", lineterm="")
+        diff = "\n".join(lines)
         raise VerifyError("IR text does not survive print -> parse -> print:\n" + diff)
     return text
 

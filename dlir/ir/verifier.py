@@ -28,6 +28,7 @@ from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.printer import GraphPrinter
 from dlir.ir.types import Dim
 from dlir.ops.registry import OpDef, check_attrs, get_op
+from dlir.runtime.init import INIT_KINDS
 
 CONTEXT_LINES = 3
 
@@ -105,8 +106,10 @@ class _Checker:
         if self.visible(v):
             return
         if id(v) in self.later:
-            raise _Fault(f"{what} %{v.name} is used before its definition", at, loc, "nodes are kept in topological order")
-        raise _Fault(f"{what} %{v.name} is not defined in this graph", at, loc, "it may belong to another graph or a removed node")
+            hint = "nodes are kept in topological order"
+            raise _Fault(f"{what} %{v.name} is used before its definition", at, loc, hint)
+        hint = "it may belong to another graph or to a removed node"
+        raise _Fault(f"{what} %{v.name} is not defined in this graph", at, loc, hint)
 
     # -- checks ----------------------------------------------------------------------
     def run(self) -> None:
@@ -120,14 +123,14 @@ class _Checker:
         self.check_outputs()
 
     def check_param(self, p: Value) -> None:
-        from dlir.runtime.init import INIT_KINDS
-
         if not p.type.is_static:
-            raise _Fault(f"param %{p.name} has a non-static shape {p.type}", p, p.loc, "param shapes are known at compile time")
+            hint = "param shapes are known at compile time"
+            raise _Fault(f"param %{p.name} has a non-static shape {p.type}", p, p.loc, hint)
         if p.init is None:
             raise _Fault(f"param %{p.name} has no init", p, p.loc)
         if p.init.kind not in INIT_KINDS:
-            raise _Fault(f"param %{p.name} has an unknown init '{p.init.kind}'", p, p.loc, "known: " + ", ".join(INIT_KINDS))
+            hint = "known: " + ", ".join(INIT_KINDS)
+            raise _Fault(f"param %{p.name} has an unknown init '{p.init.kind}'", p, p.loc, hint)
         for k, _ in p.init.args:
             if k not in INIT_KINDS[p.init.kind]:
                 raise _Fault(f"param %{p.name}: init {p.init.kind} has no argument '{k}'", p, p.loc)
@@ -166,8 +169,9 @@ class _Checker:
             raise _Fault(f"bad attributes: {e.message}", node, node.loc, e.hint) from None
         for name, want in full.items():
             if name not in node.attrs or not same_attr(node.attrs[name], want):
-                raise _Fault(f"{node.op}: attribute {name}={node.attrs.get(name, '<missing>')!r} is not in normal form "
-                             f"(expected {want!r})", node, node.loc, "pass attributes through check_attrs (builder.emit does)")
+                got = node.attrs.get(name, "<missing>")
+                msg = f"{node.op}: attribute {name}={got!r} is not in normal form (expected {want!r})"
+                raise _Fault(msg, node, node.loc, "pass attributes through check_attrs (builder.emit does)")
         unbound = sorted(_attr_symbols(node.attrs.values()) - self.symbols)
         if unbound:
             raise _Fault(f"{node.op}: attributes use symbol(s) {', '.join(unbound)} that no graph input binds", node,
@@ -178,7 +182,8 @@ class _Checker:
             raise _Fault(f"{node.op} takes {len(opdef.inputs)} input(s) ({', '.join(opdef.inputs)}), "
                          f"got {len(node.inputs)}", node, node.loc)
         if opdef.variadic and len(node.inputs) < len(opdef.inputs) - 1:
-            raise _Fault(f"{node.op} takes at least {len(opdef.inputs) - 1} input(s), got {len(node.inputs)}", node, node.loc)
+            msg = f"{node.op} takes at least {len(opdef.inputs) - 1} input(s), got {len(node.inputs)}"
+            raise _Fault(msg, node, node.loc)
         try:
             want = opdef.infer([v.type for v in node.inputs], node.attrs)
         except DlirError as e:

@@ -27,9 +27,10 @@ def _matmul_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
             f"matmul: inner dims differ ({k1} vs {k2}) for {x} @ {y}",
             hint="x @ w needs x's last dim to equal w's second-to-last dim",
         )
-    batch = broadcast_shapes(
-        "matmul", [TensorType(dt, x.shape[:-2]), TensorType(dt, y.shape[:-2])]
-    )
+    try:
+        batch = broadcast_shapes("matmul", [TensorType(dt, x.shape[:-2]), TensorType(dt, y.shape[:-2])])
+    except TypeError_ as e:
+        raise TypeError_(f"matmul: batch dims of {x} @ {y} cannot be broadcast", hint=e.hint) from None
     out = list(batch)
     if x.rank > 1:
         out.append(x.shape[-2])

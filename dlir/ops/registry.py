@@ -71,6 +71,8 @@ class OpDef:
     # A frontend-only op is rewritten into other ops when it is built (e.g.
     # `activation(x, "relu")` becomes `relu(x)`); it never appears in the IR.
     expand: Callable[..., Any] | None = None
+    # Fills attributes whose default depends on the input types, when the node is built.
+    canonical: Callable[[list[TensorType], dict[str, Any]], dict[str, Any]] | None = None
     family: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -217,7 +217,7 @@ def slice_len(d: Dim, start: int, end: int, step: int) -> Dim:
     span = e - s
     if step == 1:
         return span
-    q = (span + (step - 1)).exact_div(step)
+    q = span.exact_div(step) or (span + (step - 1)).exact_div(step)
     return q if q is not None else UNKNOWN
 
 
@@ -227,7 +227,10 @@ def _slice_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     if not (len(a["starts"]) == len(a["ends"]) == len(a["steps"]) == n):
         raise TypeError_("slice: starts, ends, axes and steps must have one entry per sliced axis")
     shape = list(t.shape)
-    for ax, s, e, st in zip(norm_axes("slice", a["axes"], t.rank), a["starts"], a["ends"], a["steps"]):
+    axes = [norm_axis("slice", ax, t.rank) for ax in a["axes"]]
+    if len(set(axes)) != len(axes):
+        raise TypeError_(f"slice: axis repeated in {a['axes']}")
+    for ax, s, e, st in zip(axes, a["starts"], a["ends"], a["steps"]):
         if st <= 0:
             raise TypeError_(f"slice: step {st} is not supported", hint="slice steps must be positive")
         shape[ax] = slice_len(t.shape[ax], s, e, st)
@@ -265,6 +268,12 @@ def _squeeze_axes(t: TensorType, axes: list[int] | None) -> list[int]:
     return out
 
 
+def _squeeze_canonical(ts: list[TensorType], a: dict[str, Any]) -> dict[str, Any]:
+    # axes=None means "the dims that are 1 in the type": fixed at build time, so
+    # a symbolic dim that happens to be 1 at run time is never dropped.
+    return {**a, "axes": _squeeze_axes(ts[0], a["axes"])}
+
+
 register(
     OpDef(
         "squeeze",
@@ -272,7 +281,8 @@ register(
         (Attr("axes", "axes?", None),),
         lambda ts, a: [ts[0].with_shape([d for i, d in enumerate(ts[0].shape) if i not in _squeeze_axes(ts[0], a["axes"])])],
         lambda xs, a: [np.squeeze(xs[0], axis=tuple(a["axes"]) if a["axes"] is not None else None)],
-        doc="drop axes of size 1 (default: all of them)",
+        doc="drop axes of size 1 (default: those that are 1 in the type)",
+        canonical=_squeeze_canonical,
         family="shape",
     )
 )

@@ -55,12 +55,14 @@ def require_numeric(op: str, t: TensorType) -> None:
 
 def norm_axis(op: str, axis: int, rank: int, what: str = "axis") -> int:
     """Normalise a possibly negative axis for a tensor of ``rank``."""
-    if not -rank <= axis < max(rank, 1) or (rank == 0 and axis not in (0, -1)):
-        raise TypeError_(
-            f"{op}: {what} {axis} is out of range for a tensor of rank {rank}",
-            hint=f"valid axes are {-rank}..{rank - 1}" if rank else "a scalar has no axes",
-        )
-    return axis % rank if rank else 0
+    if rank == 0 and axis in (0, -1):
+        return 0
+    if rank > 0 and -rank <= axis < rank:
+        return axis % rank
+    raise TypeError_(
+        f"{op}: {what} {axis} is out of range for a tensor of rank {rank}",
+        hint=f"valid axes are {-rank}..{rank - 1}" if rank else "a scalar has no axes",
+    )
 
 
 def norm_axes(op: str, axes: list[int] | None, rank: int) -> list[int]:

@@ -1,0 +1,398 @@
+"""The per-op case table that drives the cross-target agreement tests.
+
+Every op in :func:`dlir.ops.lowered_ops` has one or more :class:`Case` rows: the
+input types (symbolic dims allowed), the attributes, how to draw input values
+that are safe for the op, and the symbol bindings to run at. A case is built
+into a one-node graph with :func:`build_case`; :func:`make_feeds` draws its
+inputs for one binding. ``tests/test_ops.py`` fails when an op has no case, so
+a new op gets tested the moment it is registered.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from dlir.ir.builder import emit
+from dlir.ir.graph import Graph, Value
+from dlir.ir.types import Dim, DimLike, DType, TensorType
+from dlir.ops.registry import get_op
+from dlir.ops.shape import END
+
+# -- input generators -------------------------------------------------------------
+
+Gen = Callable[[np.random.Generator, tuple[int, ...], np.dtype], np.ndarray]
+
+
+def floats(lo: float = -3.0, hi: float = 3.0) -> Gen:
+    """Uniform floats in [lo, hi)."""
+    return lambda rng, shape, dt: rng.uniform(lo, hi, shape).astype(dt)
+
+
+def away_from_zero(lo: float = 0.5, hi: float = 3.0) -> Gen:
+    """Floats with |x| in [lo, hi) and a random sign (safe divisors)."""
+
+    def gen(rng: np.random.Generator, shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
+        sign = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+        return (sign * rng.uniform(lo, hi, shape)).astype(dt)
+
+    return gen
+
+
+def ints(lo: int = -9, hi: int = 9, nonzero: bool = False) -> Gen:
+    """Integers in [lo, hi] (negatives included by default); ``nonzero`` for divisors."""
+
+    def gen(rng: np.random.Generator, shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
+        x = rng.integers(lo, hi + 1, shape)
+        if nonzero:
+            x = np.where(x == 0, hi, x)
+        return x.astype(dt)
+
+    return gen
+
+
+def choice(*values: float) -> Gen:
+    """Draws from a few values, so ties and equalities really occur."""
+    return lambda rng, shape, dt: rng.choice(np.asarray(values, np.float64), shape).astype(dt)
+
+
+def bools() -> Gen:
+    return lambda rng, shape, dt: rng.random(shape) < 0.5
+
+
+def labels(n_classes: int) -> Gen:
+    """Class ids in range for cross_entropy."""
+    return ints(0, n_classes - 1)
+
+
+TIES = choice(-1.0, 0.0, 0.5, 2.0)
+
+# -- the case record -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Input:
+    """One graph input: its declared type and how to draw its values."""
+
+    type: TensorType
+    gen: Gen
+
+
+def inp(dtype: str, dims: Sequence[DimLike], gen: Gen | None = None) -> Input:
+    """An input of ``dtype[dims]``; values default to ±3 floats, ±9 ints or random bools."""
+    t = TensorType.make(dtype, dims)
+    if gen is None:
+        gen = floats() if t.dtype.is_float else bools() if t.dtype is DType.bool else ints()
+    return Input(t, gen)
+
+
+DEFAULT_BINDINGS: tuple[dict[str, int], ...] = ({"B": 2, "T": 3}, {"B": 5, "T": 4})
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """One op application to test on every target."""
+
+    op: str
+    label: str
+    inputs: tuple[Input, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    bindings: tuple[dict[str, int], ...] = DEFAULT_BINDINGS
+
+    @property
+    def id(self) -> str:
+        return f"{self.op}-{self.label}"
+
+    def __repr__(self) -> str:
+        return self.id
+
+
+CASES: list[Case] = []
+
+
+def case(
+    op: str, label: str, *inputs: Input, bindings: tuple[dict[str, int], ...] = DEFAULT_BINDINGS, **attrs: Any
+) -> None:
+    """Add a row: ``inputs`` become the graph inputs, keyword arguments the op's attributes."""
+    CASES.append(Case(op, label, tuple(inputs), attrs, bindings))
+
+
+# -- building -------------------------------------------------------------------------
+
+
+def input_names(case_: Case) -> list[str]:
+    """The op's own argument names (``xs0, xs1, ...`` for a variadic list)."""
+    names = get_op(case_.op).inputs
+    if names and names[-1].endswith("*"):
+        return [f"{names[-1][:-1]}{i}" for i in range(len(case_.inputs))]
+    return list(names)
+
+
+def build_case(case_: Case) -> tuple[Graph, dict[str, np.ndarray]]:
+    """A one-node graph (inputs as graph inputs) and feeds for the first binding."""
+    g = Graph("OpCase")
+    args: list[Value] = [g.add_input(n, i.type) for n, i in zip(input_names(case_), case_.inputs)]
+    outs = emit(g, case_.op, args, dict(case_.attrs))
+    for k, v in enumerate(outs):
+        g.outputs.append(("out" if len(outs) == 1 else f"out{k}", v))
+    return g, make_feeds(case_, case_.bindings[0], 0)
+
+
+def make_feeds(case_: Case, env: dict[str, int], seed: int) -> dict[str, np.ndarray]:
+    """Input values for one symbol binding; the same case and seed give the same numbers."""
+    rng = np.random.default_rng([zlib.crc32(case_.id.encode()), seed])
+    feeds = {}
+    for name, i in zip(input_names(case_), case_.inputs):
+        shape = concrete_shape(i.type, env)
+        feeds[name] = np.asarray(i.gen(rng, shape, i.type.dtype.numpy)).astype(i.type.dtype.numpy).reshape(shape)
+    return feeds
+
+
+def concrete_shape(t: TensorType, env: dict[str, int]) -> tuple[int, ...]:
+    return tuple(d.evaluate(env) for d in t.shape)
+
+
+B, T = Dim.of("B"), Dim.of("T")
+
+# -- elementwise: unary ---------------------------------------------------------------------
+
+_UNARY_RANGES: dict[str, Gen] = {
+    "exp": floats(-3, 3),
+    "log": floats(0.1, 5),
+    "sqrt": floats(0.1, 5),
+    "rsqrt": floats(0.1, 5),
+    "sin": floats(-4, 4),
+    "cos": floats(-4, 4),
+    "tanh": floats(-4, 4),
+    "sigmoid": floats(-10, 10),
+    "relu": choice(-1.5, -0.25, 0.0, 0.75, 2.0),
+    "silu": floats(-6, 6),
+    "softplus": floats(-10, 10),
+    "erf": floats(-3, 3),
+    "floor": floats(-4, 4),
+    "ceil": floats(-4, 4),
+    "sign": choice(-2.0, -0.5, 0.0, 0.5, 3.0),
+    "neg": floats(),
+    "abs": floats(),
+}
+for _op, _gen in _UNARY_RANGES.items():
+    case(_op, "f32", inp("f32", ["B", 3, 4], _gen))
+for _op in ("exp", "log", "tanh", "sigmoid", "softplus", "erf", "silu", "sqrt"):
+    case(_op, "f64", inp("f64", ["B", 5], _UNARY_RANGES[_op]))
+case("exp", "f32_scalar", inp("f32", [], floats(-2, 2)))
+case("softplus", "f32_large", inp("f32", ["B", 4], floats(-60, 60)))
+case("sigmoid", "f32_large", inp("f32", ["B", 4], floats(-60, 60)))
+for _op, _dt in (("neg", "i32"), ("abs", "i64"), ("relu", "i32"), ("sign", "i64"), ("abs", "i32")):
+    case(_op, _dt, inp(_dt, ["B", 4]))
+
+case("gelu", "exact_f32", inp("f32", ["B", 3, 4], floats(-5, 5)))
+case("gelu", "tanh_f32", inp("f32", ["B", 3, 4], floats(-5, 5)), approximate="tanh")
+case("gelu", "exact_f64", inp("f64", ["B", 6], floats(-5, 5)), approximate="none")
+case("gelu", "tanh_f64", inp("f64", ["B", 6], floats(-5, 5)), approximate="tanh")
+case("leaky_relu", "default", inp("f32", ["B", 6]))
+case("leaky_relu", "alpha_f64", inp("f64", ["B", 6]), alpha=0.2)
+case("elu", "default", inp("f32", ["B", 6]))
+case("elu", "alpha_f64", inp("f64", ["B", 6]), alpha=0.5)
+case("clip", "both", inp("f32", ["B", 6]), min=-1.0, max=1.5)
+case("clip", "min_only", inp("f32", ["B", 6]), min=-0.5)
+case("clip", "max_only", inp("f64", ["B", 6]), max=0.25)
+case("clip", "i32_both", inp("i32", ["B", 6]), min=-3, max=4)
+case("clip", "i64_max_only", inp("i64", ["B", 6]), max=2)
+
+# -- elementwise: binary --------------------------------------------------------------------
+
+case("add", "rank_mismatch", inp("f32", ["B", 3, 4]), inp("f32", [4]))
+case("add", "size1_dims_f64", inp("f64", ["B", 1, 4]), inp("f64", [3, 1]))
+case("add", "scalar_lhs", inp("f32", []), inp("f32", ["B", 3]))
+case("add", "i32", inp("i32", ["B", 3]), inp("i32", ["B", 3]))
+case("add", "i64_symbolic_1", inp("i64", [1, "T"]), inp("i64", ["B", 1]))
+case("sub", "symbolic_B_with_1", inp("f32", ["B", 3]), inp("f32", [1, 3]))
+case("sub", "i64_rank_mismatch", inp("i64", [3]), inp("i64", ["B", 2, 3]))
+case("mul", "f32", inp("f32", ["B", 3, 4]), inp("f32", ["B", 3, 4]))
+case("mul", "f64_bcast", inp("f64", ["B", 1]), inp("f64", [1, 5]))
+case("mul", "i32", inp("i32", ["B", 4]), inp("i32", [4]))
+case("div", "f32", inp("f32", ["B", 3, 4]), inp("f32", [3, 1], away_from_zero()))
+case("div", "f64", inp("f64", ["B", 4]), inp("f64", ["B", 4], away_from_zero()))
+case("div", "i32_negative_trunc", inp("i32", ["B", 8], ints(-20, 20)), inp("i32", ["B", 8], ints(-5, 5, nonzero=True)))
+case("div", "i64_negative_bcast", inp("i64", ["B", 6], ints(-20, 20)), inp("i64", [6], choice(-7, -3, -2, 2, 3, 7)))
+case("pow", "f32_pos_base", inp("f32", ["B", 4], floats(0.5, 3)), inp("f32", ["B", 4], floats(-2, 2)))
+case("pow", "f64_bcast", inp("f64", ["B", 3], floats(0.5, 3)), inp("f64", [], floats(-2, 3)))
+case("pow", "i32", inp("i32", ["B", 4], ints(-3, 3)), inp("i32", [4], ints(0, 3)))
+case("maximum", "f32_ties", inp("f32", ["B", 4], TIES), inp("f32", [4], TIES))
+case("maximum", "i64", inp("i64", ["B", 4]), inp("i64", ["B", 1]))
+case("minimum", "f32_ties", inp("f32", ["B", 4], TIES), inp("f32", ["B", 4], TIES))
+case("minimum", "f64_bcast", inp("f64", [3, 1]), inp("f64", ["B", 1, 4]))
+case("minimum", "i32", inp("i32", ["B", 4]), inp("i32", ["B", 4]))
+
+for _op in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal"):
+    case(_op, "f32_ties_bcast", inp("f32", ["B", 4], TIES), inp("f32", [4], TIES))
+case("equal", "i32", inp("i32", ["B", 4], ints(-2, 2)), inp("i32", ["B", 4], ints(-2, 2)))
+case("equal", "bool", inp("bool", ["B", 4]), inp("bool", [1, 4]))
+case("not_equal", "bool", inp("bool", ["B", 4]), inp("bool", ["B", 4]))
+case("less", "i64", inp("i64", ["B", 4], ints(-2, 2)), inp("i64", [], ints(-1, 1)))
+case("greater_equal", "f64", inp("f64", ["B", 3], TIES), inp("f64", ["B", 3], TIES))
+
+case("where", "bcast_cond_f32", inp("bool", ["B", 1]), inp("f32", ["B", 3]), inp("f32", [3]))
+case("where", "scalar_branch_i64", inp("bool", ["B", 3]), inp("i64", ["B", 3]), inp("i64", []))
+case("where", "f64_rank_mismatch", inp("bool", [4]), inp("f64", ["B", 1]), inp("f64", ["B", 4]))
+case("where", "bool_data", inp("bool", ["B", 3]), inp("bool", ["B", 3]), inp("bool", [1, 3]))
+
+_CASTS = (
+    ("f32", "i32", floats(-5, 5), "trunc_negatives"),
+    ("f64", "i64", floats(-50, 50), "trunc_negatives"),
+    ("f32", "f64", floats(), "widen"),
+    ("f64", "f32", floats(), "round"),
+    ("i32", "f32", ints(-1000, 1000), "from_int"),
+    ("i64", "i32", ints(-1000, 1000), "narrow"),
+    ("i32", "i64", ints(), "widen"),
+    ("bool", "f32", None, "from_bool"),
+    ("bool", "i64", None, "from_bool"),
+    ("f32", "bool", choice(-1.5, 0.0, 0.0, 0.25), "to_bool"),
+    ("i32", "bool", ints(-2, 2), "to_bool"),
+    ("f32", "f32", floats(), "identity"),
+)
+for _src, _dst, _gen, _what in _CASTS:
+    case("cast", f"{_src}_to_{_dst}_{_what}", inp(_src, ["B", 6], _gen), dtype=DType(_dst))
+
+case("constant", "f32_scalar", value=2.5, dtype=DType.f32)
+case("constant", "i64_nested", value=[[1, -2, 3], [4, 5, -6]], dtype=DType.i64)
+case("constant", "bool_list", value=[True, False, True], dtype=DType.bool)
+case("constant", "f64_list", value=[0.1, -2.0, 3.25], dtype=DType.f64)
+case("constant", "ints_as_f32", value=[1, 2, 3], dtype=DType.f32)
+case("constant", "i32_scalar", value=-7, dtype=DType.i32)
+
+# -- reductions -------------------------------------------------------------------------------
+
+_X3 = ["B", 3, 4]
+case("sum", "axis1", inp("f32", _X3), axis=1)
+case("sum", "all_axes", inp("f32", _X3))
+case("sum", "i32_axes_keepdims", inp("i32", _X3), axis=[0, 2], keepdims=True)
+case("sum", "f64_neg_axis_keepdims", inp("f64", _X3), axis=-1, keepdims=True)
+case("sum", "i64_all_keepdims", inp("i64", ["B", 3]), keepdims=True)
+case("mean", "neg_axes", inp("f32", _X3), axis=[-1, -2])
+case("mean", "all_keepdims", inp("f32", _X3), keepdims=True)
+case("mean", "f64_axis0", inp("f64", _X3), axis=0)
+case("max", "all_axes", inp("f32", _X3))
+case("max", "i64_axis1_keepdims", inp("i64", _X3), axis=1, keepdims=True)
+case("max", "axes_0_neg1", inp("f32", _X3, TIES), axis=[0, -1])
+case("min", "neg_axis_keepdims", inp("f32", _X3), axis=-1, keepdims=True)
+case("min", "i32_all", inp("i32", _X3))
+case("min", "f64_axes", inp("f64", _X3), axis=[1, 2])
+case("prod", "axis1", inp("f32", _X3, floats(0.5, 1.5)), axis=1)
+case("prod", "i64_neg_axis", inp("i64", _X3, ints(-2, 2)), axis=-1)
+case("prod", "f64_all", inp("f64", ["B", 4], floats(0.5, 1.5)))
+case("logsumexp", "neg_axis", inp("f32", _X3), axis=-1)
+case("logsumexp", "axes_keepdims", inp("f32", _X3), axis=[1, 2], keepdims=True)
+case("logsumexp", "f64_all", inp("f64", _X3))
+case("logsumexp", "large_values", inp("f32", ["B", 6], floats(-200, 200)), axis=1)
+case("var", "neg_axis", inp("f32", _X3), axis=-1)
+case("var", "axes_keepdims_correction1", inp("f32", _X3), axis=[0, 1], keepdims=True, correction=1)
+case("var", "all_axes", inp("f32", _X3))
+case("var", "f64_axis1_correction1", inp("f64", _X3), axis=1, correction=1)
+case("argmax", "ties_axis1", inp("f32", _X3, TIES), axis=1)
+case("argmax", "default_axis_keepdims", inp("f32", _X3, TIES), keepdims=True)
+case("argmax", "i32_ties_axis0", inp("i32", _X3, ints(-1, 1)), axis=0)
+case("argmax", "f64", inp("f64", ["B", 7]))
+case("argmin", "ties_neg_axis", inp("f32", _X3, TIES), axis=-2)
+case("argmin", "i64_ties_keepdims", inp("i64", _X3, ints(-1, 1)), axis=2, keepdims=True)
+case("argmin", "f64", inp("f64", ["B", 7]), axis=0)
+for _op in ("softmax", "log_softmax"):
+    case(_op, "default_axis", inp("f32", _X3))
+    case(_op, "axis1", inp("f32", _X3), axis=1)
+    case(_op, "large_values", inp("f32", ["B", 6], floats(-200, 200)))
+    case(_op, "f64_axis0", inp("f64", ["B", 6]), axis=0)
+
+# -- linear algebra ------------------------------------------------------------------------
+
+case("matmul", "2d", inp("f32", ["B", 3]), inp("f32", [3, 4]))
+case("matmul", "batched", inp("f32", ["B", 2, 3]), inp("f32", ["B", 3, 4]))
+case("matmul", "broadcast_rhs", inp("f32", ["B", 2, 3]), inp("f32", [3, 4]))
+case("matmul", "broadcast_batch", inp("f32", [2, 1, 3, 4]), inp("f32", ["B", 4, 2]))
+case("matmul", "vec_mat", inp("f32", [3]), inp("f32", ["B", 3, 4]))
+case("matmul", "mat_vec", inp("f32", ["B", 3]), inp("f32", [3]))
+case("matmul", "vec_vec", inp("f32", ["B"]), inp("f32", ["B"]))
+case("matmul", "f64_batched", inp("f64", ["B", 2, 5]), inp("f64", [1, 5, 3]))
+case("matmul", "i32", inp("i32", ["B", 3], ints(-4, 4)), inp("i32", [3, 2], ints(-4, 4)))
+case("matmul", "i64", inp("i64", ["B", 2, 3], ints(-4, 4)), inp("i64", [3, 2], ints(-4, 4)))
+case("transpose", "default_reverses", inp("f32", ["B", 3, 4]))
+case("transpose", "perm_021", inp("f32", ["B", 3, 4]), perm=[0, 2, 1])
+case("transpose", "negative_perm", inp("f64", ["B", 3, 4]), perm=[-1, 0, 1])
+case("transpose", "i64_4d", inp("i64", ["B", 2, 3, 4]), perm=[0, 2, 3, 1])
+
+# -- shape ops --------------------------------------------------------------------------------
+
+case("reshape", "symbolic_and_hole", inp("f32", ["B", 3, 4]), shape=[B, -1])
+case("reshape", "symbolic_split", inp("f32", ["B", 12]), shape=[B, 3, 4])
+case("reshape", "static_hole", inp("i32", [2, 6]), shape=[-1, 3])
+case("reshape", "merge_symbols", inp("f32", ["B", "T", 4]), shape=[B * T, 4])
+case("reshape", "hole_first", inp("f64", ["B", "T", 4]), shape=[-1, T, 2, 2])
+case("reshape", "flat", inp("i64", ["B", 3]), shape=[-1])
+case("flatten", "default", inp("f32", ["B", 2, 3, 4]))
+case("flatten", "start0", inp("f32", ["B", 2, 3]), start=0)
+case("flatten", "start1_end2", inp("i32", ["B", 2, 3, 4]), start=1, end=2)
+case("flatten", "negative_start", inp("f64", ["B", 2, 3, 4]), start=-2)
+case("flatten", "scalar", inp("f32", []))
+case("concat", "three_axis1", inp("f32", ["B", 2]), inp("f32", ["B", 3]), inp("f32", ["B", 1]), axis=1)
+case("concat", "neg_axis", inp("f64", ["B", 2, 3]), inp("f64", ["B", 2, 1]), axis=-1)
+case("concat", "symbolic_axis", inp("f32", ["B", 3]), inp("f32", ["T", 3]), inp("f32", ["B", 3]), axis=0)
+case("concat", "i64_single", inp("i64", ["B", 3]), axis=1)
+case("concat", "bool", inp("bool", [2, "B"]), inp("bool", [1, "B"]))
+case("stack", "three_axis0", inp("f32", ["B", 3]), inp("f32", ["B", 3]), inp("f32", ["B", 3]))
+case("stack", "neg_axis", inp("f64", ["B", 3]), inp("f64", ["B", 3]), axis=-1)
+case("stack", "i32_axis1", inp("i32", ["B", 3]), inp("i32", ["B", 3]), axis=1)
+case("split", "three_neg_axis", inp("f32", ["B", 6]), sizes=[1, 2, 3], axis=-1)
+case("split", "axis0_static", inp("f64", [4, "B"]), sizes=[1, 3], axis=0)
+case("split", "i64_axis1", inp("i64", ["B", 4, 2]), sizes=[2, 2], axis=1)
+case("split", "one_piece", inp("f32", ["B", 3]), sizes=[3], axis=1)
+_S1 = {"axes": [1], "steps": [1]}
+case("slice", "neg_start_to_end", inp("f32", ["B", 6]), starts=[-2], ends=[END], **_S1)
+case("slice", "step2_to_end", inp("f32", ["B", 7]), starts=[1], ends=[END], axes=[1], steps=[2])
+case("slice", "out_of_range_end", inp("i32", ["B", 6]), starts=[2], ends=[100], **_S1)
+case("slice", "out_of_range_neg_start", inp("f32", ["B", 6]), starts=[-100], ends=[-1], **_S1)
+case("slice", "two_axes_unsorted", inp("f32", ["B", 6, 5]), starts=[1, -3], ends=[END, -1], axes=[2, 1], steps=[1, 1])
+case("slice", "neg_axis_step3", inp("f64", ["B", 3, 8]), starts=[0], ends=[END], axes=[-1], steps=[3])
+case("slice", "symbolic_from_1", inp("f32", ["T", 3]), starts=[1], ends=[END], axes=[0], steps=[1])
+case("slice", "symbolic_neg_end", inp("i64", ["B", 4]), starts=[0], ends=[-1], axes=[0], steps=[1])
+case("squeeze", "default", inp("f32", ["B", 1, 3, 1]))
+case("squeeze", "axis1", inp("f32", ["B", 1, 3, 1]), axes=[1])
+case("squeeze", "neg_axis_i64", inp("i64", ["B", 3, 1]), axes=-1)
+case("squeeze", "default_symbol_bound_to_1", inp("f32", ["B", 1, 3]), bindings=({"B": 1}, {"B": 3}))
+case("unsqueeze", "front", inp("f32", ["B", 3]), axes=[0])
+case("unsqueeze", "neg_axis", inp("i32", ["B", 3]), axes=[-1])
+case("unsqueeze", "two_axes", inp("f64", ["B", 3]), axes=[3, 1])
+case("unsqueeze", "scalar", inp("f32", []), axes=[0])
+case("broadcast_to", "symbolic", inp("f32", ["B", 1]), shape=[B, 4])
+case("broadcast_to", "new_leading_dims", inp("f32", ["B", 1, 3]), shape=[2, B, 4, 3])
+case("broadcast_to", "static_i64", inp("i64", [1, 3]), shape=[5, 3])
+case("broadcast_to", "from_vector", inp("f64", [3]), shape=[2, 4, 3])
+
+# -- nn and losses ------------------------------------------------------------------------------
+
+case("layer_norm", "last_axis", inp("f32", ["B", "T", 4]), inp("f32", [4]), inp("f32", [4]))
+case("layer_norm", "two_axes", inp("f32", ["B", 3, 4]), inp("f32", [3, 4]), inp("f32", [3, 4]), axis=-2)
+case("layer_norm", "f64_eps", inp("f64", ["B", 6]), inp("f64", [6]), inp("f64", [6]), eps=1e-3)
+_OFFSET = inp("f32", ["B", 2, 5], floats(-20, 40))  # a large mean: variance must not cancel
+case("layer_norm", "positive_axis", _OFFSET, inp("f32", [2, 5]), inp("f32", [2, 5]), axis=1)
+case("dropout", "p03", inp("f32", ["B", 6]), p=0.3)
+case("dropout", "default_f64", inp("f64", ["B", 6]))
+case("dropout", "i64", inp("i64", ["B", 6]), p=0.1)
+case("cross_entropy", "i64_labels", inp("f32", ["B", 5]), inp("i64", ["B"], labels(5)))
+case("cross_entropy", "i32_labels", inp("f32", ["B", 5]), inp("i32", ["B"], labels(5)))
+case("cross_entropy", "f64", inp("f64", ["B", 3]), inp("i64", ["B"], labels(3)))
+case("cross_entropy", "large_logits", inp("f32", ["B", 4], floats(-200, 200)), inp("i64", ["B"], labels(4)))
+case("mse", "same_shape", inp("f32", ["B", 3]), inp("f32", ["B", 3]))
+case("mse", "broadcast", inp("f32", ["B", 3]), inp("f32", [3]))
+case("mse", "f64", inp("f64", ["B", 3, 2]), inp("f64", ["B", 3, 2]))
+case("bce_with_logits", "f32", inp("f32", ["B", 3], floats(-5, 5)), inp("f32", ["B", 3], floats(0, 1)))
+case("bce_with_logits", "large_logits", inp("f32", ["B", 3], floats(-200, 200)), inp("f32", ["B", 3], choice(0.0, 1.0)))
+case("bce_with_logits", "f64_broadcast", inp("f64", ["B", 3], floats(-5, 5)), inp("f64", [3], floats(0, 1)))
+
+
+def cases_by_op() -> dict[str, list[Case]]:
+    out: dict[str, list[Case]] = {}
+    for c in CASES:
+        out.setdefault(c.op, []).append(c)
+    return out
