@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dlir.errors import TypeError_
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops.registry import Attr, OpDef, register
 from dlir.ops.shape_rules import norm_axes, norm_axis, require_float, require_numeric
@@ -75,7 +76,7 @@ def arg_reduction(name: str, fn: Callable[..., np.ndarray], doc: str) -> OpDef:
         x = xs[0]
         ax = norm_axis(name, a["axis"], x.ndim)
         out = fn(x, axis=ax)
-        return [np.expand_dims(out, ax) if a["keepdims"] else out]
+        return [np.expand_dims(out, ax) if a["keepdims"] and x.ndim else out]
 
     attrs = (Attr("axis", "int", -1), Attr("keepdims", "bool", False))
     return register(OpDef(name, ("x",), attrs, infer, ref, doc=doc, differentiable=False, family="reduce"))
@@ -98,6 +99,8 @@ def _softmax_ref(log: bool) -> Callable[[list[np.ndarray], dict[str, Any]], list
 def _softmax_infer(name: str) -> Callable[[list[TensorType], dict[str, Any]], list[TensorType]]:
     def infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
         require_float(name, ts[0])
+        if ts[0].rank == 0:
+            raise TypeError_(f"{name} needs a tensor of rank >= 1, got {ts[0]}")
         norm_axis(name, a["axis"], ts[0].rank)
         return [ts[0]]
 

@@ -108,6 +108,8 @@ def _concat_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
         raise TypeError_("concat needs at least one tensor")
     dt = same_dtype("concat", ts)
     r = ts[0].rank
+    if r == 0:
+        raise TypeError_(f"concat needs tensors of rank >= 1, got {ts[0]}", hint="use stack to join scalars")
     if any(t.rank != r for t in ts):
         raise TypeError_("concat: ranks differ: " + " and ".join(str(t) for t in ts))
     ax = norm_axis("concat", a["axis"], r)

@@ -1,0 +1,127 @@
+"""dlir Graph -> ONNX ModelProto.
+
+Inputs, outputs and initializers carry the dlir names (``x``, ``logits``,
+``fc1.w``); params and buffers are initializers holding dlir's seeded init; a
+symbol dim is a ``dim_param`` (``B``), a product of symbols a ``dim_param``
+string too (``B*T``), ``?`` an unnamed dim. The model declares its IR version
+and opset explicitly, to what ONNX Runtime 1.18+ loads.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from dlir import __version__
+from dlir.errors import LoweringError
+from dlir.ir.graph import Graph, Value
+from dlir.ir.types import TensorType
+from dlir.runtime.init import init_param
+
+from .builder import ONNX_DTYPES, Builder, loc_text
+from .lowering import lower_node
+
+OPSET = 18  # LayerNormalization (17), Split/Reduce* with tensor inputs (18)
+IR_VERSION = 8  # the IR version of opset 18 (onnx 1.13); onnx 1.23 would write 14
+PRODUCER = "dlir"
+
+
+def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
+    """A typed ValueInfo; symbolic dims as ``dim_param``, unknown ones unnamed."""
+    shape: list[int | str | None] = []
+    for d in t.shape:
+        shape.append(None if d.unknown else d.value if d.is_static else str(d).replace(" ", ""))
+    return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], shape)
+
+
+def _assign_names(graph: Graph) -> tuple[dict[Value, str], set[str]]:
+    """ONNX names for every dlir value, and the names no helper tensor may take.
+
+    Inputs, params and outputs keep their dlir names exactly; a node result that
+    is an output is computed straight into the output's name.
+    """
+    fixed = {v.name for v in (*graph.inputs, *graph.params)}
+    out_names = graph.output_names()
+    if len(set(out_names)) != len(out_names):
+        raise LoweringError(f"onnx: model {graph.name} names two outputs alike: {out_names}", graph.loc)
+    names: dict[Value, str] = {v: v.name for v in (*graph.inputs, *graph.params)}
+    for out, v in graph.outputs:
+        if out in fixed and names.get(v) != out:
+            raise LoweringError(
+                f"onnx: output '{out}' of model {graph.name} has the name of an input or param",
+                graph.loc,
+                hint="ONNX names every tensor once; rename the output",
+            )
+        if v.kind == "node" and v not in names:
+            names[v] = out
+    taken = fixed | set(out_names)
+    for n in graph.nodes:
+        for v in n.outputs:
+            if v not in names:
+                names[v] = _unique(v.name, taken)
+            taken.add(names[v])
+    return names, taken
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    name, i = base, 1
+    while name in taken:
+        name = f"{base}.{i}"
+        i += 1
+    return name
+
+
+def _initializers(graph: Graph, params: Mapping[str, np.ndarray] | None, seed: int) -> list[onnx.TensorProto]:
+    """Each param and buffer as an initializer: the given value, else dlir's seeded init."""
+    given = dict(params or {})
+    unknown = sorted(set(given) - {p.name for p in graph.params})
+    if unknown:
+        raise LoweringError(f"onnx: model {graph.name} has no param named {', '.join(unknown)}", graph.loc)
+    out = []
+    for p in graph.params:
+        arr = np.asarray(given[p.name]) if p.name in given else init_param(p, seed)
+        if arr.shape != p.type.static_shape() or arr.dtype != p.type.dtype.numpy:
+            raise LoweringError(f"onnx: param '{p.name}' is declared {p.type}, got {arr.dtype}{list(arr.shape)}", p.loc)
+        out.append(numpy_helper.from_array(arr, p.name))
+    return out
+
+
+def _bind_outputs(b: Builder, graph: Graph) -> None:
+    """Outputs that are not computed straight into their name get an Identity."""
+    for out, v in graph.outputs:
+        if b.names[v] != out:
+            b.op_n("Identity", [b.names[v]], 1, outputs=[out])
+
+
+def to_model(graph: Graph, params: Mapping[str, np.ndarray] | None = None, seed: int = 0) -> onnx.ModelProto:
+    """The ONNX model of ``graph``; initializers from ``params`` or the seeded init."""
+    names, taken = _assign_names(graph)
+    b = Builder(graph, taken)
+    b.names.update(names)
+    for node in graph.nodes:
+        lower_node(b, node)
+    _bind_outputs(b, graph)
+    inits = _initializers(graph, params, seed)
+    g = helper.make_graph(
+        b.nodes,
+        graph.name,
+        [value_info(v.name, v.type) for v in graph.inputs],
+        [value_info(out, v.type) for out, v in graph.outputs],
+        inits + b.initializers,
+        doc_string=f"dlir model {graph.name}" + (f" at {loc_text(graph.loc)}" if loc_text(graph.loc) else ""),
+    )
+    return helper.make_model(
+        g,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name=PRODUCER,
+        producer_version=__version__,
+    )
+
+
+def generate(graph: Graph) -> bytes:
+    """The bytes of the ``.onnx`` file ``dlirc compile --target onnx`` writes."""
+    return to_model(graph).SerializeToString()

@@ -1,0 +1,153 @@
+"""Running the ONNX model with ONNX Runtime: provider choice and the Runner.
+
+onnxruntime-gpu lists ``CUDAExecutionProvider`` even where CUDA cannot load,
+and then logs errors when a session asks for it. So CUDA is probed once per
+process, with ONNX Runtime's logging silenced, by running a one-node model; the
+result decides ``device="auto"``. onnxruntime is imported only here, lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from dlir.errors import UsageError
+from dlir.ir.graph import Graph
+from dlir.ir.types import DType
+from dlir.runtime.runner import Runner as BaseRunner
+
+from .export import IR_VERSION, OPSET, to_model
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+DEVICES = ("auto", "cpu", "cuda")
+# TF32 matmuls on Ampere+ are ~1e-3 off in float32; dlir promises the same numbers.
+CUDA_OPTIONS = {"device_id": 0, "use_tf32": 0}
+_ORT_DEFAULT_SEVERITY = 2  # warnings and above: onnxruntime's default logger level
+
+_cuda_probe: bool | None = None
+
+
+def _probe_model() -> bytes:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    g = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "probe", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    return m.SerializeToString()
+
+
+def cuda_usable() -> bool:
+    """Whether ONNX Runtime really runs on CUDA here (probed once per process, silently)."""
+    global _cuda_probe
+    if _cuda_probe is None:
+        _cuda_probe = _probe_cuda()
+    return _cuda_probe
+
+
+def _probe_cuda() -> bool:
+    import onnxruntime as ort
+
+    if CUDA not in ort.get_available_providers():
+        return False
+    # A failed CUDA load is logged at error level through the default logger,
+    # which session options do not reach: raise its threshold for the probe.
+    ort.set_default_logger_severity(4)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            sess = ort.InferenceSession(_probe_model(), _session_options(ort), providers=[(CUDA, CUDA_OPTIONS)])
+            if sess.get_providers()[:1] != [CUDA]:
+                return False
+            x = np.arange(4, dtype=np.float32)
+            return bool(np.array_equal(sess.run(None, {"x": x})[0], x + x))
+    except Exception:  # noqa: BLE001 - any failure means "no usable CUDA"
+        return False
+    finally:
+        ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
+
+
+def _session_options(ort: Any) -> Any:
+    so = ort.SessionOptions()
+    # Errors only: "some nodes were assigned to the CPU" notes are expected.
+    so.log_severity_level = 3
+    return so
+
+
+def choose_providers(device: str) -> list[Any]:
+    """ONNX Runtime providers for ``device``: "auto", "cpu" or "cuda"."""
+    if device not in DEVICES:
+        raise UsageError(f"unknown device '{device}'", hint="auto, cpu or cuda")
+    if device == "cpu":
+        return [CPU]
+    if cuda_usable():
+        return [(CUDA, CUDA_OPTIONS), CPU]
+    if device == "cuda":
+        raise UsageError(
+            "device 'cuda' asked for, but ONNX Runtime has no usable CUDA on this machine",
+            hint="onnxruntime's CUDAExecutionProvider could not run (no GPU, or CUDA/cuDNN libraries missing); "
+            "use device 'auto' or 'cpu'",
+        )
+    return [CPU]
+
+
+class Runner(BaseRunner):
+    """The model as an ONNX Runtime session: numpy in, numpy out.
+
+    ``model`` is the ModelProto (params as initializers); ``providers`` the
+    execution providers in use. New params rebuild the model and the session.
+    """
+
+    target = "onnx"
+
+    def __init__(self, graph: Graph, seed: int = 0, device: str = "auto") -> None:
+        self._requested = choose_providers(device)  # a bad device fails before any work
+        super().__init__(graph, seed, device)
+        self.model: onnx.ModelProto
+        self.providers: list[str] = []
+        self._build()
+
+    def _build(self) -> None:
+        import onnxruntime as ort
+
+        self.model = to_model(self.graph, self._params)
+        self._session = ort.InferenceSession(
+            self.model.SerializeToString(), _session_options(ort), providers=self._requested
+        )
+        self.providers = list(self._session.get_providers())
+
+    def _params_changed(self) -> None:
+        self._build()
+
+    def _execute(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        names = self.graph.output_names()
+        if not any(v.type.dtype is DType.bf16 for v in (*self.graph.inputs, *(v for _, v in self.graph.outputs))):
+            return list(self._session.run(names, feeds))
+        return self._execute_bf16(feeds, names)
+
+    def _execute_bf16(self, feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+        # onnxruntime's numpy bridge does not know bfloat16: pass such tensors as
+        # OrtValues over their raw 16-bit patterns.
+        import onnxruntime as ort
+
+        vals = {}
+        for k, a in feeds.items():
+            if a.dtype == DType.bf16.numpy:
+                vals[k] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+                    np.ascontiguousarray(a).view(np.uint16), TensorProto.BFLOAT16
+                )
+            else:
+                vals[k] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a))
+        outs = self._session.run_with_ort_values(names, vals)
+        return [_bf16_array(o) if v.type.dtype is DType.bf16 else o.numpy() for (_, v), o in zip(self.graph.outputs, outs)]
+
+
+def _bf16_array(value: Any) -> np.ndarray:
+    """A bfloat16 OrtValue (in CPU memory) as a numpy array, copied from its raw bytes."""
+    raw = ctypes.string_at(value.data_ptr(), value.tensor_size_in_bytes())
+    return np.frombuffer(raw, dtype=np.uint16).reshape(value.shape()).view(DType.bf16.numpy).copy()
