@@ -120,6 +120,7 @@ def cmd_compile(args: argparse.Namespace, sources: dict[str, str]) -> int:
     prog = _load(args, sources)
     graph = prog.graph(args.model)
     be = backend(args.target)
+    # The onnx file embeds the weights; torch/tensorflow modules take `seed` in their constructor.
     data = be.generate(graph, seed=args.seed) if args.target == "onnx" else be.generate(graph)
     out = Path(args.output) if args.output else Path(args.file).with_name(f"{Path(args.file).stem}_{args.target}{be.SUFFIX}")
     write_atomic(out, data)

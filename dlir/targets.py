@@ -5,7 +5,8 @@ framework at import time:
 
 - ``EMITTERS``: op name -> emitter, one entry per op it lowers;
 - ``generate(graph) -> bytes``: the file ``dlirc compile`` writes (Python source
-  for torch/tensorflow, a serialised ModelProto for onnx);
+  for torch/tensorflow, a serialised ModelProto for onnx, which also takes
+  ``seed`` since it embeds the weights);
 - ``SUFFIX``: that file's suffix (``.py`` or ``.onnx``);
 - ``Runner``: a :class:`dlir.runtime.runner.Runner` subclass that imports the
   framework when it is created.

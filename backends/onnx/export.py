@@ -122,6 +122,6 @@ def to_model(graph: Graph, params: Mapping[str, np.ndarray] | None = None, seed:
     )
 
 
-def generate(graph: Graph) -> bytes:
-    """The bytes of the ``.onnx`` file ``dlirc compile --target onnx`` writes."""
-    return to_model(graph).SerializeToString()
+def generate(graph: Graph, seed: int = 0) -> bytes:
+    """The bytes of the ``.onnx`` file ``dlirc compile --target onnx`` writes (weights seeded by ``seed``)."""
+    return to_model(graph, seed=seed).SerializeToString()

@@ -44,7 +44,7 @@ def _parser() -> Any:
     import lark
 
     text = resources.files("dlir.grammar").joinpath("dlir.lark").read_text(encoding="utf-8")
-    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=False)
+    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True)
 
 
 def decode_source(data: bytes, filename: str) -> str:
