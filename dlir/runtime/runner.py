@@ -82,7 +82,7 @@ class Runner:
         self._params = init_params(graph, seed)
 
     # -- the API ----------------------------------------------------------------
-    def __call__(self, **inputs: Any) -> Any:
+    def __call__(self, /, **inputs: Any) -> Any:
         feeds = check_inputs(self.graph, inputs)
         outs = self._execute(feeds)
         outs = [np.asarray(o) for o in outs]

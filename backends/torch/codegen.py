@@ -1,0 +1,373 @@
+"""Python source of a ``torch.nn.Module`` for a dlir graph.
+
+The params become a tree of sub-modules so that ``state_dict()`` keys are exactly
+the dotted dlir names (``fc1.w``, ``blk.0.w``). A name segment that is a plain
+identifier is reached by attribute (``self.fc1.w``); one that is not (``lambda``,
+``0``) or that would collide with an ``nn.Module`` attribute (``train``,
+``__init__``) is reached through the module's own ``_modules`` /
+``_parameters`` / ``_buffers`` dicts, which is exactly where torch keeps them.
+Runs of sub-modules named ``0..n-1`` become an ``nn.ModuleList`` (``self.blk[0]``).
+
+Generating needs no torch: only the runner imports it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from dlir.backends.codegen import RESERVED, Namespace, dim_expr, is_plain_identifier, loc_comment, py_num, py_str
+from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
+from dlir.errors import LoweringError, did_you_mean
+from dlir.ir.graph import Graph, Init, Value
+from dlir.ir.types import Dim
+
+# Public attributes of torch.nn.Module (torch 2.13); a param or sub-module with
+# one of these names cannot be an attribute. tests/test_torch_backend.py checks
+# this list still covers the installed torch.
+NN_MODULE_ATTRS = frozenset(
+    """T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double
+    dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half
+    ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters parameters
+    register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
+    register_full_backward_hook register_full_backward_pre_hook register_load_state_dict_post_hook
+    register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook
+    register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict to
+    to_empty train training type xpu zero_grad""".split()
+)
+
+# Module-level names of the generated file besides the class.
+FILE_GLOBALS = frozenset({"Init", "init_value", "DType", "_initial"})
+
+INITIAL_HELPER = '''
+
+def _initial(name: str, shape: tuple[int, ...], dtype: str, init: Init, seed: int) -> torch.Tensor:
+    """dlir's seeded initial value of one param: the same numbers on every target."""
+    value = init_value(name, shape, DType(dtype).numpy, init, seed)
+    if dtype == "bf16":  # torch cannot read numpy's bfloat16 (ml_dtypes): move the bits
+        return torch.from_numpy(value.view("int16")).view(torch.bfloat16)
+    return torch.from_numpy(value)
+'''
+
+
+def attribute_ok(segment: str) -> bool:
+    """Whether ``module.segment`` reaches a child registered under ``segment``."""
+    return is_plain_identifier(segment) and not segment.startswith("_") and segment not in NN_MODULE_ATTRS
+
+
+def register_ok(segment: str) -> bool:
+    """Whether torch's register_*/add_module accept ``segment`` (no clash with an attribute)."""
+    return not segment.startswith("_") and segment not in NN_MODULE_ATTRS
+
+
+# -- the module tree ------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Tree:
+    """A sub-module: its children, its params/buffers, and the Python reaching it."""
+
+    expr: str
+    root: bool = False
+    children: dict[str, "Tree"] = field(default_factory=dict)
+    leaves: dict[str, Value] = field(default_factory=dict)
+
+    @property
+    def is_list(self) -> bool:
+        """Children named 0..n-1 and nothing else: an nn.ModuleList (the model itself never is)."""
+        n = len(self.children)
+        return not self.root and n > 0 and not self.leaves and list(self.children) == [str(i) for i in range(n)]
+
+
+def build_tree(graph: Graph) -> Tree:
+    """The sub-module tree of ``graph``'s params, with an access expression per node."""
+    root = Tree("self", root=True)
+    for p in graph.params:
+        segs = p.name.split(".")
+        if not all(segs):
+            raise LoweringError(f"param name '{p.name}' has an empty part", p.loc, hint="names are dotted identifiers")
+        node = root
+        for i, s in enumerate(segs[:-1]):
+            if s in node.leaves:
+                raise _clash(".".join(segs[: i + 1]), p)
+            node = node.children.setdefault(s, Tree(""))
+        if segs[-1] in node.children or segs[-1] in node.leaves:
+            raise _clash(p.name, p)
+        node.leaves[segs[-1]] = p
+    for tree in _walk(root):  # numbered children in numeric order, so 0..n-1 is seen as a list
+        tree.children = dict(sorted(tree.children.items(), key=lambda kv: _index_key(kv[0])))
+    _assign_exprs(root)
+    return root
+
+
+def _index_key(seg: str) -> tuple[int, int, str]:
+    return (0, int(seg), "") if seg.isdigit() and str(int(seg)) == seg else (1, 0, seg)
+
+
+def _clash(name: str, p: Value) -> LoweringError:
+    return LoweringError(
+        f"'{name}' is both a param and a group of params, which a torch module tree cannot hold",
+        p.loc,
+        hint="rename the param or the layer instance",
+    )
+
+
+def _walk(tree: Tree) -> Iterator[Tree]:
+    yield tree
+    for c in tree.children.values():
+        yield from _walk(c)
+
+
+def _assign_exprs(tree: Tree) -> None:
+    for seg, child in tree.children.items():
+        if tree.is_list:
+            child.expr = f"{tree.expr}[{seg}]"
+        elif attribute_ok(seg):
+            child.expr = f"{tree.expr}.{seg}"
+        else:
+            child.expr = f"{tree.expr}._modules[{py_str(seg)}]"
+        _assign_exprs(child)
+
+
+def leaf_expr(parent: Tree, seg: str, p: Value) -> str:
+    """Python reading one param or buffer."""
+    if attribute_ok(seg):
+        return f"{parent.expr}.{seg}"
+    table = "_parameters" if p.kind == "param" else "_buffers"
+    return f"{parent.expr}.{table}[{py_str(seg)}]"
+
+
+def param_exprs(tree: Tree) -> dict[Value, str]:
+    out: dict[Value, str] = {}
+    for t in _walk(tree):
+        for seg, p in t.leaves.items():
+            out[p] = leaf_expr(t, seg, p)
+    return out
+
+
+# -- __init__ ---------------------------------------------------------------------------
+
+
+def _constructor(tree: Tree) -> str:
+    if not tree.is_list:
+        return "torch.nn.Module()"
+    kids = [_constructor(c) for c in tree.children.values()]
+    if all(k == "torch.nn.Module()" for k in kids):
+        return f"torch.nn.ModuleList([torch.nn.Module() for _ in range({len(kids)})])"
+    return f"torch.nn.ModuleList([{', '.join(kids)}])"
+
+
+def _attach(parent: Tree, seg: str, value: str, kind: str) -> list[str]:
+    """The statement(s) registering ``value`` as ``seg`` under ``parent``; kind: module|param|buffer."""
+    method = {"module": "add_module", "param": "register_parameter", "buffer": "register_buffer"}[kind]
+    table = {"module": "_modules", "param": "_parameters", "buffer": "_buffers"}[kind]
+    if attribute_ok(seg) and kind != "buffer":
+        return [f"{parent.expr}.{seg} = {value}"]
+    if register_ok(seg):
+        return [f"{parent.expr}.{method}({py_str(seg)}, {value})"]
+    # register_* refuses names that are nn.Module attributes (train, __init__, ...);
+    # torch's own table is what state_dict() and .to() read, so it is filled directly.
+    why = f"# {py_str(seg)} is an nn.Module attribute name: it goes in torch's table directly"
+    return [why, f"{parent.expr}.{table}[{py_str(seg)}] = {value}"]
+
+
+def _tuple_src(items: list[str]) -> str:
+    return f"({items[0]},)" if len(items) == 1 else "(" + ", ".join(items) + ")"
+
+
+def _init_call(p: Value) -> str:
+    if not p.type.is_static:
+        raise LoweringError(
+            f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time"
+        )
+    init = p.init or Init("zeros")
+    args = _tuple_src([f"({py_str(k)}, {py_num(v)})" for k, v in init.args])
+    init_src = f"Init({py_str(init.kind)}, {args})" if init.args else f"Init({py_str(init.kind)})"
+    shape = _tuple_src([str(n) for n in p.type.static_shape()])
+    return f"_initial({py_str(p.name)}, {shape}, {py_str(p.type.dtype.value)}, {init_src}, seed)"
+
+
+def init_body(graph: Graph, root: Tree) -> list[str]:
+    """Statements of ``__init__`` after ``super().__init__()``, in declaration order.
+
+    Each sub-module is made just before its first param; a ModuleList makes its
+    numbered children itself.
+    """
+    lines: list[str] = []
+    made: set[int] = {id(root)}
+
+    def mark(tree: Tree) -> None:
+        made.add(id(tree))
+        if tree.is_list:
+            for c in tree.children.values():
+                mark(c)
+
+    for p in graph.params:
+        *path, leaf = p.name.split(".")
+        node = root
+        for seg in path:
+            child = node.children[seg]
+            if id(child) not in made:
+                lines += _attach(node, seg, _constructor(child), "module")
+                mark(child)
+            node = child
+        value = _init_call(p)
+        if p.kind == "param":
+            grad = "" if p.type.dtype.is_float else ", requires_grad=False"
+            value = f"torch.nn.Parameter({value}{grad})"
+        stmts = _attach(node, leaf, value, "param" if p.kind == "param" else "buffer")
+        stmts[-1] += loc_comment(p.loc)
+        lines += stmts
+    return lines
+
+
+# -- forward ------------------------------------------------------------------------------
+
+
+def _symbols_used(graph: Graph) -> list[str]:
+    """Symbols appearing in node attributes (e.g. reshape to [B, -1]), in a stable order."""
+    seen: dict[str, None] = {}
+
+    def scan(v: Any) -> None:
+        if isinstance(v, Dim):
+            for s in sorted(v.symbols):
+                seen.setdefault(s, None)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                scan(x)
+
+    for node in graph.nodes:
+        for v in node.attrs.values():
+            scan(v)
+    return list(seen)
+
+
+def _text(s: str) -> str:
+    """User text made safe for a comment (no line breaks can get through)."""
+    return s.encode("unicode_escape").decode("ascii")
+
+
+@dataclass
+class Rendered:
+    source: str
+    class_name: str
+
+
+def forward_body(graph: Graph, ns: Namespace, names: dict[Value, str]) -> list[str]:
+    """Statements of ``forward``: symbol sizes, one line per node, the return."""
+    lines: list[str] = []
+    sym_names: dict[str, str] = {}
+    sources = graph.symbol_sources()
+    for sym in _symbols_used(graph):
+        if sym not in sources:
+            raise LoweringError(
+                f"symbol {sym} is used in a shape but no input has it as a dim of its own",
+                graph.loc,
+                hint=f"declare an input with {sym} as one of its dims",
+            )
+        v, axis = sources[sym]
+        sym_names[sym] = ns.name(sym, ("sym", sym))
+        lines.append(f"{sym_names[sym]} = {names[v]}.shape[{axis}]")
+    device = _device_expr(graph, names)
+    literals = _inline_constants(graph)
+    names.update(literals)
+    for node in graph.nodes:
+        if node.outputs[0] in literals:
+            continue  # written where it is used, as a number
+        emitter = EMITTERS.get(node.op)
+        if emitter is None:
+            raise LoweringError(
+                f"the torch target has no lowering for op '{node.op}'",
+                node.loc,
+                hint=did_you_mean(node.op, EMITTERS) or "see `dlirc ops` for what each target supports",
+            )
+        rhs = emitter(Site(node, [names[v] for v in node.inputs], lambda d: dim_expr(d, sym_names), device))
+        outs = [ns.name(v.name, v) for v in node.outputs]
+        names.update(zip(node.outputs, outs))
+        # split returns a tuple even for one piece
+        target = ", ".join(outs) if len(outs) > 1 or node.op != "split" else f"({outs[0]},)"
+        lines.append(f"{target} = {rhs}{loc_comment(node.loc)}")
+    results = [names[v] for _, v in graph.outputs]
+    what = "  # " + ", ".join(_text(n) for n, _ in graph.outputs) if results != graph.output_names() else ""
+    lines.append("return " + (", ".join(results) if results else "()") + what)
+    return lines
+
+
+def _inline_constants(graph: Graph) -> dict[Value, str]:
+    """Scalar constants that every user can take as a plain number: ``0.5 * h``, not a tensor.
+
+    An operand pair never gets two numbers (the result must stay a tensor), and a
+    constant that is a model output stays a tensor.
+    """
+    outputs = {id(v) for _, v in graph.outputs}
+    candidates = {
+        n.outputs[0]: lit
+        for n in graph.nodes
+        if n.op == "constant" and id(n.outputs[0]) not in outputs and (lit := scalar_literal(n)) is not None
+    }
+    for node in graph.nodes:
+        for i, v in enumerate(node.inputs):
+            if v not in candidates:
+                continue
+            others = [u for j, u in enumerate(node.inputs) if j != i]
+            if not takes_scalar(node, i) or any(u in candidates for u in others):
+                candidates.pop(v)  # candidates only shrink, so no pair is left with two numbers
+    return candidates
+
+
+def _device_expr(graph: Graph, names: dict[Value, str]) -> str | None:
+    """Where new tensors (constants) go: with the inputs, or else with the params."""
+    for v in list(graph.inputs) + list(graph.params):
+        return f"{names[v]}.device"
+    return None
+
+
+def _uses_f(lines: list[str]) -> bool:
+    return any(re.search(r"(?<![\w.])F\.", line) for line in lines)
+
+
+def render(graph: Graph) -> Rendered:
+    """The whole generated file and the name of its class."""
+    cls = Namespace(RESERVED | FILE_GLOBALS).name(graph.name or "Model")
+    tree = build_tree(graph)
+    names: dict[Value, str] = param_exprs(tree)
+    ns = Namespace(RESERVED | FILE_GLOBALS | {cls})
+    args = [ns.name(v.name, v) for v in graph.inputs]
+    names.update(zip(graph.inputs, args))
+    body = forward_body(graph, ns, names)
+    init = init_body(graph, tree)
+    n_out = len(graph.outputs)
+    ret = "torch.Tensor" if n_out == 1 else "tuple[" + (", ".join(["torch.Tensor"] * n_out) or "()") + "]"
+    sig = ", ".join(["self"] + [f"{a}: torch.Tensor" for a in args])
+    out = [
+        f"# Generated by dlir from model {_text(graph.name)}. Do not edit: change the .dlir source and recompile.",
+        "#   inputs:  " + (", ".join(_text(f"{v.name}: {v.type}") for v in graph.inputs) or "none"),
+        "#   outputs: " + (", ".join(_text(f"{n}: {v.type}") for n, v in graph.outputs) or "none"),
+        "",
+        "import torch",
+    ]
+    if _uses_f(body):
+        out.append("import torch.nn.functional as F")
+    if graph.params:
+        out += ["", "from dlir.ir.graph import Init", "from dlir.ir.types import DType"]
+        out += ["from dlir.runtime.init import init_value"]
+        out.append(INITIAL_HELPER.rstrip("\n"))
+    out += [
+        "",
+        "",
+        f"class {cls}(torch.nn.Module):",
+        '    """state_dict() keys are the dotted dlir names; the weights start as the seeded dlir init."""',
+        "",
+        "    def __init__(self, seed: int = 0) -> None:",
+        "        super().__init__()",
+    ]
+    out += ["        " + line for line in init]
+    out += ["", f"    def forward({sig}) -> {ret}:"]
+    out += ["        " + line for line in body]
+    return Rendered("\n".join(out) + "\n", cls)
+
+
+def generate(graph: Graph) -> bytes:
+    """The torch file for ``graph``, as UTF-8 bytes."""
+    return render(graph).source.encode("utf-8")
