@@ -41,7 +41,7 @@ def _matmul_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
 
 def _matmul_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     x, y = xs
-    if x.dtype.kind == "f":
+    if x.dtype.kind == "f" or x.dtype.name == "bfloat16":
         x, y = x.astype(np.float64), y.astype(np.float64)
     return [np.matmul(x, y)]
 

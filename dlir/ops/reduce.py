@@ -19,7 +19,7 @@ def reduced_shape(t: TensorType, axes: list[int], keepdims: bool) -> tuple[Dim, 
 
 
 def _wide(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float64) if x.dtype.kind == "f" else x
+    return x.astype(np.float64) if x.dtype.kind == "f" or x.dtype.name == "bfloat16" else x
 
 
 def _logsumexp(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:

@@ -1,0 +1,438 @@
+"""The TensorFlow op table: one emitter per dlir op.
+
+An emitter gets the :class:`Ctx` of the function being written and one node, and
+returns the Python expression (TensorFlow calls) that computes the node's
+result; :mod:`.codegen` assigns it to the node's output name(s), one statement
+per node. Each emitter matches the op's numpy reference in ``dlir/ops``: where a
+TensorFlow function differs (integer division floors, ``leaky_relu`` is a max,
+``squeeze(axis=[])`` drops every size-1 axis, ...) the emitter says why it does
+something else.
+
+Nothing here imports TensorFlow: emitters only write text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from dlir.backends.codegen import py_num
+from dlir.errors import LoweringError
+from dlir.ir.graph import Node, Value
+from dlir.ir.types import Dim, DType, TensorType
+from dlir.ops.shape import END
+
+TF_DTYPES: dict[DType, str] = {
+    DType.f16: "tf.float16",
+    DType.bf16: "tf.bfloat16",
+    DType.f32: "tf.float32",
+    DType.f64: "tf.float64",
+    DType.i32: "tf.int32",
+    DType.i64: "tf.int64",
+    DType.bool: "tf.bool",
+}
+
+# Slice bounds are int32 in TensorFlow; anything beyond that is "past the end".
+_I32_MAX = 2**31 - 1
+
+
+class Ctx(Protocol):
+    """What an emitter may ask of the code generator."""
+
+    def arg(self, v: Value) -> str:
+        """The expression reading value ``v`` (a local name or ``self.<attr>``)."""
+        ...
+
+    def dim(self, d: Dim | int, node: Node) -> str:
+        """A dim as an expression: an int literal, or symbols read with ``tf.shape``."""
+        ...
+
+    def helper(self, name: str) -> str:
+        """Ask for a module-level helper function; returns its name."""
+        ...
+
+
+Emitter = Callable[[Ctx, Node], str]
+EMITTERS: dict[str, Emitter] = {}
+
+# Ops whose expression is a list of tensors (the statement unpacks it).
+SEQUENCE_RESULTS = frozenset({"split"})
+
+
+def _reg(*names: str) -> Callable[[Emitter], Emitter]:
+    def deco(fn: Emitter) -> Emitter:
+        for n in names:
+            assert n not in EMITTERS, n
+            EMITTERS[n] = fn
+        return fn
+
+    return deco
+
+
+def _template(op: str, text: str) -> None:
+    """An op written as a fixed template over its inputs: ``{0}``, ``{1}``..."""
+
+    def emit(ctx: Ctx, node: Node) -> str:
+        return text.format(*(ctx.arg(v) for v in node.inputs))
+
+    _reg(op)(emit)
+
+
+def _xt(node: Node, i: int = 0) -> TensorType:
+    return node.inputs[i].type
+
+
+def _axes_list(axes: list[int] | None) -> str:
+    return "None" if axes is None else "[" + ", ".join(str(a) for a in axes) + "]"
+
+
+def _kd(keepdims: bool) -> str:
+    return ", keepdims=True" if keepdims else ""
+
+
+def _lit(v: Any) -> str:
+    """A nested list of numbers as Python source."""
+    if isinstance(v, list):
+        return "[" + ", ".join(_lit(x) for x in v) + "]"
+    return py_num(v)
+
+
+# -- elementwise: unary ------------------------------------------------------------
+
+for _op, _text in {
+    "neg": "tf.negative({0})",
+    "abs": "tf.abs({0})",
+    "exp": "tf.exp({0})",
+    "log": "tf.math.log({0})",
+    "sqrt": "tf.sqrt({0})",
+    # tf.math.rsqrt may use a fast reciprocal estimate; 1/sqrt is exact to 1 ulp.
+    "rsqrt": "1.0 / tf.sqrt({0})",
+    "sin": "tf.sin({0})",
+    "cos": "tf.cos({0})",
+    "tanh": "tf.tanh({0})",
+    "sigmoid": "tf.sigmoid({0})",
+    "silu": "tf.nn.silu({0})",
+    "softplus": "tf.math.softplus({0})",
+    "erf": "tf.math.erf({0})",
+    "floor": "tf.floor({0})",
+    "ceil": "tf.math.ceil({0})",
+    "sign": "tf.sign({0})",
+    # Inference only: dropout is the identity on every target.
+    "dropout": "tf.identity({0})",
+}.items():
+    _template(_op, _text)
+
+
+@_reg("relu")
+def _relu(ctx: Ctx, node: Node) -> str:
+    return f"tf.nn.relu({ctx.arg(node.inputs[0])})"
+
+
+@_reg("gelu")
+def _gelu(ctx: Ctx, node: Node) -> str:
+    # Written out rather than tf.nn.gelu, which rounds its constants (1/sqrt(2),
+    # 0.044715) to float32 even for float64 inputs: ~5e-9 off the reference there.
+    x = ctx.arg(node.inputs[0])
+    if node.attrs["approximate"] == "tanh":
+        return f"0.5 * {x} * (1.0 + tf.tanh(0.7978845608028654 * ({x} + 0.044715 * {x} ** 3)))"
+    # erfc(-x/sqrt2) == 1 + erf(x/sqrt2), without the cancellation for negative x.
+    return f"0.5 * {x} * tf.math.erfc(-{x} * 0.7071067811865476)"
+
+
+@_reg("leaky_relu")
+def _leaky_relu(ctx: Ctx, node: Node) -> str:
+    # tf.nn.leaky_relu is max(x, alpha * x) with alpha a float32 attribute: wrong for
+    # alpha > 1 and rounded for float64. The reference's own rule has neither problem.
+    x, alpha = ctx.arg(node.inputs[0]), node.attrs["alpha"]
+    return f"tf.where({x} >= 0, {x}, {py_num(alpha)} * {x})"
+
+
+@_reg("elu")
+def _elu(ctx: Ctx, node: Node) -> str:
+    x, alpha = ctx.arg(node.inputs[0]), node.attrs["alpha"]
+    if alpha == 1.0:
+        return f"tf.nn.elu({x})"
+    return f"tf.where({x} > 0, {x}, {py_num(alpha)} * tf.math.expm1({x}))"
+
+
+def _int_bound(v: float, dt: DType) -> int:
+    # The reference compares an int tensor with a float bound and truncates the
+    # result; since truncation is monotone that equals clipping by trunc(bound).
+    info = np.iinfo(dt.numpy)
+    if np.isinf(v):
+        return int(info.max) if v > 0 else int(info.min)
+    return int(min(max(int(v), int(info.min)), int(info.max)))
+
+
+@_reg("clip")
+def _clip(ctx: Ctx, node: Node) -> str:
+    x, dt = ctx.arg(node.inputs[0]), _xt(node).dtype
+    lo, hi = node.attrs["min"], node.attrs["max"]
+
+    def lit(v: float) -> str:
+        return str(_int_bound(v, dt)) if dt.is_int else py_num(float(v))
+
+    # max then min, as the reference: with min > max every element becomes max.
+    expr = x
+    if lo is not None:
+        expr = f"tf.maximum({expr}, {lit(lo)})"
+    if hi is not None:
+        expr = f"tf.minimum({expr}, {lit(hi)})"
+    return expr if expr != x else f"tf.identity({x})"
+
+
+# -- elementwise: binary, comparisons, where, cast, constant -----------------------------
+
+for _op, _text in {
+    "add": "{0} + {1}",
+    "sub": "{0} - {1}",
+    "mul": "{0} * {1}",
+    "pow": "tf.pow({0}, {1})",
+    "maximum": "tf.maximum({0}, {1})",
+    "minimum": "tf.minimum({0}, {1})",
+    "equal": "tf.equal({0}, {1})",
+    "not_equal": "tf.not_equal({0}, {1})",
+    "less": "tf.less({0}, {1})",
+    "less_equal": "tf.less_equal({0}, {1})",
+    "greater": "tf.greater({0}, {1})",
+    "greater_equal": "tf.greater_equal({0}, {1})",
+    "where": "tf.where({0}, {1}, {2})",
+}.items():
+    _template(_op, _text)
+
+
+@_reg("div")
+def _div(ctx: Ctx, node: Node) -> str:
+    a, b = (ctx.arg(v) for v in node.inputs)
+    if _xt(node).dtype.is_int:
+        # dlir's integer division truncates toward zero; `//` (floordiv) floors.
+        return f"tf.truncatediv({a}, {b})"
+    return f"{a} / {b}"
+
+
+@_reg("cast")
+def _cast(ctx: Ctx, node: Node) -> str:
+    # tf.cast truncates float -> int toward zero, as the reference.
+    return f"tf.cast({ctx.arg(node.inputs[0])}, {TF_DTYPES[node.attrs['dtype']]})"
+
+
+@_reg("constant")
+def _constant(ctx: Ctx, node: Node) -> str:
+    dt: DType = node.attrs["dtype"]
+    arr = np.asarray(node.attrs["value"])
+    # Whole floats for an int dtype become ints (tf.constant rejects 3.0 as int64);
+    # floats stay float64 here and are rounded once by tf.constant, as numpy does.
+    want = np.float64 if dt.is_float else (np.bool_ if dt is DType.bool else np.int64)
+    return f"tf.constant({_lit(arr.astype(want).tolist())}, dtype={TF_DTYPES[dt]})"
+
+
+# -- reductions ------------------------------------------------------------------------
+
+for _op, _fn in {
+    "sum": "tf.reduce_sum",
+    "mean": "tf.reduce_mean",
+    "max": "tf.reduce_max",
+    "min": "tf.reduce_min",
+    "prod": "tf.reduce_prod",
+    "logsumexp": "tf.reduce_logsumexp",
+}.items():
+
+    def _reduce(ctx: Ctx, node: Node, fn: str = _fn) -> str:
+        return f"{fn}({ctx.arg(node.inputs[0])}, axis={_axes_list(node.attrs['axis'])}{_kd(node.attrs['keepdims'])})"
+
+    _reg(_op)(_reduce)
+
+
+def _norm_axes(axes: list[int] | None, rank: int) -> list[int]:
+    return list(range(rank)) if axes is None else sorted(a % rank for a in axes) if rank else []
+
+
+@_reg("var")
+def _var(ctx: Ctx, node: Node) -> str:
+    x, t = ctx.arg(node.inputs[0]), _xt(node)
+    axes, c = node.attrs["axis"], node.attrs["correction"]
+    base = f"tf.math.reduce_variance({x}, axis={_axes_list(axes)}{_kd(node.attrs['keepdims'])})"
+    if c == 0:
+        return base
+    # reduce_variance divides by n; the correction wants n - c.
+    dims = [t.shape[a] for a in _norm_axes(axes, t.rank)]
+    if all(d.is_static for d in dims):
+        n = int(np.prod([d.value for d in dims]))
+        return f"{base} * {py_num(n / (n - c) if n > c else float('inf'))}"
+    n_expr = " * ".join(str(d.value) if d.is_static else f"tf.shape({x})[{a}]" for a, d in zip(_norm_axes(axes, t.rank), dims))
+    return f"{base} * tf.cast(({n_expr}) / ({n_expr} - {c}), {TF_DTYPES[t.dtype]})"
+
+
+@_reg("argmax", "argmin")
+def _argminmax(ctx: Ctx, node: Node) -> str:
+    ax = node.attrs["axis"] % max(_xt(node).rank, 1)
+    # ties go to the first index in TF as in numpy; dlir indices are int64
+    expr = f"tf.math.{node.op}({ctx.arg(node.inputs[0])}, axis={ax}, output_type=tf.int64)"
+    return f"tf.expand_dims({expr}, {ax})" if node.attrs["keepdims"] else expr
+
+
+@_reg("softmax", "log_softmax")
+def _softmax(ctx: Ctx, node: Node) -> str:
+    return f"tf.nn.{node.op}({ctx.arg(node.inputs[0])}, axis={node.attrs['axis']})"
+
+
+# -- linear algebra ------------------------------------------------------------------------
+
+
+@_reg("matmul")
+def _matmul(ctx: Ctx, node: Node) -> str:
+    a, b = (ctx.arg(v) for v in node.inputs)
+    ra, rb = _xt(node, 0).rank, _xt(node, 1).rank
+    # tf.linalg.matmul wants rank >= 2; 1-D operands follow numpy (promote, then drop the axis).
+    if ra == 1 and rb == 1:
+        return f"tf.tensordot({a}, {b}, axes=1)"
+    if ra == 1:
+        return f"tf.squeeze(tf.linalg.matmul(tf.expand_dims({a}, 0), {b}), axis=-2)"
+    if rb == 1:
+        return f"tf.squeeze(tf.linalg.matmul({a}, tf.expand_dims({b}, -1)), axis=-1)"
+    return f"tf.linalg.matmul({a}, {b})"
+
+
+@_reg("transpose")
+def _transpose(ctx: Ctx, node: Node) -> str:
+    r = _xt(node).rank
+    perm = node.attrs["perm"]
+    perm = list(reversed(range(r))) if perm is None else [p % r for p in perm]
+    return f"tf.transpose({ctx.arg(node.inputs[0])}, perm={_axes_list(perm)})"
+
+
+# -- shape -----------------------------------------------------------------------------------
+
+
+def _dims(ctx: Ctx, node: Node, dims: list[Any]) -> str:
+    return "[" + ", ".join(ctx.dim(d, node) for d in dims) + "]"
+
+
+@_reg("reshape")
+def _reshape(ctx: Ctx, node: Node) -> str:
+    return f"tf.reshape({ctx.arg(node.inputs[0])}, {_dims(ctx, node, node.attrs['shape'])})"
+
+
+@_reg("broadcast_to")
+def _broadcast_to(ctx: Ctx, node: Node) -> str:
+    return f"tf.broadcast_to({ctx.arg(node.inputs[0])}, {_dims(ctx, node, node.attrs['shape'])})"
+
+
+@_reg("flatten")
+def _flatten(ctx: Ctx, node: Node) -> str:
+    x, t = ctx.arg(node.inputs[0]), _xt(node)
+    if t.rank == 0:
+        return f"tf.reshape({x}, [1])"
+    s, e = node.attrs["start"] % t.rank, node.attrs["end"] % t.rank
+    # Kept axes keep their size (read at run time when not static); the merged one is -1.
+    parts = [str(d.value) if d.is_static else f"tf.shape({x})[{i}]" for i, d in enumerate(t.shape)]
+    merged = node.outputs[0].type.shape[s]
+    target = parts[:s] + [str(merged.value) if merged.is_static else "-1"] + parts[e + 1 :]
+    return f"tf.reshape({x}, [{', '.join(target)}])"
+
+
+@_reg("concat", "stack")
+def _concat(ctx: Ctx, node: Node) -> str:
+    xs = ", ".join(ctx.arg(v) for v in node.inputs)
+    return f"tf.{node.op}([{xs}], axis={node.attrs['axis']})"
+
+
+@_reg("split")
+def _split(ctx: Ctx, node: Node) -> str:
+    return f"tf.split({ctx.arg(node.inputs[0])}, {_axes_list(node.attrs['sizes'])}, axis={node.attrs['axis']})"
+
+
+def _bound(v: int) -> str:
+    return str(max(-_I32_MAX, min(_I32_MAX, v)))
+
+
+@_reg("slice")
+def _slice(ctx: Ctx, node: Node) -> str:
+    x, r = ctx.arg(node.inputs[0]), _xt(node).rank
+    a = node.attrs
+    idx = [":"] * r
+    for ax, s, e, st in zip(a["axes"], a["starts"], a["ends"], a["steps"]):
+        # Python slicing on a tensor is strided_slice with Python's clamping rules.
+        text = (_bound(s) if s != 0 else "") + ":" + ("" if e == END else _bound(e))
+        idx[ax % r] = text + (f":{st}" if st != 1 else "")
+    while idx and idx[-1] == ":":
+        idx.pop()
+    return f"{x}[{', '.join(idx)}]" if idx else f"tf.identity({x})"
+
+
+@_reg("squeeze")
+def _squeeze(ctx: Ctx, node: Node) -> str:
+    x, t = ctx.arg(node.inputs[0]), _xt(node)
+    axes = node.attrs["axes"]
+    if axes is None:  # the size-1 axes the type knows of, as the type rule
+        axes = [i for i, d in enumerate(t.shape) if d == Dim.of(1)]
+    axes = sorted(a % t.rank for a in axes) if t.rank else []
+    # tf.squeeze(x, axis=[]) would drop every size-1 axis: no axes means no change.
+    return f"tf.squeeze({x}, axis={_axes_list(axes)})" if axes else f"tf.identity({x})"
+
+
+@_reg("unsqueeze")
+def _unsqueeze(ctx: Ctx, node: Node) -> str:
+    out_rank = node.outputs[0].type.rank
+    expr = ctx.arg(node.inputs[0])
+    # Output positions in increasing order: each insert leaves the earlier ones in place.
+    for ax in sorted(a % out_rank for a in node.attrs["axes"]):
+        expr = f"tf.expand_dims({expr}, {ax})"
+    return expr
+
+
+# -- nn and losses ------------------------------------------------------------------------------
+
+
+@_reg("layer_norm")
+def _layer_norm(ctx: Ctx, node: Node) -> str:
+    x, g, b = (ctx.arg(v) for v in node.inputs)
+    r = _xt(node).rank
+    axes = list(range(node.attrs["axis"] % r, r))
+    fn = ctx.helper("layer_norm")
+    return f"{fn}({x}, {g}, {b}, axes={_axes_list(axes)}, eps={py_num(node.attrs['eps'])})"
+
+
+@_reg("cross_entropy")
+def _cross_entropy(ctx: Ctx, node: Node) -> str:
+    z, y = (ctx.arg(v) for v in node.inputs)
+    return f"tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels={y}, logits={z}))"
+
+
+@_reg("mse")
+def _mse(ctx: Ctx, node: Node) -> str:
+    a, b = (ctx.arg(v) for v in node.inputs)
+    return f"tf.reduce_mean(tf.math.squared_difference({a}, {b}))"
+
+
+@_reg("bce_with_logits")
+def _bce(ctx: Ctx, node: Node) -> str:
+    z, t = (ctx.arg(v) for v in node.inputs)
+    if _xt(node, 0).shape == _xt(node, 1).shape:
+        return f"tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels={t}, logits={z}))"
+    # The TF loss wants equal shapes; dlir broadcasts, so write its stable formula out.
+    return f"tf.reduce_mean(tf.nn.relu({z}) - {z} * {t} + tf.math.log1p(tf.exp(-tf.abs({z}))))"
+
+
+# Module-level helpers the generated code may call (name -> source).
+HELPERS: dict[str, str] = {
+    "layer_norm": '''def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: list[int], eps: float) -> tf.Tensor:
+    """(x - mean) / sqrt(var + eps) * gamma + beta over ``axes`` (biased variance)."""
+    # Half-precision inputs are normalised in float32: in float16, x - mean loses
+    # the digits that matter whenever the mean is large next to the spread.
+    wide = tf.float32 if x.dtype in (tf.float16, tf.bfloat16) else x.dtype
+    xw = tf.cast(x, wide)
+    mean, var = tf.nn.moments(xw, axes=axes, keepdims=True)
+    y = (xw - mean) / tf.sqrt(var + eps) * tf.cast(gamma, wide) + tf.cast(beta, wide)
+    return tf.cast(y, x.dtype)
+''',
+}
+
+
+def emitter(node: Node) -> Emitter:
+    """The emitter for ``node``'s op, or a LoweringError naming the op."""
+    try:
+        return EMITTERS[node.op]
+    except KeyError:
+        raise LoweringError(f"the tensorflow target cannot lower op '{node.op}'", node.loc, hint="see `dlirc ops`") from None
