@@ -105,3 +105,17 @@ def test_compare_mlp_agrees_on_every_target() -> None:
     rows = [line.split() for line in r.stdout.splitlines()[2:] if line.startswith("MLP")]
     assert sorted(row[1] for row in rows) == ["onnx", "tensorflow", "torch"]
     assert all(row[5] == "yes" and float(row[3]) <= 1e-5 for row in rows)
+
+
+def test_readme_op_table_is_current() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- ops-table -->\n```\n", 1)[1].split("\n```\n<!-- /ops-table -->", 1)[0]
+    assert table == dlirc("ops").stdout.rstrip("\n")
+
+
+def test_readme_setup_commands_are_the_ones_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = [b.split("```", 1)[0].strip() for b in readme.split("## Set-up", 1)[1].split("## A tour", 1)[0].split("```\n")[1::2]]
+    assert blocks == ["bash .ci/setup && .venv/bin/dlirc compare samples/mlp.dlir", "bash .ci/setup && .venv/bin/python -m pytest -q"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "bash .ci/setup" in ci and ".venv/bin/python -m pytest -q" in ci
