@@ -140,7 +140,7 @@ class _Parser:
             self.expect(":")
             t = self.type_()
             self.define(tok)
-            v = g.add_input(_value_name(tok), t, self.opt_loc())
+            v = g.add_input(_value_name(tok), t)
             self.scopes[-1][v.name] = v
             if not self.accept(","):
                 break
@@ -173,6 +173,8 @@ class _Parser:
             tok = self.peek()
             if tok.kind == "name" and tok.text in ("param", "buffer"):
                 self.param(g)
+            elif tok.kind == "name" and tok.text == "input":
+                self.input_loc(g)
             elif tok.kind == "name" and tok.text == "return":
                 self.next()
                 self.returns(g)
@@ -180,7 +182,7 @@ class _Parser:
             elif tok.kind == "value" or (tok.kind == "name" and self.peek(1).text == "("):
                 self.node(g)
             else:
-                what = "a statement (param, buffer, %v = op(...), return)"
+                what = "a statement (input, param, buffer, %v = op(...), return)"
                 raise self.error(f"expected {what}, found {_describe(tok)}", tok)
 
     def returns(self, g: Graph) -> None:
@@ -214,6 +216,19 @@ class _Parser:
         v = g.add_param(_value_name(tok), t, init, buffer=kind == "buffer", loc=loc)  # type: ignore[arg-type]
         self.scopes[-1][v.name] = v
 
+    def input_loc(self, g: Graph) -> None:
+        """``input %x loc(...)``: where a graph input was declared."""
+        self.next()
+        tok = self.expect_kind("value", "an input such as %x")
+        v = next((v for v in g.inputs if v.name == _value_name(tok)), None)
+        if v is None:
+            raise self.error(f"%{_value_name(tok)} is not an input of {g.name}", tok)
+        if v.loc != UNKNOWN_LOC:
+            raise self.error(f"the location of %{v.name} is given twice", tok)
+        if not self.at("loc", "name"):
+            raise self.error(f"expected loc(...), found {_describe(self.peek())}", self.peek())
+        v.loc = self.opt_loc()
+
     def node(self, g: Graph) -> None:
         results: list[tuple[Tok, TensorType]] = []
         if self.peek().kind == "value":
@@ -233,7 +248,7 @@ class _Parser:
             if not self.accept(","):
                 break
         self.expect(")")
-        attrs = self.attrs(opdef, op_tok)
+        attrs = self.canonical(opdef, op_tok, inputs, self.attrs(opdef, op_tok))
         loc = self.opt_loc()
         self.check_types(opdef, op_tok, inputs, attrs, results)
         body = self.graph("body") if self.at("body", "name") else None
@@ -282,6 +297,15 @@ class _Parser:
                                  hint="result types must be what the op's shape rule infers")
 
     # -- attributes -------------------------------------------------------------------
+    def canonical(self, opdef: OpDef, op_tok: Tok, inputs: list[Value], attrs: dict[str, Any]) -> dict[str, Any]:
+        """Attributes whose default depends on the input types are fixed as the builder fixes them."""
+        if opdef.canonical is None:
+            return attrs
+        try:
+            return opdef.canonical([v.type for v in inputs], attrs)
+        except DlirError as e:
+            raise self.locate(e, op_tok) from None
+
     def attrs(self, opdef: OpDef, op_tok: Tok) -> dict[str, Any]:
         given: dict[str, Any] = {}
         toks: dict[str, Tok] = {}

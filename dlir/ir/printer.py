@@ -2,10 +2,11 @@
 
 One model prints as::
 
-    model MLP(%x: f32[B, 784]) -> (out: f32[B, 10]) {
+    model MLP(%x: f32[B, 784]) -> (out: f32[B, 10]) loc("samples/mlp.dlir":3:7) {
+      input %x                                                  loc("samples/mlp.dlir":3:11)
       param %fc1.w: f32[784, 256] = glorot_uniform()            loc("samples/mlp.dlir":5:5)
       buffer %bn.mean: f32[10] = constant(value=0.5)
-      %t: f32[B, 256] = matmul(%x, %fc1.w)                        loc("samples/mlp.dlir":12:9)
+      %t: f32[B, 256] = matmul(%x, %fc1.w)                      loc("samples/mlp.dlir":12:9)
       %a: f32[B, 2], %b: f32[B, 3] = split(%t) {sizes=[2, 3], axis=1}
       return out=%t
     }
@@ -19,6 +20,7 @@ Rules that keep ``print -> parse -> print`` byte-identical:
   ``inf``/``-inf``/``nan``, strings JSON-escaped, bools ``true``/``false``,
   None as ``none``, dtypes by name, symbolic dims as ``B*T + 2``;
 - locations are ``loc("FILE":LINE:COL)`` with the file JSON-escaped, omitted when unknown;
+  a graph's follows its header, an input's is on an ``input %x loc(...)`` line;
 - a node that owns a body graph (``scan``) is followed by ``body NAME(...) -> (...) { ... }``.
 
 The printer never fails: a value it cannot spell (a bug elsewhere) prints as
@@ -146,12 +148,12 @@ class GraphPrinter:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
-        # id(Node or Value or ("return", graph)) -> index into ``lines``
+        # id(Graph: its header, Node, param Value, or graph.outputs: its return) -> index into ``lines``
         self.line_of: dict[int, int] = {}
 
     def graph(self, g: Graph, keyword: str = "model", depth: int = 0) -> None:
         pad = INDENT * depth
-        ins = ", ".join(_fmt_input(v) for v in g.inputs)
+        ins = ", ".join(f"{fmt_value(v)}: {v.type}" for v in g.inputs)
         outs = ", ".join(f"{fmt_name(n)}: {v.type}" for n, v in g.outputs)
         header = f"{keyword} {fmt_name(g.name)}({ins}) -> ({outs})"
         if g.loc != UNKNOWN_LOC:
@@ -159,6 +161,10 @@ class GraphPrinter:
         self.line_of[id(g)] = len(self.lines)
         self.lines.append(pad + header + " {")
         inner = pad + INDENT
+        # Input locations get a line each, so the header stays short and locs line up.
+        for v in g.inputs:
+            if v.loc != UNKNOWN_LOC:
+                self.lines.append(with_loc(f"{inner}input {fmt_value(v)}", v.loc))
         for p in g.params:
             self.line_of[id(p)] = len(self.lines)
             self.lines.append(with_loc(inner + _fmt_param(p), p.loc))
@@ -171,11 +177,6 @@ class GraphPrinter:
         rets = ", ".join(f"{fmt_name(n)}={fmt_value(v)}" for n, v in g.outputs)
         self.lines.append(inner + ("return " + rets if rets else "return"))
         self.lines.append(pad + "}")
-
-
-def _fmt_input(v: Value) -> str:
-    text = f"{fmt_value(v)}: {v.type}"
-    return text if v.loc == UNKNOWN_LOC else f"{text} {fmt_loc(v.loc)}"
 
 
 def _fmt_param(p: Value) -> str:

@@ -172,10 +172,24 @@ class _Checker:
                 got = node.attrs.get(name, "<missing>")
                 msg = f"{node.op}: attribute {name}={got!r} is not in normal form (expected {want!r})"
                 raise _Fault(msg, node, node.loc, "pass attributes through check_attrs (builder.emit does)")
+        self.check_canonical(node, opdef, full)
         unbound = sorted(_attr_symbols(node.attrs.values()) - self.symbols)
         if unbound:
             raise _Fault(f"{node.op}: attributes use symbol(s) {', '.join(unbound)} that no graph input binds", node,
                          node.loc, "a symbol is bound by a bare dim of an input type")
+
+    def check_canonical(self, node: Node, opdef: OpDef, full: dict[str, Any]) -> None:
+        if opdef.canonical is None:
+            return
+        try:
+            canon = opdef.canonical([v.type for v in node.inputs], full)
+        except DlirError as e:
+            raise _Fault(f"{node.op} rejects its inputs: {e.message}", node, node.loc, e.hint) from None
+        for name, want in canon.items():
+            if not same_attr(full.get(name), want):
+                got = full.get(name)
+                msg = f"{node.op}: attribute {name}={got!r} is not canonical for these inputs (expected {want!r})"
+                raise _Fault(msg, node, node.loc, "dlir.ir.builder.emit fixes type-dependent defaults")
 
     def check_types(self, node: Node, opdef: OpDef) -> None:
         if not opdef.variadic and len(node.inputs) != len(opdef.inputs):

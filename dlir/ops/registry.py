@@ -222,7 +222,10 @@ def _coerce(op: OpDef, a: Attr, v: Any) -> Any:
             return out
         raise bad()
     if k == "scalar":
-        arr = np.asarray(v)
+        try:
+            arr = np.asarray(v)
+        except (ValueError, TypeError):
+            raise bad() from None
         if arr.dtype.kind not in "biuf":
             raise bad()
         return v

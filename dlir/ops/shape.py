@@ -172,6 +172,8 @@ register(
 
 def _split_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     t = ts[0]
+    if t.rank == 0:
+        raise TypeError_(f"split needs a tensor of rank >= 1, got {t}")
     ax = norm_axis("split", a["axis"], t.rank)
     sizes = a["sizes"]
     if not sizes or any(s <= 0 for s in sizes):
@@ -225,6 +227,8 @@ def slice_len(d: Dim, start: int, end: int, step: int) -> Dim:
 
 def _slice_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     t = ts[0]
+    if t.rank == 0:
+        raise TypeError_(f"cannot slice a scalar {t}")
     n = len(a["axes"])
     if not (len(a["starts"]) == len(a["ends"]) == len(a["steps"]) == n):
         raise TypeError_("slice: starts, ends, axes and steps must have one entry per sliced axis")

@@ -70,6 +70,8 @@ def norm_axes(op: str, axes: list[int] | None, rank: int) -> list[int]:
     if axes is None:
         return list(range(rank))
     out = [norm_axis(op, a, rank) for a in axes]
+    if rank == 0:
+        return []  # axis 0 / -1 of a scalar names the scalar itself
     if len(set(out)) != len(out):
         raise TypeError_(f"{op}: axis repeated in {axes}")
     return sorted(out)
