@@ -19,6 +19,7 @@ class Program:
         self.text = text
         self.filename = filename
         self.defs: dict[str, DefRef] = {}
+        self.sources: dict[str, str] = {filename: text}  # every file the program reads, for error messages
         self._graphs: dict[str, Graph] = {}
         with self._located():
             self._collect(parse(text, filename))
@@ -50,14 +51,11 @@ class Program:
         return model
 
     def _collect(self, tree: Any) -> None:
+        library: dict[str, DefRef] = {}
         for item in tree.children:
             if item.data == "use_stmt":
-                tok = item.children[0]
-                raise TypeError_(
-                    f"`use {tok}` is not available yet",
-                    SourceLoc(self.filename, tok.line, tok.column),
-                    hint="the standard library comes with the model-zoo release",
-                )
+                library.update(self._use(item.children[0]))
+                continue
             kind = {"layer_def": "layer", "model_def": "model", "fn_expr": "fn", "fn_block": "fn"}[item.data]
             tok = item.children[0]
             name = str(tok)
@@ -68,7 +66,25 @@ class Program:
                     SourceLoc(self.filename, tok.line, tok.column),
                     hint="rename one of them",
                 )
-            self.defs[name] = DefRef(kind, name, item)
+            self.defs[name] = DefRef(kind, name, item, self.filename)
+        # The file's own definitions shadow the library's, as a local def shadows an import.
+        for name, d in library.items():
+            self.defs.setdefault(name, d)
+
+    def _use(self, tok: Any) -> dict[str, DefRef]:
+        from dlir.stdlib import libraries, library_source
+
+        found = library_source(str(tok))
+        if found is None:
+            raise TypeError_(
+                f"no library '{tok}'",
+                SourceLoc(self.filename, tok.line, tok.column),
+                hint=did_you_mean(str(tok), libraries()) or "libraries: " + ", ".join(libraries()),
+            )
+        file, text = found
+        self.sources[file] = text
+        lib = Program(text, file)  # libraries do not `use` each other in a cycle: nn uses nothing
+        return {n: d for n, d in lib.defs.items() if d.kind != "model"}
 
     def _located(self) -> "_SourceAttach":
         return _SourceAttach(self)
@@ -84,8 +100,8 @@ class _SourceAttach:
         return None
 
     def __exit__(self, et: Any, e: Any, tb: Any) -> bool:
-        if isinstance(e, DlirError) and e.loc is not None and e.loc.file == self.prog.filename and e.source_line is None:
-            lines = self.prog.text.splitlines()
+        if isinstance(e, DlirError) and e.loc is not None and e.loc.file in self.prog.sources and e.source_line is None:
+            lines = self.prog.sources[e.loc.file].splitlines()
             if 0 < e.loc.line <= len(lines):
                 e.source_line = lines[e.loc.line - 1]
         return False

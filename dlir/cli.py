@@ -95,7 +95,7 @@ def _load(args: argparse.Namespace, sources: dict[str, str]) -> Any:
     import dlir
 
     prog = dlir.load(args.file)
-    sources[prog.filename] = prog.text
+    sources.update(prog.sources)
     return prog
 
 

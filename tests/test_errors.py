@@ -88,8 +88,9 @@ def test_invalid_utf8_and_missing_file(tmp_path: Path) -> None:
         dlir.load(tmp_path / "missing.dlir")
 
 
-def test_unsupported_constructs_say_so() -> None:
-    assert "use nn" in error_of("use nn\nmodel M(x: f32[3]) -> f32[3] { return x }").message
+def test_unknown_library_is_located() -> None:
+    e = error_of("use nm\nmodel M(x: f32[3]) -> f32[3] { return x }")
+    assert (e.loc.line, e.loc.col) == (1, 5) and "no library 'nm'" in e.message and "nn" in (e.hint or "")
 
 
 RUNTIME = "model M(x: f32[B, 3], y: f32[B]) -> f32[B, 3] { return x * unsqueeze(y, [1]) }"

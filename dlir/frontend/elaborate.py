@@ -34,6 +34,7 @@ class Elaborator(ExprMixin):
         self.graph: Graph = Graph("?")
         self.auto_named: set[Value] = set()
         self.stack: list[str] = []  # definitions being inlined, to refuse recursion
+        self.files: list[str] = []  # the file of each definition on the stack
 
     def loc(self, node: Any) -> SourceLoc:
         if isinstance(node, Token):
@@ -254,6 +255,12 @@ class Elaborator(ExprMixin):
         if len(self.stack) >= MAX_DEPTH:
             raise TypeError_(f"layers nest more than {MAX_DEPTH} deep", self.loc(where))
         self.stack.append(name)
+        self.files.append(self.file)
+        self.file = self.defs[name].file or self.file  # library definitions report their own file
+
+    def leave(self) -> None:
+        self.stack.pop()
+        self.file = self.files.pop()
 
     def instantiate(self, d: DefRef, call: Tree, name: str, frame: Frame) -> Instance:
         owner = frame.owner
@@ -282,7 +289,7 @@ class Elaborator(ExprMixin):
                 self.bind_config(d, pos, kw, inst, call)
                 self.init_layer(d, inst)
         finally:
-            self.stack.pop()
+            self.leave()
         owner.children[key] = inst
         return inst
 
@@ -340,15 +347,21 @@ class Elaborator(ExprMixin):
         try:
             if d.kind == "model":
                 return self.call_model(inst, args, call, frame)
-            names, body = inst.forward.children
-            pnames = [str(n) for n in names.children] if names is not None else []
-            if len(args) != len(pnames):
-                raise TypeError_(f"{d.name}.forward takes {len(pnames)} argument(s) ({', '.join(pnames)}), got {len(args)}", self.loc(call))
-            inner = frame.child(dict(zip(pnames, args)), inst, "forward")
+            fparams, body = inst.forward.children
+            decls = [(str(p.children[0]), p.children[1]) for p in fparams.children] if fparams is not None else []
+            pnames = [n for n, _ in decls]
+            required = sum(1 for _, default in decls if default is None)
+            if not required <= len(args) <= len(decls):
+                want = f"{len(pnames)}" if required == len(pnames) else f"{required} to {len(pnames)}"
+                raise TypeError_(f"{d.name}.forward takes {want} argument(s) ({', '.join(pnames)}), got {len(args)}", self.loc(call))
+            bound = dict(zip(pnames, args))
+            for pname, default in decls[len(args):]:
+                bound[pname] = self.eval(default, Frame(ChainMap({}, inst.scope), None, {}, kind="fn"))
+            inner = frame.child(bound, inst, "forward")
             vals, _ = self.run_body(body, inner)
             return vals[0] if len(vals) == 1 else tuple(vals)
         finally:
-            self.stack.pop()
+            self.leave()
 
     def call_model(self, inst: Instance, args: list[Any], call: Tree, frame: Frame) -> Any:
         d = inst.definition
@@ -394,7 +407,7 @@ class Elaborator(ExprMixin):
             vals, _ = self.run_body(body, inner)
             return vals[0] if len(vals) == 1 else tuple(vals)
         finally:
-            self.stack.pop()
+            self.leave()
 
     # -- types ---------------------------------------------------------------------------
     def eval_type(self, ty: Tree, frame: Frame, new_symbols: bool) -> TensorType:

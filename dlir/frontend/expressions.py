@@ -28,6 +28,16 @@ _PY_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+BUILTINS = ("shape", "rank")
+
+
+class Builtin:
+    """A compile-time function of the language (not an op): shape, rank."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 def is_tensor(v: Any) -> bool:
     return isinstance(v, Value)
 
@@ -92,7 +102,9 @@ class ExprMixin:
             return self.defs[name]
         if name in all_ops() or name in REGISTRY:
             return OpRef(name)
-        cands = list(f.scope) + list(f.symbols) + list(self.defs) + list(all_ops())
+        if name in BUILTINS:
+            return Builtin(name)
+        cands = list(f.scope) + list(f.symbols) + list(self.defs) + list(all_ops()) + list(BUILTINS)
         raise TypeError_(f"unknown name '{name}'", self.loc(n), hint=did_you_mean(name, cands))
 
     def _e_getattr(self, n: Tree, f: Frame) -> Any:
@@ -191,6 +203,8 @@ class ExprMixin:
         pos, kw = self.eval_args(n.children[1], f)
         if isinstance(callee, OpRef):
             return self.call_op(callee.name, pos, kw, n)
+        if isinstance(callee, Builtin):
+            return self.call_builtin(callee.name, pos, kw, n)
         if kw:
             k, (_, where) = next(iter(kw.items()))
             raise TypeError_(f"keyword argument '{k}' is not allowed here", self.loc(where), hint="only ops and layer creation take keyword arguments")
@@ -199,6 +213,17 @@ class ExprMixin:
         if isinstance(callee, Instance):
             return self.call_instance(callee, pos, n, f)
         raise TypeError_(f"{self.describe(callee)} is not callable", self.loc(n))
+
+    def call_builtin(self, name: str, pos: list[Any], kw: dict[str, tuple[Any, Any]], n: Tree) -> Any:
+        """Compile-time functions: ``shape(x)`` is the tuple of x's dims (ints or symbols)."""
+        if kw or len(pos) != 1 or not is_tensor(pos[0]):
+            raise TypeError_(f"{name}(x) takes one tensor", self.loc(n))
+        t = pos[0].type
+        if name == "shape":
+            if any(d.unknown for d in t.shape):
+                raise TypeError_(f"shape(): {t} has an unknown dim", self.loc(n), hint="unknown dims (?) cannot be used at compile time")
+            return tuple(d.value if d.is_static else d for d in t.shape)
+        return t.rank  # rank
 
     def call_op(self, name: str, pos: list[Any], kw: dict[str, tuple[Any, Any]], n: Tree) -> Any:
         try:
@@ -212,16 +237,17 @@ class ExprMixin:
                 raise TypeError_(f"{name} takes a list of tensors first, e.g. {name}([a, b], axis=1)", self.loc(n))
             inputs = list(rest.pop(0))
         else:
+            # Leading positional arguments fill the tensor inputs; a trailing optional
+            # input ("b?") is only taken when it is a tensor (else it is an attribute).
             k = len(opdef.inputs)
-            inputs, rest = rest[:k], rest[k:]
-            for iname in opdef.inputs[len(inputs):]:
+            inputs = []
+            while rest and len(inputs) < k and (not opdef.inputs[len(inputs)].endswith("?") or is_tensor(rest[0])):
+                inputs.append(rest.pop(0))
+            for iname in opdef.input_names[len(inputs):]:
                 if iname in kw:
                     inputs.append(kw.pop(iname)[0])
-            if len(inputs) != k:
-                raise TypeError_(
-                    f"{name} takes {k} tensor argument(s) ({', '.join(opdef.inputs)}), got {len(inputs)}",
-                    self.loc(n),
-                )
+            if not opdef.accepts(len(inputs)):
+                raise TypeError_(f"{opdef.arity_text()}, got {len(inputs)}", self.loc(n))
         attr_names = [a.name for a in opdef.attrs]
         if len(rest) > len(attr_names):
             raise TypeError_(f"{name} got {len(rest)} extra positional argument(s)", self.loc(n), hint=f"{name} takes attributes: {', '.join(attr_names) or 'none'}")

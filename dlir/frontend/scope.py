@@ -16,6 +16,7 @@ class DefRef:
     kind: str  # "layer" | "fn" | "model"
     name: str
     tree: Any
+    file: str = ""  # where it is written (the standard library has its own file)
 
 
 @dataclass

@@ -30,10 +30,8 @@ def emit(
             if rewrite is None:
                 return list(inputs)
             return emit(graph, rewrite[0], inputs, rewrite[1], loc, names)
-        if not opdef.variadic and len(inputs) != len(opdef.inputs):
-            raise TypeError_(
-                f"{op} takes {len(opdef.inputs)} tensor argument(s) ({', '.join(opdef.inputs)}), got {len(inputs)}"
-            )
+        if not opdef.accepts(len(inputs)):
+            raise TypeError_(f"{opdef.arity_text()}, got {len(inputs)}")
         if opdef.canonical is not None:
             full = opdef.canonical([v.type for v in inputs], full)
         out_types = opdef.infer([v.type for v in inputs], full)

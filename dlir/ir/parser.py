@@ -281,9 +281,8 @@ class _Parser:
         attrs: dict[str, Any],
         results: list[tuple[Tok, TensorType]],
     ) -> None:
-        if not opdef.variadic and len(inputs) != len(opdef.inputs):
-            want = f"{len(opdef.inputs)} input(s) ({', '.join(opdef.inputs)})"
-            raise self.error(f"{opdef.name} takes {want}, got {len(inputs)}", op_tok, TypeError_)
+        if not opdef.accepts(len(inputs)):
+            raise self.error(f"{opdef.arity_text()}, got {len(inputs)}", op_tok, TypeError_)
         try:
             expected = opdef.infer([v.type for v in inputs], attrs)
         except DlirError as e:

@@ -192,12 +192,8 @@ class _Checker:
                 raise _Fault(msg, node, node.loc, "dlir.ir.builder.emit fixes type-dependent defaults")
 
     def check_types(self, node: Node, opdef: OpDef) -> None:
-        if not opdef.variadic and len(node.inputs) != len(opdef.inputs):
-            raise _Fault(f"{node.op} takes {len(opdef.inputs)} input(s) ({', '.join(opdef.inputs)}), "
-                         f"got {len(node.inputs)}", node, node.loc)
-        if opdef.variadic and len(node.inputs) < len(opdef.inputs) - 1:
-            msg = f"{node.op} takes at least {len(opdef.inputs) - 1} input(s), got {len(node.inputs)}"
-            raise _Fault(msg, node, node.loc)
+        if not opdef.accepts(len(node.inputs)):
+            raise _Fault(f"{opdef.arity_text()}, got {len(node.inputs)}", node, node.loc)
         try:
             want = opdef.infer([v.type for v in node.inputs], node.attrs)
         except DlirError as e:

@@ -59,7 +59,7 @@ class OpDef:
     """One op: signature, shape rule, numpy reference, flags (and later its VJP)."""
 
     name: str
-    inputs: tuple[str, ...]  # a name ending in "*" takes a list of tensors
+    inputs: tuple[str, ...]  # a name ending in "*" takes a list of tensors; "?" marks a trailing optional one
     attrs: tuple[Attr, ...]
     infer: InferRule
     ref: RefRule
@@ -79,6 +79,24 @@ class OpDef:
     @property
     def variadic(self) -> bool:
         return bool(self.inputs) and self.inputs[-1].endswith("*")
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(n.rstrip("*?") for n in self.inputs)
+
+    def accepts(self, n: int) -> bool:
+        """Whether a node of this op may have ``n`` inputs."""
+        required = sum(1 for i in self.inputs if not i.endswith(("?", "*")))
+        return n >= required if self.variadic else required <= n <= len(self.inputs)
+
+    def arity_text(self) -> str:
+        names = ", ".join(self.inputs)
+        required = sum(1 for i in self.inputs if not i.endswith(("?", "*")))
+        if self.variadic:
+            return f"{self.name} takes at least {required} input(s) ({names})"
+        if required == len(self.inputs):
+            return f"{self.name} takes {required} input(s) ({names})"
+        return f"{self.name} takes {required} to {len(self.inputs)} inputs ({names})"
 
     def attr(self, name: str) -> Attr | None:
         for a in self.attrs:

@@ -1,0 +1,17 @@
+"""The standard library of layers, written in the dlir language (`use nn`)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+
+def library_source(name: str) -> tuple[str, str] | None:
+    """(file name, text) of the library ``name``, or None if there is none."""
+    res = resources.files(__name__).joinpath(f"{name}.dlir")
+    if not res.is_file():
+        return None
+    return str(res), res.read_text(encoding="utf-8")
+
+
+def libraries() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(__name__).iterdir() if p.name.endswith(".dlir"))
