@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from dlir.errors import DlirError, ParseError, SourceLoc, TypeError_, UsageError, did_you_mean
 from dlir.frontend.parse import decode_source, parse
@@ -133,21 +133,53 @@ def compile(  # noqa: A001 - the pinned API name
     model: str | None = None,
     opt_level: int = 0,
     seed: int = 0,
-    grad: bool = False,
+    grad: bool | Sequence[str] = False,
     device: str = "auto",
+    passes: str | None = None,
 ) -> Any:
-    """Compile a model of ``prog`` for ``target`` and return its runner."""
+    """Compile a model of ``prog`` for ``target`` and return its runner.
+
+    ``opt_level`` 0..3 picks the optimisation pipeline (``dlir.passes.LEVELS``);
+    ``passes`` (e.g. ``"cse,dce"``) replaces it with a pipeline of your own.
+    """
     if isinstance(prog, str):
         prog = load(prog)
     check_target(target)
-    if grad:
-        raise UsageError("grad=True is not available yet", hint="symbolic autodiff comes with the autodiff release")
     if opt_level not in (0, 1, 2, 3):
         raise UsageError(f"opt_level must be 0..3, got {opt_level}")
     if device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"unknown device '{device}'", hint="auto, cpu or cuda")
     graph = prog.graph(model)
-    return runner_class(target)(graph, seed=seed, device=device)
+    wrt: list[str] = []
+    if grad:
+        graph, wrt = _with_gradients(graph, grad)
+    if opt_level or passes is not None:
+        from dlir.passes import optimize
+
+        # A copy: the program's cached graph stays as the frontend built it.
+        graph = optimize(graph, opt_level, passes)
+    runner = runner_class(target)(graph, seed=seed, device=device)
+    if grad:
+        from dlir.autodiff import GradRunner
+
+        return GradRunner(runner, len(graph.outputs) - len(wrt), wrt)
+    return runner
+
+
+def _with_gradients(graph: Graph, grad: bool | Sequence[str]) -> tuple[Graph, list[str]]:
+    """A copy of ``graph`` that also outputs its gradients (``grad``: True for every param, or names)."""
+    from dlir.autodiff import add_gradients
+    from dlir.ir.clone import clone_graph
+
+    if grad is True:
+        wrt = None
+    elif isinstance(grad, (list, tuple)) and all(isinstance(n, str) for n in grad):
+        wrt = list(grad)
+    else:
+        raise UsageError(f"grad must be True, False or a list of param/input names, got {grad!r}")
+    new = clone_graph(graph)
+    added = add_gradients(new, wrt=wrt)
+    return new, [name.partition(".")[2] for name, _ in added]
 
 
 __all__ = ["Program", "load", "loads", "compile", "ParseError"]

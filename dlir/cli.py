@@ -24,6 +24,36 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="which model of the file (default: its only model)")
 
 
+def _add_pass_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("optimisation passes")
+    g.add_argument("--passes", metavar="PIPELINE", help="run these passes instead of the -O level's, e.g. cse,dce or fold{fold_params=true}")
+    g.add_argument("--print-after-all", action="store_true", help="print the IR after every pass")
+    g.add_argument("--print-after", action="append", default=[], metavar="NAME", help="print the IR after each run of pass NAME (repeatable)")
+    g.add_argument("--print-after-change", action="store_true", help="print the IR after every pass that changed it")
+    g.add_argument("--pass-timing", action="store_true", help="print a table of the time each pass took")
+    g.add_argument("--dump-ir", metavar="DIR", help="write the IR before the passes and after each one to DIR/NN-PASS.ir")
+
+
+def _optimized(args: argparse.Namespace, graph: Any, stream: Any) -> Any:
+    """``graph`` after the pipeline the options ask for (a copy; the program's graph is untouched)."""
+    from dlir.errors import did_you_mean
+    from dlir.passes import DumpIR, PassTiming, PrintIR, all_passes, optimize
+
+    instruments: list[Any] = []
+    only = [n.strip() for spec in args.print_after for n in spec.split(",") if n.strip()]
+    for name in only:
+        if name not in all_passes():
+            raise UsageError(f"--print-after: unknown pass '{name}'", hint=did_you_mean(name, all_passes()) or "passes: " + ", ".join(all_passes()))
+    if args.print_after_all or args.print_after_change or only:
+        every = args.print_after_all or (args.print_after_change and not only)
+        instruments.append(PrintIR(stream, None if every else only, changed_only=args.print_after_change))
+    if args.pass_timing:
+        instruments.append(PassTiming(stream))
+    if args.dump_ir:
+        instruments.append(DumpIR(args.dump_ir))
+    return optimize(graph, args.opt_level, args.passes, instruments=instruments)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dlir import __version__
     from dlir.targets import BACKEND_TARGETS, TARGETS
@@ -40,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, choices=BACKEND_TARGETS)
     p.add_argument("-o", "--output", help="output file (default: next to the input)")
     p.add_argument("-O", dest="opt_level", type=int, default=0, choices=[0, 1, 2, 3], help="optimisation level")
+    _add_pass_args(p)
     p.add_argument("--grad", action="store_true", help="also compute gradients (needs a scalar output)")
     p.add_argument("--seed", type=int, default=0, help="seed of the parameter init (onnx embeds the weights)")
 
@@ -61,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ir", help="print the IR of a model")
     _add_model_args(p)
-    p.add_argument("-O", dest="opt_level", type=int, default=0, choices=[0, 1, 2, 3])
-    p.add_argument("--grad", action="store_true")
+    p.add_argument("-O", dest="opt_level", type=int, default=0, choices=[0, 1, 2, 3], help="optimisation level")
+    _add_pass_args(p)
+    p.add_argument("--grad", action="store_true", help="print the model with its gradient (needs a scalar output)")
 
     sub.add_parser("ops", help="print the op x target coverage table")
     return ap
@@ -108,17 +140,20 @@ def cmd_check(args: argparse.Namespace, sources: dict[str, str]) -> int:
     return 0
 
 
-def _no_grad(args: argparse.Namespace) -> None:
-    if getattr(args, "grad", False):
-        raise UsageError("--grad is not available yet", hint="symbolic autodiff comes with the autodiff release")
+def _with_grad(args: argparse.Namespace, graph: Any) -> Any:
+    """With --grad, a copy of ``graph`` that also outputs grad.<param> for every param."""
+    if not getattr(args, "grad", False):
+        return graph
+    from dlir.autodiff import autodiff
+
+    return autodiff(graph)
 
 
 def cmd_compile(args: argparse.Namespace, sources: dict[str, str]) -> int:
     from dlir.targets import backend
 
-    _no_grad(args)
     prog = _load(args, sources)
-    graph = prog.graph(args.model)
+    graph = _optimized(args, _with_grad(args, prog.graph(args.model)), sys.stderr)
     be = backend(args.target)
     # The onnx file embeds the weights; torch/tensorflow modules take `seed` in their constructor.
     data = be.generate(graph, seed=args.seed) if args.target == "onnx" else be.generate(graph)
@@ -203,9 +238,9 @@ def cmd_compare(args: argparse.Namespace, sources: dict[str, str]) -> int:
 def cmd_ir(args: argparse.Namespace, sources: dict[str, str]) -> int:
     from dlir.ir.printer import print_graph
 
-    _no_grad(args)
     prog = _load(args, sources)
-    print(print_graph(prog.graph(args.model)), end="")
+    graph = _optimized(args, _with_grad(args, prog.graph(args.model)), sys.stdout)
+    print(print_graph(graph), end="")
     return 0
 
 

@@ -16,7 +16,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dlir.ir.builder import emit
+from dlir.ir.builder import emit, emit1
+from dlir.ir.scan import emit_scan, scan_body, step_type
 from dlir.ir.graph import Graph, Value
 from dlir.ir.types import Dim, DimLike, DType, TensorType
 from dlir.ops.registry import get_op
@@ -101,6 +102,8 @@ class Case:
     inputs: tuple[Input, ...]
     attrs: dict[str, Any] = field(default_factory=dict)
     bindings: tuple[dict[str, int], ...] = DEFAULT_BINDINGS
+    # Builds the op itself from the graph inputs, for ops the plain builder cannot make (scan).
+    build: Callable[[Graph, list[Value]], list[Value]] | None = None
 
     @property
     def id(self) -> str:
@@ -135,7 +138,7 @@ def build_case(case_: Case) -> tuple[Graph, dict[str, np.ndarray]]:
     """A one-node graph (inputs as graph inputs) and feeds for the first binding."""
     g = Graph("OpCase")
     args: list[Value] = [g.add_input(n, i.type) for n, i in zip(input_names(case_), case_.inputs)]
-    outs = emit(g, case_.op, args, dict(case_.attrs))
+    outs = case_.build(g, args) if case_.build is not None else emit(g, case_.op, args, dict(case_.attrs))
     for k, v in enumerate(outs):
         g.outputs.append(("out" if len(outs) == 1 else f"out{k}", v))
     return g, make_feeds(case_, case_.bindings[0], 0)
@@ -389,6 +392,128 @@ case("mse", "f64", inp("f64", ["B", 3, 2]), inp("f64", ["B", 3, 2]))
 case("bce_with_logits", "f32", inp("f32", ["B", 3], floats(-5, 5)), inp("f32", ["B", 3], floats(0, 1)))
 case("bce_with_logits", "large_logits", inp("f32", ["B", 3], floats(-200, 200)), inp("f32", ["B", 3], choice(0.0, 1.0)))
 case("bce_with_logits", "f64_broadcast", inp("f64", ["B", 3], floats(-5, 5)), inp("f64", [3], floats(0, 1)))
+
+
+# -- convolution, pooling, batch norm (NCHW) ----------------------------------------------------
+
+case("conv2d", "bias", inp("f32", ["B", 3, 8, 8]), inp("f32", [4, 3, 3, 3]), inp("f32", [4]))
+case("conv2d", "stride2_no_bias", inp("f32", ["B", 3, 9, 8]), inp("f32", [4, 3, 3, 3]), stride=2)
+case("conv2d", "dilation2_pad_pair", inp("f32", ["B", 2, 9, 9]), inp("f32", [3, 2, 3, 3]), dilation=2, padding=[2, 1])
+case("conv2d", "groups2", inp("f32", ["B", 4, 7, 7]), inp("f32", [6, 2, 3, 3]), inp("f32", [6]), groups=2, padding=1)
+case("conv2d", "depthwise", inp("f32", ["B", 3, 8, 8]), inp("f32", [3, 1, 3, 3]), inp("f32", [3]), groups=3, padding=1)
+case("conv2d", "depthwise_multiplier2", inp("f32", ["B", 3, 7, 6]), inp("f32", [6, 1, 3, 3]), groups=3, stride=2)
+case("conv2d", "pads4_stride_pair", inp("f32", ["B", 2, 8, 7]), inp("f32", [3, 2, 2, 3]), padding=[1, 0, 2, 1],
+     stride=[2, 1])
+# H=9, W=8, k=4, s=2: SAME pads H by 3 (1 top, 2 bottom) and W by 2; the extra cell goes bottom/right.
+case("conv2d", "same_even_kernel_stride2", inp("f32", ["B", 2, 9, 8]), inp("f32", [4, 2, 4, 4]), inp("f32", [4]),
+     stride=2, padding="same")
+case("conv2d", "same_even_kernel_stride1", inp("f32", ["B", 2, 6, 6]), inp("f32", [3, 2, 2, 4]), padding="same")
+case("conv2d", "valid_f64", inp("f64", ["B", 2, 6, 5]), inp("f64", [3, 2, 3, 2]), inp("f64", [3]), padding="valid")
+case("conv2d", "symbolic_hw_same_stride1", inp("f32", ["B", 2, "T", "T"]), inp("f32", [3, 2, 3, 3]), padding="same")
+
+case("max_pool2d", "k2", inp("f32", ["B", 3, 8, 8]), kernel=2)
+case("max_pool2d", "k3_s2_pad1", inp("f32", ["B", 2, 7, 7], TIES), kernel=3, stride=2, padding=1)
+# H=8: floor gives 4 windows, ceil_mode 5 (the last one hangs past the bottom padding).
+case("max_pool2d", "ceil_mode", inp("f32", ["B", 2, 8, 6]), kernel=3, stride=2, padding=1, ceil_mode=True)
+# ceil would give 3 windows, but the last would start in the bottom padding: PyTorch drops it.
+case("max_pool2d", "ceil_mode_drops_last", inp("f32", ["B", 2, 4, 5]), kernel=2, stride=3, padding=1, ceil_mode=True)
+case("max_pool2d", "dilation2_pad1", inp("f32", ["B", 2, 9, 9]), kernel=2, stride=1, dilation=2, padding=1)
+case("max_pool2d", "same_even_stride2", inp("f32", ["B", 2, 7, 8], floats(-5, -1)), kernel=2, stride=2, padding="same")
+case("max_pool2d", "rect_f64", inp("f64", ["B", 3, 6, 7]), kernel=[2, 3], stride=[1, 2])
+case("max_pool2d", "pads4_ceil_f64", inp("f64", ["B", 2, 7, 8]), kernel=3, stride=2, padding=[1, 0, 0, 1],
+     ceil_mode=True)
+
+case("avg_pool2d", "k2", inp("f32", ["B", 3, 8, 8]), kernel=2)
+case("avg_pool2d", "pad1_include_pad", inp("f32", ["B", 2, 7, 7]), kernel=3, stride=2, padding=1)
+case("avg_pool2d", "pad1_exclude_pad", inp("f32", ["B", 2, 7, 7]), kernel=3, stride=2, padding=1,
+     count_include_pad=False)
+case("avg_pool2d", "ceil_include_pad", inp("f32", ["B", 2, 8, 6]), kernel=3, stride=2, padding=1, ceil_mode=True)
+case("avg_pool2d", "ceil_exclude_pad", inp("f32", ["B", 2, 8, 6]), kernel=3, stride=2, padding=1, ceil_mode=True,
+     count_include_pad=False)
+case("avg_pool2d", "ceil_no_pad", inp("f32", ["B", 2, 7, 7]), kernel=2, ceil_mode=True)
+case("avg_pool2d", "ceil_drops_last", inp("f32", ["B", 2, 4, 5]), kernel=2, stride=3, padding=1, ceil_mode=True)
+case("avg_pool2d", "same_even_stride2", inp("f32", ["B", 2, 7, 8]), kernel=2, stride=2, padding="same",
+     count_include_pad=False)
+case("avg_pool2d", "pads4_f64", inp("f64", ["B", 2, 6, 7]), kernel=[3, 2], stride=[2, 1], padding=[1, 0, 0, 1])
+
+_VAR = floats(0.1, 2.0)
+case("batch_norm", "f32_nchw", inp("f32", ["B", 3, 5, 4]), inp("f32", [3]), inp("f32", [3]), inp("f32", [3]),
+     inp("f32", [3], _VAR))
+case("batch_norm", "f64_eps", inp("f64", ["B", 4, 3, 3]), inp("f64", [4]), inp("f64", [4]), inp("f64", [4]),
+     inp("f64", [4], _VAR), eps=1e-3)
+case("batch_norm", "rank2", inp("f32", ["B", 5]), inp("f32", [5]), inp("f32", [5]), inp("f32", [5]),
+     inp("f32", [5], _VAR))
+case("batch_norm", "rank3_symbolic", inp("f32", ["B", 3, "T"]), inp("f32", [3]), inp("f32", [3]), inp("f32", [3]),
+     inp("f32", [3], _VAR))
+
+# -- indexing ----------------------------------------------------------------------------------------
+
+case("pad", "two_axes", inp("f32", ["B", 3, 4]), pads=[0, 0, 1, 2, 3, 0])
+case("pad", "value_i64", inp("i64", ["B", 4]), pads=[1, 0, 2, 2], value=-1.0)
+case("pad", "nchw_f64", inp("f64", ["B", 2, 3, 3]), pads=[0, 0, 0, 0, 1, 2, 2, 1], value=0.5)
+case("pad", "symbolic_axes", inp("f32", ["B", "T"]), pads=[1, 2, 0, 1])
+case("gather", "axis0_negative", inp("f32", [5, 3]), inp("i64", ["B"], ints(-5, 4)))
+case("gather", "axis1_2d_idx", inp("f32", ["B", 6, 2]), inp("i64", [2, 3], ints(-6, 5)), axis=1)
+case("gather", "neg_axis_i32_idx", inp("f64", ["B", 4, 5]), inp("i32", [3], ints(-5, 4)), axis=-1)
+case("gather", "embedding", inp("f32", [10, 4]), inp("i64", ["B", "T"], ints(0, 9)))
+case("gather", "i64_data", inp("i64", ["B", 5]), inp("i32", [2], ints(-5, 4)), axis=1)
+case("one_hot", "out_of_range", inp("i64", ["B", "T"], ints(-2, 6)), n=5)
+case("one_hot", "i32_f64", inp("i32", ["B"], ints(0, 3)), n=4, dtype=DType.f64)
+case("one_hot", "to_i64_out_of_range", inp("i64", ["B"], ints(-1, 3)), n=3, dtype=DType.i64)
+
+
+# -- scan (built with emit_scan; the body reads the inputs after xs and the inits as closure) --------
+
+
+def scan_case(label: str, build: Callable[[Graph, list[Value]], list[Value]], *inputs: Input) -> None:
+    CASES.append(Case("scan", label, tuple(inputs), build=build))
+
+
+def _elman(g: Graph, a: list[Value]) -> list[Value]:
+    xs, h0, w, u = a
+    body = scan_body(g, step_type(xs.type, 1), [h0.type], ["x_t", "h"])
+    x_t, h = body.inputs
+    z = emit1(body, "add", [emit1(body, "matmul", [x_t, w]), emit1(body, "matmul", [h, u])])
+    hn = emit1(body, "tanh", [z])
+    body.outputs = [("h", hn), ("ys", hn)]
+    return emit_scan(g, xs, [h0], body, axis=1)
+
+
+def _two_carries_reverse(g: Graph, a: list[Value]) -> list[Value]:
+    xs, a0, c0 = a
+    body = scan_body(g, step_type(xs.type, 0), [a0.type, c0.type], ["x_t", "a", "c"])
+    x_t, h, c = body.inputs
+    hn = emit1(body, "add", [emit1(body, "mul", [h, emit1(body, "constant", [], {"value": 0.5, "dtype": DType.f32})]), x_t])
+    cn = emit1(body, "add", [c, emit1(body, "sum", [x_t], {"axis": 1})])
+    body.outputs = [("a", hn), ("c", cn), ("ya", emit1(body, "sigmoid", [hn])), ("yc", cn)]
+    return emit_scan(g, xs, [a0, c0], body, axis=0, reverse=True)
+
+
+def _passthrough(g: Graph, a: list[Value]) -> list[Value]:
+    # Body outputs that are a body input (x_t) and one value twice (the new carry is also emitted).
+    xs, s0 = a
+    body = scan_body(g, step_type(xs.type, 2), [s0.type], ["x_t", "s"])
+    x_t, s = body.inputs
+    sn = emit1(body, "add", [s, x_t])
+    body.outputs = [("s", sn), ("ys", sn), ("xs", x_t)]
+    return emit_scan(g, xs, [s0], body, axis=2)
+
+
+def _cumsum_i64(g: Graph, a: list[Value]) -> list[Value]:
+    # An emit that is the unchanged carry (a body input) and a closure value as an emit.
+    xs, acc0, k = a
+    body = scan_body(g, step_type(xs.type, 0), [acc0.type], ["x_t", "acc"])
+    x_t, acc = body.inputs
+    body.outputs = [("acc", emit1(body, "add", [acc, x_t])), ("before", acc), ("k", k)]
+    return emit_scan(g, xs, [acc0], body, axis=0, reverse=True)
+
+
+scan_case("elman_axis1", _elman, inp("f32", ["B", "T", 3]), inp("f32", ["B", 4]), inp("f32", [3, 4], floats(-1, 1)),
+          inp("f32", [4, 4], floats(-0.5, 0.5)))
+scan_case("two_carries_two_emits_reverse_axis0", _two_carries_reverse, inp("f32", ["T", "B", 2]), inp("f32", ["B", 2]),
+          inp("f32", ["B"]))
+scan_case("passthrough_axis2_f64", _passthrough, inp("f64", ["B", 2, "T"]), inp("f64", ["B", 2]))
+scan_case("cumsum_i64_reverse_closure_emit", _cumsum_i64, inp("i64", ["T", 3]), inp("i64", [3]), inp("i64", [2]))
 
 
 def cases_by_op() -> dict[str, list[Case]]:

@@ -16,6 +16,7 @@ import pytest
 
 from dlir.errors import LoweringError, SourceLoc, UsageError
 from dlir.ir.builder import emit, emit1
+from dlir.ir.scan import emit_scan, scan_body, step_type
 from dlir.ir.graph import Graph, Init
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops import lowered_ops
@@ -309,3 +310,214 @@ def test_auto_device_leaves_stderr_clean() -> None:
         assert lines[0] == "UsageError"
     else:
         assert lines[-1] == "CUDAExecutionProvider"
+
+
+# -- scan: one Scan node, symbolic sequence length ---------------------------------------------
+
+def rnn_graph(reverse: bool = False, axis: int = 1) -> Graph:
+    """An Elman RNN as one scan; emits of another rank (a symbolic reshape) and of x_t itself."""
+    g = Graph("Rnn")
+    xs = g.add_input("xs", tt("f32", ["B", "T", 3] if axis == 1 else ["T", "B", 3]))
+    h0 = g.add_input("h0", tt("f32", ["B", 4]))
+    w = g.add_param("w_ih", tt("f32", [3, 4]), Init("glorot_uniform"))
+    u = g.add_param("w_hh", tt("f32", [4, 4]), Init("glorot_uniform"))
+    scale = emit1(g, "exp", [emit1(g, "mean", [h0])], name="scale")  # an outer result read by the body
+    body = scan_body(g, step_type(xs.type, axis), [h0.type], ["x_t", "h"])
+    x_t, h = body.inputs
+    pre = emit1(body, "add", [emit1(body, "matmul", [x_t, w]), emit1(body, "matmul", [h, u])])
+    h2 = emit1(body, "mul", [emit1(body, "tanh", [pre]), scale])
+    grid = emit1(body, "reshape", [h2], {"shape": [Dim.of("B"), 2, 2]})
+    body.outputs = [("h", h2), ("ys", h2), ("grid", grid), ("seen", x_t)]
+    ys, grid_s, seen, last = emit_scan(g, xs, [h0], body, axis=axis, reverse=reverse, loc=LOC)
+    g.outputs += [("ys", ys), ("grid", grid_s), ("seen", seen), ("last", last)]
+    return g
+
+
+def _rnn_feeds(t: int, axis: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed + t)
+    shape = (2, t, 3) if axis == 1 else (t, 2, 3)
+    return {"xs": rng.standard_normal(shape).astype(np.float32), "h0": rng.standard_normal((2, 4)).astype(np.float32)}
+
+
+def _all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    out = []
+    for n in graph.node:
+        out.append(n)
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                out += _all_nodes(a.g)
+    return out
+
+
+@pytest.mark.parametrize("reverse, axis", [(False, 1), (True, 1), (True, 0)])
+def test_scan_is_one_scan_node_serving_t3_and_t50(reverse: bool, axis: int) -> None:
+    g = rnn_graph(reverse, axis)
+    model = onnx_backend.to_model(g)
+    onnx.checker.check_model(model, full_check=True)
+    scans = [n for n in model.graph.node if n.op_type == "Scan"]
+    assert len(scans) == 1, [n.op_type for n in model.graph.node]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in scans[0].attribute}
+    assert attrs["scan_input_axes"] == [axis] and attrs["scan_output_axes"] == [axis] * 3
+    assert attrs["scan_input_directions"] == [int(reverse)] == attrs["scan_output_directions"][:1]
+    # Not unrolled: each body op exists once, inside the body.
+    assert [n.op_type for n in model.graph.node].count("MatMul") == 0
+    assert [n.op_type for n in _all_nodes(model.graph)].count("MatMul") == 2
+    assert [i.name for i in attrs["body"].input] == ["h", "x_t"]  # states first, then the scan input
+    assert "models/net.dlir:7:13" in scans[0].name
+    # The sequence length stays symbolic: one model, any T.
+    dims = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
+    assert dims["ys"] == (["B", "T", 4] if axis == 1 else ["T", "B", 4])
+    run = onnx_backend.Runner(g, device="cpu")
+    for t in (3, 50):
+        assert_agrees(g, _rnn_feeds(t, axis), run)
+
+
+def test_scan_reverse_keeps_emits_aligned_with_inputs() -> None:
+    g = rnn_graph(reverse=True)
+    feeds = _rnn_feeds(5, 1)
+    out = dict(zip(g.output_names(), onnx_backend.Runner(g, device="cpu")(**feeds)))
+    np.testing.assert_array_equal(out["seen"], feeds["xs"])  # ys[t] comes from x_t
+    np.testing.assert_allclose(out["ys"][:, 0], out["last"], rtol=1e-6)  # t = 0 is the last step
+
+
+def test_nested_scans_and_pass_through_results() -> None:
+    """A scan in a body; a carry passed through unchanged; a body emitting its incoming carry."""
+    g = Graph("Nested")
+    xs = g.add_input("xs", tt("f32", ["B", "T", 5]))
+    k = g.add_input("k", tt("f32", ["B"]))
+    outer = scan_body(g, step_type(xs.type, 1), [k.type, k.type], ["x_t", "acc", "keep"])
+    x_t, acc, keep = outer.inputs
+    inner = scan_body(g, step_type(x_t.type, 1), [acc.type], ["x_f", "a"])
+    x_f, a = inner.inputs
+    inner.outputs = [("a", emit1(inner, "add", [emit1(inner, "add", [a, x_f]), k]))]
+    (acc2,) = emit_scan(outer, x_t, [acc], inner, axis=1, reverse=True)
+    outer.outputs = [("acc", acc2), ("keep", keep), ("before", acc), ("keep_too", keep)]
+    before, keep_too, acc_last, keep_last = emit_scan(g, xs, [k, k], outer, axis=1)
+    g.outputs += [("before", before), ("keep_too", keep_too), ("acc", acc_last), ("keep", keep_last)]
+    model = onnx_backend.to_model(g)
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in _all_nodes(model.graph)].count("Scan") == 2
+    run = onnx_backend.Runner(g, device="cpu")
+    for t in (3, 50):
+        rng = np.random.default_rng(t)
+        assert_agrees(g, {"xs": rng.standard_normal((2, t, 5)).astype(np.float32), "k": np.ones(2, np.float32)}, run)
+
+
+def test_scan_without_emits_or_without_carries() -> None:
+    g = Graph("Edges")
+    xs = g.add_input("xs", tt("f32", ["T", 3]))
+    c0 = g.add_input("c0", tt("bf16", [3]))
+    n0 = g.add_input("n0", tt("i64", []))  # a rank-0 carry next to a bf16 one
+    counting = scan_body(g, step_type(xs.type, 0), [c0.type, n0.type], ["x_t", "c", "n"])
+    x_t, c, n = counting.inputs
+    one = emit1(counting, "constant", [], {"value": 1, "dtype": DType.i64})
+    summed = emit1(counting, "add", [c, emit1(counting, "cast", [x_t], {"dtype": DType.bf16})])
+    counting.outputs = [("c", summed), ("n", emit1(counting, "add", [n, one]))]
+    c_last, n_last = emit_scan(g, xs, [c0, n0], counting, axis=0)
+    stateless = scan_body(g, step_type(xs.type, 0), [], ["x_u"])
+    stateless.outputs = [("e", emit1(stateless, "exp", [stateless.inputs[0]]))]
+    (ex,) = emit_scan(g, xs, [], stateless, axis=0, reverse=True)
+    g.outputs += [("c", c_last), ("n", n_last), ("ex", ex)]
+    onnx.checker.check_model(onnx_backend.to_model(g), full_check=True)
+    run = onnx_backend.Runner(g, device="cpu")
+    for t in (3, 50):
+        xs_v = np.full((t, 3), 0.5, np.float32)
+        c, n, ex = run(xs=xs_v, c0=np.zeros(3, DType.bf16.numpy), n0=np.array(2, np.int64))
+        assert n.shape == () and int(n) == t + 2
+        np.testing.assert_array_equal(c.astype(np.float32), np.full(3, 0.5 * t, np.float32))
+        np.testing.assert_allclose(ex, np.exp(xs_v), rtol=1e-6)
+
+
+def test_scan_from_the_language() -> None:
+    import dlir
+
+    prog = dlir.loads(
+        """
+        model Gru1(xs: f32[B, T, 2]) -> (ys: f32[B, T, 2], h: f32[B, 2]) {
+            param w: f32[2, 2] = glorot_uniform
+            ys, h = scan reverse x_t in xs along 1 carry h = xs[:, 0] * 0.0 {
+                h = sigmoid(x_t @ w) * h + x_t
+                emit h
+            }
+            return (ys, h)
+        }
+        """,
+        "gru1.dlir",
+    )
+    g = prog.graph("Gru1")
+    run = onnx_backend.Runner(g, device="cpu")
+    assert [n.op_type for n in run.model.graph.node].count("Scan") == 1
+    for t in (3, 50):
+        assert_agrees(g, {"xs": np.random.default_rng(t).standard_normal((4, t, 2)).astype(np.float32)}, run)
+
+
+# -- conv and pooling: where ONNX Runtime's kernels or ONNX's shape rules differ from the spec -------
+
+
+def _pool_graph(op: str, dtype: str, dims: list, **attrs: object) -> Graph:
+    g = Graph("Pool")
+    x = g.add_input("x", tt(dtype, ["B", 2, *dims]))
+    g.outputs.append(("y", emit1(g, op, [x], attrs)))
+    return g
+
+
+POOLS = [
+    # ceil_mode whose last window would start in the padding: ONNX's opset-18 shape inference keeps it.
+    ("max_pool2d", "f32", [4, 5], dict(kernel=2, stride=3, padding=1, ceil_mode=True)),
+    ("avg_pool2d", "f32", [4, 5], dict(kernel=2, stride=3, padding=1, ceil_mode=True)),
+    # Symbolic H, W with stride 2: the window count is only known at run time.
+    ("max_pool2d", "f32", ["H", "W"], dict(kernel=3, stride=2, padding=1, ceil_mode=True)),
+    ("avg_pool2d", "f32", ["H", "W"], dict(kernel=3, stride=2, padding=[1, 0, 1, 1], ceil_mode=True)),
+    ("avg_pool2d", "f32", ["H", "W"], dict(kernel=2, stride=3, padding=1, ceil_mode=True, count_include_pad=False)),
+    ("avg_pool2d", "f64", ["H", "W"], dict(kernel=3, stride=2, padding=1, ceil_mode=True)),
+    ("avg_pool2d", "f64", [8, 6], dict(kernel=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
+    # A dilated window's pad may reach its kernel size (PyTorch allows half the extent; ONNX Runtime refuses).
+    ("max_pool2d", "f32", ["H", 9], dict(kernel=2, stride=2, dilation=3, padding=2, ceil_mode=True)),
+]
+
+
+@pytest.mark.parametrize("op, dtype, dims, attrs", POOLS, ids=lambda p: str(p))
+def test_pools_at_the_edges_agree_and_pass_the_checker(op: str, dtype: str, dims: list, attrs: dict) -> None:
+    g = _pool_graph(op, dtype, dims, **attrs)
+    model = onnx_backend.to_model(g)
+    onnx.checker.check_model(model, full_check=True)
+    for n in model.graph.node:  # windows are made explicit: no node relies on ceil_mode
+        assert all(a.name != "ceil_mode" or a.i == 0 for a in n.attribute)
+    run = onnx_backend.Runner(g, device="cpu")
+    rng = np.random.default_rng(0)
+    for hw in ((8, 9), (7, 9), (5, 9)) if "H" in dims else (tuple(dims),):
+        x = rng.standard_normal((2, 2, *hw)).astype(DType(dtype).numpy)
+        got, want = run(x=x), NumpyRunner(g)(x=x)
+        assert got.shape == want.shape
+        tol = 1e-5 if dtype == "f32" else 1e-10
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("groups, dims", [(1, [7, 6]), (2, ["H", "W"])])
+def test_conv2d_f64_is_built_from_window_slices(groups: int, dims: list) -> None:
+    # ONNX Runtime has no double Conv: the f64 lowering contracts window slices in f64.
+    g = Graph("ConvF64")
+    x = g.add_input("x", tt("f64", ["B", 4, *dims]))
+    w = g.add_input("w", tt("f64", [6, 4 // groups, 3, 2]))
+    bias = g.add_input("b", tt("f64", [6]))
+    attrs = dict(stride=[2, 1], dilation=[1, 2], padding=[1, 0, 2, 1], groups=groups)
+    g.outputs.append(("y", emit1(g, "conv2d", [x, w, bias], attrs)))
+    model = onnx_backend.to_model(g)
+    onnx.checker.check_model(model, full_check=True)
+    assert "Conv" not in {n.op_type for n in model.graph.node}
+    run = onnx_backend.Runner(g, device="cpu")
+    rng = np.random.default_rng(1)
+    for hw in ((7, 6), (9, 8)) if "H" in dims else ((7, 6),):
+        feeds = {"x": rng.standard_normal((2, 4, *hw)), "w": rng.standard_normal((6, 4 // groups, 3, 2))}
+        feeds["b"] = rng.standard_normal(6)
+        np.testing.assert_allclose(run(**feeds), NumpyRunner(g)(**feeds), rtol=1e-10, atol=1e-10)
+
+
+def test_one_hot_gives_zero_rows_out_of_range() -> None:
+    g = Graph("Hot")
+    i = g.add_input("i", tt("i64", ["B"]))
+    g.outputs.append(("y", emit1(g, "one_hot", [i], {"n": 3})))
+    model = onnx_backend.to_model(g)
+    assert "OneHot" not in {n.op_type for n in model.graph.node}  # OneHot wraps negative indices
+    y = onnx_backend.Runner(g, device="cpu")(i=np.array([-1, 0, 2, 3, -3], np.int64))
+    np.testing.assert_array_equal(y, [[0, 0, 0], [1, 0, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]])

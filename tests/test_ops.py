@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from dlir.ir.graph import Graph
-from dlir.ir.types import DType
-from dlir.ops import check_attrs, get_op, lowered_ops
+from dlir.ir.types import DType, TensorType
+from dlir.ops import OpDef, check_attrs, get_op, lowered_ops
 from dlir.runtime.runner import NumpyRunner, Runner
 from dlir.targets import BACKEND_TARGETS, runner_class
 from op_cases import CASES, Case, build_case, concrete_shape, make_feeds
@@ -130,6 +130,16 @@ _LABELS = np.array([0, 4, 2, 4, 1])
 _IA = np.array([-7, -7, 7, 7, -1, 0, 5, -9, 9, -20])
 _IB = np.array([2, -2, 2, -2, 3, -3, -5, 4, -4, 6])
 _GAMMA, _BETA = _RNG.normal(size=(3, 4)), _RNG.normal(size=(3, 4))
+_IMG = _RNG.normal(size=(2, 4, 9, 8))
+_IMG_NEG = _RNG.uniform(-5.0, -1.0, (2, 3, 7, 8))  # all negative: a zero in the padding would win a max
+_W = _RNG.normal(size=(6, 4, 3, 3))
+_W_G2 = _RNG.normal(size=(6, 2, 3, 2))
+_W_DW = _RNG.normal(size=(8, 1, 3, 3))
+_W_EVEN = _RNG.normal(size=(5, 4, 2, 4))
+_BIAS = _RNG.normal(size=6)
+_BN = [_RNG.normal(size=4), _RNG.normal(size=4), _RNG.normal(size=4), _RNG.uniform(0.1, 2.0, 4)]
+_IDX = np.array([[0, -1, 3], [-7, 6, 2]])  # in range for axes of 7 or more
+_CLASSES = np.array([[0, 4, -1], [5, 2, 3]])  # -1 and 5 are outside [0, 5)
 
 # (label, op, attrs, numpy inputs, torch function of torch tensors, rtol)
 Oracle = tuple[str, str, dict[str, Any], list[np.ndarray], Callable[..., Any], float]
@@ -177,15 +187,90 @@ def _oracles() -> list[Oracle]:
         ("argmax_ties", "argmax", {"axis": 1}, [_TIES], lambda x: T().argmax(x, 1), 0.0),
         ("argmin_ties", "argmin", {"axis": 0}, [_TIES], lambda x: T().argmin(x, 0), 0.0),
         ("cast_trunc", "cast", {"dtype": DType.i32}, [_X * 1.7], lambda x: x.to(T().int32), 0.0),
+        *_nn_oracles(F, T),
     ]
 
 
+def _tpad(x: Any, pads: list[int], value: float = 0.0) -> Any:
+    """torch's F.pad of NCHW spatial axes from dlir's [top, left, bottom, right]."""
+    import torch.nn.functional as fn
+
+    return fn.pad(x, (pads[1], pads[3], pads[0], pads[2]), value=value)
+
+
+def _nn_oracles(F: Callable[[], Any], T: Callable[[], Any]) -> list[Oracle]:
+    """conv2d, pools, batch_norm, pad, gather and one_hot against torch.nn.functional."""
+    conv = [
+        ("conv_stride2_pad1", {"stride": 2, "padding": 1}, [_IMG, _W, _BIAS],
+         lambda x, w, b: F().conv2d(x, w, b, stride=2, padding=1)),
+        ("conv_dilation2_groups2_pair", {"dilation": 2, "groups": 2, "padding": [2, 1]}, [_IMG, _W_G2],
+         lambda x, w: F().conv2d(x, w, dilation=2, groups=2, padding=(2, 1))),
+        ("conv_depthwise_stride_pair", {"groups": 4, "stride": [2, 1], "padding": 1}, [_IMG, _W_DW],
+         lambda x, w: F().conv2d(x, w, groups=4, stride=(2, 1), padding=1)),
+        ("conv_pads4", {"padding": [1, 0, 2, 1], "stride": 2}, [_IMG, _W],
+         lambda x, w: F().conv2d(_tpad(x, [1, 0, 2, 1]), w, stride=2)),
+        # torch's padding="same" (stride 1 only) also puts the odd cell at the bottom/right.
+        ("conv_same_even_kernel", {"padding": "same"}, [_IMG, _W_EVEN],
+         lambda x, w: F().conv2d(x, w, padding="same")),
+    ]
+    pools: list[tuple[str, str, dict[str, Any], list[np.ndarray], Callable[..., Any]]] = []
+    for cm in (False, True):  # ceil_mode
+        tag = "ceil" if cm else "floor"
+        for cip in (True, False):  # count_include_pad
+            pools.append((f"avg_pool_{tag}_{'include' if cip else 'exclude'}_pad", "avg_pool2d",
+                          {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": cm, "count_include_pad": cip},
+                          [_IMG], lambda x, cm=cm, cip=cip: F().avg_pool2d(x, 3, 2, 1, cm, cip)))
+        # 9x8 with kernel 2, stride 3, padding 1: ceil_mode's last window would start in the padding (dropped).
+        pools += [
+            (f"avg_pool_{tag}_k2_s3", "avg_pool2d", {"kernel": 2, "stride": 3, "padding": 1, "ceil_mode": cm},
+             [_IMG], lambda x, cm=cm: F().avg_pool2d(x, 2, 3, 1, cm)),
+            (f"max_pool_{tag}_pad1", "max_pool2d", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": cm},
+             [_IMG_NEG], lambda x, cm=cm: F().max_pool2d(x, 3, 2, 1, ceil_mode=cm)),
+            (f"max_pool_{tag}_dilation2", "max_pool2d",
+             {"kernel": [2, 3], "stride": [1, 2], "padding": 1, "dilation": 2, "ceil_mode": cm},
+             [_IMG_NEG], lambda x, cm=cm: F().max_pool2d(x, (2, 3), (1, 2), 1, 2, ceil_mode=cm)),
+            (f"max_pool_{tag}_k2_s3", "max_pool2d", {"kernel": 2, "stride": 3, "padding": 1, "ceil_mode": cm},
+             [_IMG_NEG], lambda x, cm=cm: F().max_pool2d(x, 2, 3, 1, ceil_mode=cm)),
+        ]
+
+    def one_hot(i: Any) -> Any:
+        inside = (i >= 0) & (i < 5)
+        return F().one_hot(T().where(inside, i, 0), 5) * inside[..., None]
+
+    return [
+        *((label, "conv2d", attrs, arrays, fn, 1e-12) for label, attrs, arrays, fn in conv),
+        *((label, op, attrs, arrays, fn, 1e-12) for label, op, attrs, arrays, fn in pools),
+        ("batch_norm", "batch_norm", {"eps": 1e-3}, [_IMG, *_BN],
+         lambda x, g, b, m, v: F().batch_norm(x, m, v, g, b, training=False, eps=1e-3), 1e-12),
+        ("batch_norm_rank2", "batch_norm", {}, [_IMG[:, :, 0, 0].copy(), *_BN],
+         lambda x, g, b, m, v: F().batch_norm(x, m, v, g, b, training=False), 1e-12),
+        ("pad_two_axes", "pad", {"pads": [0, 0, 1, 2, 0, 0, 3, 1], "value": -2.5}, [_IMG],
+         lambda x: F().pad(x, (3, 1, 0, 0, 1, 2), value=-2.5), 0.0),
+        ("gather_index_select", "gather", {"axis": 2}, [_IMG, np.array([8, 0, 3, 3])],
+         lambda x, i: T().index_select(x, 2, i), 0.0),
+        ("gather_negative_2d_axis1", "gather", {"axis": 1}, [_IMG[:, 0].copy(), _IDX],
+         lambda x, i: x[:, i], 0.0),
+        ("gather_negative_last_axis", "gather", {"axis": -1}, [_X, _IDX], lambda x, i: x[..., i], 0.0),
+        ("one_hot_out_of_range_zero", "one_hot", {"n": 5}, [_CLASSES], one_hot, 0.0),
+    ]
+
+
+def _node_attrs(opdef: OpDef, attrs: dict[str, Any], arrays: list[np.ndarray]) -> dict[str, Any]:
+    """The attributes as a built node holds them (checked, then made canonical for these inputs)."""
+    full = check_attrs(opdef, attrs)
+    if opdef.canonical is None:
+        return full
+    types = [TensorType.make(DType.from_numpy(a.dtype) or DType.f64, a.shape) for a in arrays]
+    return opdef.canonical(types, full)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("oracle", _oracles(), ids=lambda o: o[0])
 def test_reference_matches_torch_float64(oracle: Oracle) -> None:
     torch = pytest.importorskip("torch")
     label, op, attrs, arrays, torch_fn, rtol = oracle
     opdef = get_op(op)
-    (ref,) = opdef.ref([a.copy() for a in arrays], check_attrs(opdef, attrs))
+    (ref,) = opdef.ref([a.copy() for a in arrays], _node_attrs(opdef, attrs, arrays))
     want = torch_fn(*(torch.from_numpy(a.copy()) for a in arrays)).numpy()
     ref = np.asarray(ref)
     assert ref.shape == want.shape, f"{label}: reference shape {ref.shape}, torch {want.shape}"
@@ -193,3 +278,34 @@ def test_reference_matches_torch_float64(oracle: Oracle) -> None:
         np.testing.assert_array_equal(ref.astype(want.dtype), want, err_msg=label)
     else:
         np.testing.assert_allclose(ref, want, rtol=rtol, atol=rtol, err_msg=label)
+
+
+@pytest.mark.parametrize("hw", [(9, 8), (7, 7)])
+@pytest.mark.parametrize("op", ["conv2d", "max_pool2d", "avg_pool2d"])
+def test_same_padding_matches_tensorflow(op: str, hw: tuple[int, int]) -> None:
+    """padding="same" is TF's SAME (extra cell at the bottom/right), here with even kernels and stride 2.
+
+    TF's pools never count padding: max ignores it, avg divides by the real cells
+    (dlir's count_include_pad=false).
+    """
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 3, *hw))
+    x_nhwc = tf.constant(x.transpose(0, 2, 3, 1))
+    if op == "conv2d":
+        w = rng.normal(size=(4, 3, 4, 2))  # [O, C, kh, kw]
+        arrays, attrs = [x, w], {"stride": 2, "padding": "same"}
+        want = tf.nn.conv2d(x_nhwc, tf.constant(w.transpose(2, 3, 1, 0)), strides=2, padding="SAME")
+    elif op == "max_pool2d":
+        x = x - 10.0  # all negative, so a zero in the padding would show
+        x_nhwc = tf.constant(x.transpose(0, 2, 3, 1))
+        arrays, attrs = [x], {"kernel": [4, 2], "stride": 2, "padding": "same"}
+        want = tf.nn.max_pool2d(x_nhwc, ksize=[4, 2], strides=2, padding="SAME")
+    else:
+        arrays, attrs = [x], {"kernel": [2, 4], "stride": 2, "padding": "same", "count_include_pad": False}
+        want = tf.nn.avg_pool2d(x_nhwc, ksize=[2, 4], strides=2, padding="SAME")
+    opdef = get_op(op)
+    node_attrs = _node_attrs(opdef, attrs, arrays)
+    assert node_attrs["padding"][2] >= node_attrs["padding"][0], node_attrs["padding"]  # the extra cell at the bottom
+    (ref,) = opdef.ref(arrays, node_attrs)
+    np.testing.assert_allclose(ref, want.numpy().transpose(0, 3, 1, 2), rtol=1e-12, atol=1e-12)

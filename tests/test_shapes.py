@@ -382,3 +382,157 @@ def test_bad_application_is_a_type_error(
 ) -> None:
     err = type_error(*types, op=op, attrs=attrs)
     assert needle in err.message, f"{needle!r} not in {err.message!r}"
+
+
+# -- convolution and pooling ------------------------------------------------------------------------
+
+
+@st.composite
+def conv_config(draw: st.DrawFn) -> tuple[list[Shape], dict[str, Any]]:
+    """A well-typed conv2d: x [N, C, H, W], w [O, C/groups, kh, kw], random stride/dilation/padding."""
+    g = draw(st.integers(1, 2))
+    cg, og = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    k = draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    dil = draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
+    padding = draw(st.sampled_from([[1, 0, 2, 1], [2, 1], [1], [0], "valid", "same"]))
+    pads = [0] * 4 if isinstance(padding, str) else (padding * 4)[:4]  # "same" always fits; "valid" pads nothing
+    hw = [draw(st.integers(max(1, (k[i] - 1) * dil[i] + 1 - pads[i] - pads[i + 2]), 9)) for i in range(2)]
+    attrs = {"stride": draw(st.tuples(st.integers(1, 3), st.integers(1, 3))), "dilation": list(dil), "groups": g,
+             "padding": padding}
+    return [(2, cg * g, *hw), (og * g, cg, *k)], attrs
+
+
+@SETTINGS
+@given(config=conv_config())
+def test_conv2d_shape_matches_numpy(config: tuple[list[Shape], dict[str, Any]]) -> None:
+    shapes_, attrs = config
+    inferred, actual = infer_and_run("conv2d", shapes_, attrs)
+    assert inferred == actual
+
+
+@SETTINGS
+@given(data=st.data(), op=st.sampled_from(["max_pool2d", "avg_pool2d"]), ceil_mode=st.booleans())
+def test_pool_shape_matches_numpy(data: st.DataObject, op: str, ceil_mode: bool) -> None:
+    k = data.draw(st.tuples(st.integers(1, 4), st.integers(1, 4)))
+    dil = data.draw(st.tuples(st.integers(1, 2), st.integers(1, 2))) if op == "max_pool2d" else (1, 1)
+    ext = [(k[i] - 1) * dil[i] + 1 for i in range(2)]
+    pads = [data.draw(st.integers(0, ext[i % 2] // 2)) for i in range(4)]
+    hw = [data.draw(st.integers(max(1, ext[i] - pads[i] - pads[i + 2]), 9)) for i in range(2)]
+    attrs: dict[str, Any] = {"kernel": list(k), "stride": data.draw(st.sampled_from([None, 1, 2, [3, 2]])),
+                             "padding": pads, "ceil_mode": ceil_mode}
+    if op == "max_pool2d":
+        attrs["dilation"] = list(dil)
+    inferred, actual = infer_and_run(op, [(2, 3, *hw)], attrs)
+    assert inferred == actual
+
+
+def test_symbolic_conv_and_pool_shapes() -> None:
+    g, (x, w, i) = sym_graph(("f32", ["B", 2, "T", "T"]), ("f32", [4, 2, 3, 3]), ("i64", ["B", "T"]))
+    assert str(emit1(g, "conv2d", [x, w]).type) == "f32[B, 4, T - 2, T - 2]"
+    assert str(emit1(g, "conv2d", [x, w], {"padding": "same"}).type) == "f32[B, 4, T, T]"
+    same = g.nodes[-1].attrs["padding"]
+    assert same == [1, 1, 1, 1]
+    assert str(emit1(g, "max_pool2d", [x], {"kernel": 3, "stride": 1, "padding": 1}).type) == "f32[B, 2, T, T]"
+    assert str(emit1(g, "gather", [w, i], {"axis": 1}).type) == "f32[4, B, T, 3, 3]"
+    assert str(emit1(g, "one_hot", [i], {"n": 7}).type) == "f32[B, T, 7]"
+    assert str(emit1(g, "pad", [x], {"pads": [0, 0, 0, 0, 1, 2, 0, 0]}).type) == "f32[B, 2, T + 3, T]"
+
+
+def test_padding_is_canonical_four_ints() -> None:
+    """int, pair, four ints, "valid" and "same" all become [top, left, bottom, right] in the node."""
+    g, (x, w) = sym_graph(("f32", ["B", 2, 9, 8]), ("f32", [4, 2, 4, 4]))
+    want = {1: [1, 1, 1, 1], (1, 2): [1, 2, 1, 2], (1, 0, 2, 1): [1, 0, 2, 1], "valid": [0, 0, 0, 0]}
+    for given_, pads in want.items():
+        emit1(g, "conv2d", [x, w], {"padding": list(given_) if isinstance(given_, tuple) else given_})
+        assert g.nodes[-1].attrs["padding"] == pads
+    # SAME_UPPER, stride 2: H=9 needs 3 cells (1 top, 2 bottom), W=8 needs 2 (1 left, 1 right).
+    emit1(g, "conv2d", [x, w], {"padding": "same", "stride": 2})
+    assert g.nodes[-1].attrs["padding"] == [1, 1, 2, 1] and g.nodes[-1].attrs["stride"] == [2, 2]
+    emit1(g, "avg_pool2d", [x], {"kernel": 2})
+    assert g.nodes[-1].attrs["stride"] == [2, 2], "a pool's stride defaults to its kernel"
+
+
+def conv_error(x: list[Any], w: list[Any], **attrs: Any) -> TypeError_:
+    return type_error(("f32", x), ("f32", w), op="conv2d", attrs=attrs)
+
+
+def test_conv_channel_mismatch_names_both_types() -> None:
+    err = conv_error(["B", 3, 8, 8], [8, 4, 3, 3])
+    assert "x: f32[B, 3, 8, 8] has C=3 channels but w: f32[8, 4, 3, 3] expects 4 (groups=1)" in err.message
+    assert err.hint is not None and "groups" in err.hint and "NCHW" in err.hint
+    err = conv_error(["B", 4, 8, 8], [6, 4, 3, 3], groups=2)
+    assert "C=4 channels" in err.message and "expects 8 (groups=2)" in err.message
+    err = conv_error(["B", 4, 8, 8], [5, 2, 3, 3], groups=2)
+    assert "not a multiple of groups=2" in err.message
+
+
+@pytest.mark.parametrize(
+    ("op", "types", "attrs"),
+    [
+        ("conv2d", [("f32", ["B", 1, 4, 4]), ("f32", [2, 1, 5, 5])], {}),
+        ("conv2d", [("f32", ["B", 1, 4, 9]), ("f32", [2, 1, 3, 3])], {"dilation": 2}),
+        ("conv2d", [("f32", ["B", 1, 3, 3]), ("f32", [2, 1, 6, 2])], {"padding": [1, 0]}),
+        ("max_pool2d", [("f32", ["B", 1, 2, 8])], {"kernel": 3}),
+        ("avg_pool2d", [("f32", ["B", 1, 8, 1])], {"kernel": [1, 2]}),
+    ],
+)
+def test_kernel_larger_than_padded_input(op: str, types: list[tuple[str, list[Any]]], attrs: dict[str, Any]) -> None:
+    err = type_error(*types, op=op, attrs=attrs)
+    assert "is larger than the input x: " + str(TensorType.make(*types[0])) in err.message, err.message
+    assert err.hint is not None and "pad" in err.hint
+
+
+def test_conv_errors_are_located_with_hints() -> None:
+    import dlir
+
+    src = (
+        "model M(x: f32[B, 3, 4, 4]) -> f32[B, 8, 1, 1] {{\n"
+        "    param w: f32[8, {c}, {k}, {k}] = glorot_uniform\n"
+        "    return conv2d(x, w{extra})\n"
+        "}}\n"
+    )
+    for c, k, extra, fragment in [
+        (4, 3, "", "has C=3 channels but w: f32[8, 4, 3, 3] expects 4 (groups=1)"),
+        (3, 5, "", "the 5x5 kernel is larger than the input x: f32[B, 3, 4, 4] padded by [0, 0, 0, 0] (4x4)"),
+        (3, 4, ", stride=2, padding=\"same\"", None),
+    ]:
+        text = src.format(c=c, k=k, extra=extra)
+        if fragment is None:  # a well-typed control: SAME with stride 2 on 4x4 gives 2x2
+            text = text.replace("f32[B, 8, 1, 1]", "f32[B, 8, 2, 2]")
+            dlir.loads(text, "m.dlir").graph(None)
+            continue
+        with pytest.raises(TypeError_) as info:
+            dlir.loads(text, "m.dlir").graph(None)
+        e = info.value
+        assert e.loc is not None and (e.loc.file, e.loc.line, e.loc.col) == ("m.dlir", 3, 12), e.render()
+        assert fragment in e.message and e.hint, e.render()
+
+
+@pytest.mark.parametrize(
+    ("op", "types", "attrs", "needle"),
+    [
+        ("conv2d", [("f32", ["B", 3, 8, 8]), ("f32", [4, 3, 3, 3]), ("f32", [5])], {}, "b: f32[5] must be [O] = [4]"),
+        ("conv2d", [("f32", ["B", 3, 8]), ("f32", [4, 3, 3, 3])], {}, "NCHW"),
+        ("conv2d", [("f32", ["B", 3, 8, 8]), ("f32", [4, 3, 3, 3])], {"padding": "sam"}, "sam"),
+        ("conv2d", [("f32", ["B", 3, 8, 8]), ("f32", [4, 3, 3, 3])], {"padding": [1, 2, 3]}, "four ints"),
+        ("conv2d", [("f32", ["B", 3, 8, 8]), ("f32", [4, 3, 3, 3])], {"stride": [1, 2, 3]}, "pair"),
+        ("conv2d", [("f32", ["B", 3, 8, 8]), ("f32", [4, 3, 3, 3])], {"stride": 0}, "stride"),
+        ("conv2d", [("f32", ["B", 3, "T", 8]), ("f32", [4, 3, 3, 3])], {"padding": "same", "stride": 2}, "symbol T"),
+        ("conv2d", [("f32", ["B", 3, 8, 8]), ("f64", [4, 3, 3, 3])], {}, "f64[4, 3, 3, 3]"),
+        ("max_pool2d", [("f32", ["B", 3, 8, 8])], {"kernel": 3, "padding": 2}, "more than half"),
+        ("avg_pool2d", [("i32", ["B", 3, 8, 8])], {"kernel": 2}, "i32[B, 3, 8, 8]"),
+        ("batch_norm", [("f32", ["B", 3, 4, 4]), ("f32", [3]), ("f32", [3]), ("f32", [4]), ("f32", [3])], {},
+         "mean: f32[4] must be [C] = [3]"),
+        ("pad", [("f32", ["B", 3])], {"pads": [1, 1]}, "needs 4"),
+        ("pad", [("f32", ["B", 3])], {"pads": [1, 1, -1, 0]}, "negative"),
+        ("gather", [("f32", ["B", 3]), ("f32", [2])], {}, "idx: f32[2] must hold integers"),
+        ("gather", [("f32", ["B", 3]), ("i64", [2])], {"axis": 2}, "axis 2"),
+        ("one_hot", [("f32", ["B"])], {"n": 3}, "i: f32[B]"),
+        ("one_hot", [("i64", ["B"])], {"n": 0}, "n=0"),
+    ],
+)
+def test_bad_nn_application_is_a_type_error(
+    op: str, types: list[tuple[str, list[Any]]], attrs: dict[str, Any], needle: str
+) -> None:
+    err = type_error(*types, op=op, attrs=attrs)
+    assert needle in err.message, f"{needle!r} not in {err.message!r}"

@@ -324,3 +324,151 @@ def test_tf2onnx_round_trip_agrees_with_numpy(fresh_module, mlp: Graph) -> None:
     for n in (1, 6):
         x = _batch(n, seed=10 + n)
         _assert_agree(tuple(sess.run(None, {"x": x})), ref(x=x))
+
+
+# -- images: channels-last inside, NCHW outside ------------------------------------------------
+
+
+def _conv_stack(residual: bool = False) -> Graph:
+    """x: f32[B, 3, 12, 12] -> conv -> relu -> conv ("same") [+ conv, + bias [C,1,1], batch_norm] -> max_pool."""
+    g = Graph("ConvStack")
+    x = g.add_input("x", TensorType.make("f32", ["B", 3, 12, 12]))
+    w1 = g.add_param("c1.w", TensorType.make("f32", [8, 3, 3, 3]), Init("he_normal"))
+    b1 = g.add_param("c1.b", TensorType.make("f32", [8]), Init("normal"))
+    w2 = g.add_param("c2.w", TensorType.make("f32", [8, 8, 3, 3]), Init("he_normal"))
+    h = emit1(g, "relu", [emit1(g, "conv2d", [x, w1, b1], {"padding": 1})])
+    y = emit1(g, "conv2d", [h, w2], {"padding": "same"})
+    if residual:
+        w3 = g.add_param("c3.w", TensorType.make("f32", [8, 8, 1, 1]), Init("he_normal"))
+        b3 = g.add_param("c3.b", TensorType.make("f32", [8, 1, 1]), Init("normal"))
+        positive = Init("uniform", (("lo", 0.5), ("hi", 1.5)))
+        bn = [g.add_param(f"bn.{n}", TensorType.make("f32", [8]), positive) for n in ("g", "b", "m", "v")]
+        y = emit1(g, "add", [emit1(g, "add", [y, emit1(g, "conv2d", [h, w3])]), b3])
+        y = emit1(g, "batch_norm", [y, *bn])
+    g.outputs.append(("y", emit1(g, "max_pool2d", [y], {"kernel": 2})))
+    return g
+
+
+def _transposes(fn) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """(transposes of activations, transposes of variables) in a tf.function's traced graph."""
+    ops = [op for op in fn.get_concrete_function().graph.get_operations() if op.type == "Transpose"]
+    weights = sum(1 for op in ops if op.inputs[0].op.type == "ReadVariableOp")
+    return len(ops) - weights, weights
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["conv_relu_conv_pool", "residual_bias_batchnorm"])
+def test_conv_stack_transposes_only_at_its_ends(residual: bool) -> None:
+    from dlir.backends.tensorflow import Runner
+
+    g = _conv_stack(residual)
+    r, ref = Runner(g, seed=0), NumpyRunner(g, seed=0)
+    for n in (2, 5):
+        x = np.random.default_rng(n).standard_normal((n, 3, 12, 12)).astype(np.float32)
+        _assert_agree((r(x=x),), (ref(x=x),))
+    # NCHW -> NHWC once for x, NHWC -> NCHW once for y; the weights are read as [kh, kw, C, O].
+    acts, weights = _transposes(r.module.__call__)
+    assert acts == 2, r.source
+    assert weights == (3 if residual else 2)
+    assert "perm=[0, 3, 1, 2]" not in r.source.split("tf.nn.max_pool2d")[0]  # nothing goes back to NCHW mid-stack
+
+
+def test_padding_becomes_same_valid_or_an_explicit_pad() -> None:
+    from dlir.backends.tensorflow import generate
+
+    g = Graph("Pads")
+    x = g.add_input("x", TensorType.make("f32", ["B", 2, 9, 8]))
+    w = g.add_param("w", TensorType.make("f32", [4, 2, 4, 4]), Init("he_normal"))
+    outs = [
+        emit1(g, "conv2d", [x, w], {"padding": "same", "stride": 2}),  # TF's SAME: the odd cell at the end
+        emit1(g, "max_pool2d", [x], {"kernel": 3, "stride": 2, "padding": [1, 0, 0, 1]}),
+        emit1(g, "avg_pool2d", [x], {"kernel": 3, "padding": 1, "count_include_pad": False}),
+    ]
+    g.outputs += [(f"o{i}", v) for i, v in enumerate(outs)]
+    src = generate(g).decode("utf-8")
+    conv, mp, ap = (ln for ln in src.splitlines() if "_nhwc = " in ln and "tf.transpose(x" not in ln)
+    assert 'padding="SAME"' in conv and "tf.pad" not in conv
+    assert "tf.pad(x_nhwc, [[0, 0], [1, 0], [0, 1], [0, 0]], constant_values=float('-inf'))" in mp
+    assert 'padding="VALID"' in mp
+    assert "avg_pool2d(x_nhwc" in ap and "count_include_pad=False" in ap  # the divisor counts real cells only
+
+
+def test_pools_over_symbolic_sizes_with_ceil_mode() -> None:
+    """Output sizes known only at run time: the ceil_mode overhang is computed in the graph."""
+    from dlir.backends.tensorflow import Runner
+
+    g = Graph("SymPools")
+    x = g.add_input("x", TensorType.make("f32", ["B", 2, "H", "W"]))
+    g.outputs += [
+        ("a", emit1(g, "avg_pool2d", [x], {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True})),
+        ("m", emit1(g, "max_pool2d", [x], {"kernel": 2, "stride": 3, "padding": 1, "ceil_mode": True})),
+        ("d", emit1(g, "max_pool2d", [x], {"kernel": 2, "stride": 2, "dilation": 2, "padding": 1})),
+    ]
+    r, ref = Runner(g), NumpyRunner(g)
+    for h, w in ((7, 8), (4, 5), (6, 6)):
+        x = np.random.default_rng(h).standard_normal((2, 2, h, w)).astype(np.float32)
+        _assert_agree(r(x=x), ref(x=x))
+    assert r.module.__call__.experimental_get_tracing_count() == 1
+
+
+# -- scan: one graph loop -------------------------------------------------------------------
+
+
+def _elman(reverse: bool) -> Graph:
+    """ys, h = scan over x [B, T, 3] along 1 with h = tanh(x_t @ w + h @ u + b); emits h and h * 2."""
+    from dlir.ir.scan import emit_scan, scan_body, step_type
+
+    g = Graph("Elman")
+    xs = g.add_input("xs", TensorType.make("f32", ["B", "T", 3]))
+    h0 = g.add_input("h0", TensorType.make("f32", ["B", 4]))
+    w = g.add_param("w", TensorType.make("f32", [3, 4]), Init("glorot_uniform"))
+    u = g.add_param("u", TensorType.make("f32", [4, 4]), Init("glorot_uniform"))
+    b = g.add_param("b", TensorType.make("f32", [4]), Init("normal", (("std", 0.5),)))
+    body = scan_body(g, step_type(xs.type, 1), [h0.type], ["x_t", "h"])
+    x_t, h = body.inputs
+    pre = emit1(body, "add", [emit1(body, "add", [emit1(body, "matmul", [x_t, w]), emit1(body, "matmul", [h, u])]), b])
+    h2 = emit1(body, "tanh", [pre])
+    body.outputs = [("h", h2), ("ys", h2), ("twice", emit1(body, "add", [h2, h2]))]
+    ys, twice, last = emit_scan(g, xs, [h0], body, axis=1, reverse=reverse)
+    g.outputs += [("ys", ys), ("twice", twice), ("h", last)]
+    return g
+
+
+def _scan_feeds(b: int, t: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(t)
+    xs, h0 = rng.standard_normal((b, t, 3)), rng.standard_normal((b, 4))
+    return {"xs": xs.astype(np.float32), "h0": h0.astype(np.float32)}
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_scan_is_one_graph_loop_for_every_length(reverse: bool) -> None:
+    from dlir.backends.tensorflow import Runner
+
+    g = _elman(reverse)
+    r, ref = Runner(g, seed=0), NumpyRunner(g, seed=0)
+    for b, t in ((2, 3), (3, 50)):
+        _assert_agree(r(**_scan_feeds(b, t)), ref(**_scan_feeds(b, t)))
+    fn = r.module.__call__
+    assert fn.experimental_get_tracing_count() == 1  # one trace serves T=3 and T=50
+    graph = fn.get_concrete_function().graph
+    loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
+    assert len(loops) == 1, "the scan must be a graph loop"
+    assert not any(op.type == "Tanh" for op in graph.get_operations())  # the body is not unrolled outside
+    library = {f.signature.name: f for f in graph.as_graph_def().library.function}
+    body_ops = [n.op for n in library[loops[0].get_attr("body").name].node_def]
+    assert body_ops.count("Tanh") == 1 and body_ops.count("MatMul") == 2  # the body, once
+
+
+def test_reverse_scan_survives_tf2onnx() -> None:
+    """tf2onnx turns the loop into ONNX Loop; the emits are written in step order for it."""
+    tf2onnx = pytest.importorskip("tf2onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from dlir.backends.tensorflow import Runner
+
+    g = _elman(reverse=True)
+    runner = Runner(g, seed=0)  # holds the module: the tf.function keeps only a weak reference
+    fn = runner.module.__call__
+    model, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17)
+    assert any(n.op_type == "Loop" for n in model.graph.node)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = _scan_feeds(2, 7)
+    _assert_agree(tuple(sess.run(None, feeds)), NumpyRunner(g, seed=0)(**feeds))

@@ -4,7 +4,9 @@ Per-op agreement over many shapes lives in tests/test_ops.py; these tests cover
 what is particular to the torch backend: the lowering table is complete, the
 module tree gives the dotted state_dict keys and the seeded init, awkward names
 compile, the file imports on its own, symbolic shapes follow the inputs, several
-outputs come back in order, and ``torch.onnx.export`` of the module agrees.
+outputs come back in order, and ``torch.onnx.export`` of the module agrees; convs
+and pools use torch's own padding where it fits and explicit padding where not;
+a scan is one Python loop.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 from dlir.errors import UsageError
 from dlir.ir.builder import emit, emit1
 from dlir.ir.graph import Graph, Init, Value
+from dlir.ir.scan import emit_scan, scan_body, step_type
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops import lowered_ops
 from dlir.runtime.init import init_params
@@ -339,3 +342,150 @@ def test_torch_compile_agrees() -> None:
         out = compiled(*[torch.from_numpy(f[v.name]) for v in g.inputs])
     ref = NumpyRunner(g)._execute(check_inputs(g, f))  # an input is named `self`: see above
     assert_agree(tuple(o.numpy() for o in out), tuple(ref))
+
+
+# -- convolution and pooling: torch's own arguments where they fit, explicit padding where not ----------
+
+
+def _one_op(op: str, x_type: TensorType, attrs: dict[str, object], *extra: TensorType) -> Graph:
+    g = Graph("One")
+    x = g.add_input("x", x_type)
+    others = [g.add_input(f"in{i}", e) for i, e in enumerate(extra)]
+    g.outputs.append(("y", emit1(g, op, [x, *others], attrs, name="y")))
+    return g
+
+
+def _agrees_at(g: Graph, shapes: list[dict[str, tuple[int, ...]]]) -> torch_backend.Runner:
+    run, ref = torch_backend.Runner(g, device="cpu"), NumpyRunner(g)
+    for k, shape in enumerate(shapes):
+        rng = np.random.default_rng(k)
+        f = {v.name: rng.normal(size=shape[v.name]).astype(v.type.dtype.numpy) for v in g.inputs}
+        assert_agree(run(**f), ref(**f))
+    return run
+
+
+def test_conv_with_asymmetric_same_padding_pads_first() -> None:
+    # An even kernel with "same": the extra row and column go at the bottom/right (TF, ONNX SAME_UPPER).
+    g = _one_op("conv2d", t("f32", ["B", 2, 7, 6]), {"padding": "same", "stride": 2}, t("f32", [3, 2, 4, 4]))
+    run = _agrees_at(g, [{"x": (2, 2, 7, 6), "in0": (3, 2, 4, 4)}, {"x": (1, 2, 7, 6), "in0": (3, 2, 4, 4)}])
+    assert "y = F.conv2d(F.pad(x, (1, 1, 1, 2)), in0, stride=2)" in run.source
+    g = _one_op("conv2d", t("f32", ["B", 2, 5, 5]), {"padding": "same"}, t("f32", [3, 2, 3, 3]))
+    assert "y = F.conv2d(x, in0, padding=1)" in _agrees_at(g, [{"x": (2, 2, 5, 5), "in0": (3, 2, 3, 3)}]).source
+
+
+POOLS = [
+    # (op, attrs, the call expected in the source)
+    ("max_pool2d", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+     "F.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True)"),
+    ("avg_pool2d", {"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": False},
+     "F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)"),
+    # torch pads at most kernel // 2 (not the dilated window's half): -inf padding by hand
+    ("max_pool2d", {"kernel": 3, "stride": 1, "dilation": 2, "padding": 2},
+     "F.max_pool2d(F.pad(x, (2, 2, 2, 2), value=float('-inf')), 3, stride=1, dilation=2)"),
+    # asymmetric "same": torch cannot pad it, the divisor counts real cells only
+    ("avg_pool2d", {"kernel": 2, "stride": 2, "padding": "same", "count_include_pad": False},
+     "F.avg_pool2d(F.pad(x, (0, 1, 0, 0)), 2, divisor_override=1) / "
+     "F.avg_pool2d(F.pad(torch.ones_like(x[:1, :1]), (0, 1, 0, 0)), 2, divisor_override=1)"),
+    # asymmetric padding counted in the divisor, no window past it: a plain mean
+    ("avg_pool2d", {"kernel": 3, "stride": 2, "padding": [1, 0, 0, 1]},
+     "F.avg_pool2d(F.pad(x, (0, 1, 1, 0)), 3, stride=2)"),
+    # ceil_mode past asymmetric padding: the overhang is padded, never counted
+    ("avg_pool2d", {"kernel": 3, "stride": 2, "padding": [1, 1, 0, 0], "ceil_mode": True}, "divisor_override=1"),
+    ("max_pool2d", {"kernel": 3, "stride": 2, "padding": [0, 1, 1, 0], "ceil_mode": True}, "value=float('-inf')"),
+]
+
+
+@pytest.mark.parametrize("op, attrs, call", POOLS, ids=[f"{p[0]}-{i}" for i, p in enumerate(POOLS)])
+def test_pools_agree_where_torch_pads_itself_and_where_it_cannot(op: str, attrs: dict[str, object], call: str) -> None:
+    g = _one_op(op, t("f32", ["B", 2, 8, 7]), attrs)
+    run = _agrees_at(g, [{"x": (2, 2, 8, 7)}, {"x": (1, 2, 8, 7)}])
+    assert call in run.source
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_pool_over_a_symbolic_height_computes_its_padding_at_run_time(ceil_mode: bool) -> None:
+    # stride 3 over H: the window count is known only at run time
+    attrs = {"kernel": 2, "stride": 3, "padding": [1, 0, 0, 1], "ceil_mode": ceil_mode, "count_include_pad": False}
+    g = _one_op("avg_pool2d", t("f32", [1, 2, "H", 5]), attrs)
+    _agrees_at(g, [{"x": (1, 2, h, 5)} for h in (4, 5, 6, 7, 9)])
+
+
+def test_gather_and_one_hot_read_like_numpy() -> None:
+    g = Graph("Idx")
+    x = g.add_input("x", t("f32", ["B", 5, 3]))
+    i = g.add_input("i", t("i32", [2, 2]))
+    g.outputs.append(("rows", emit1(g, "gather", [x, i], {"axis": -2}, name="rows")))
+    g.outputs.append(("hot", emit1(g, "one_hot", [i], {"n": 3}, name="hot")))
+    run = torch_backend.Runner(g, device="cpu")
+    f = {"x": feeds_for(g, 2)["x"], "i": np.array([[-1, 0], [4, -5]], np.int32)}  # negative: from the end
+    assert_agree(run(**f), NumpyRunner(g)(**f))
+    assert "rows = x[:, i]" in run.source
+    assert "F.one_hot" not in run.source  # it raises on -1; the reference gives a row of zeros
+
+
+# -- scan: a Python loop ----------------------------------------------------------------------
+
+
+def scan_model(reverse: bool = False) -> Graph:
+    """``ys, h_last, k_last = scan x_t in xs along 1 carry h = h0, k = k0 {...}``.
+
+    The body: ``h = tanh(x_t @ w + h) * 0.5; k = 2.0; emit h``.
+
+    Both constants belong to the model and the body reads them (a closure); the
+    factor may be a number, the new carry must stay a tensor.
+    """
+    g = Graph("Rnn")
+    xs = g.add_input("xs", t("f32", ["B", "T", 3]))
+    h0 = g.add_input("h0", t("f32", ["B", 4]))
+    k0 = g.add_input("k0", t("f32", []))
+    w = g.add_param("w", t("f32", [3, 4]), Init("glorot_uniform"))
+    half = emit1(g, "constant", [], {"value": 0.5, "dtype": DType.f32}, name="half")
+    c = emit1(g, "constant", [], {"value": 2.0, "dtype": DType.f32}, name="c")
+    body = scan_body(g, step_type(xs.type, 1), [h0.type, k0.type], ["x_t", "h", "k"])
+    x_t, h, _ = body.inputs
+    pre = emit1(body, "add", [emit1(body, "matmul", [x_t, w]), h])
+    h2 = emit1(body, "mul", [emit1(body, "tanh", [pre]), half], name="h")
+    body.outputs = [("h", h2), ("k", c), ("ys", h2)]
+    ys, h_last, k_last = emit_scan(g, xs, [h0, k0], body, axis=1, reverse=reverse, names=["ys", "h_last", "k_last"])
+    g.outputs += [("ys", ys), ("h_last", h_last), ("k_last", k_last)]
+    return g
+
+
+def scan_feeds(b: int, steps: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(steps)
+    return {
+        "xs": rng.normal(size=(b, steps, 3)).astype(np.float32),
+        "h0": rng.normal(size=(b, 4)).astype(np.float32),
+        "k0": np.array(3.0, np.float32),
+    }
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_is_one_python_loop_that_runs_any_length(reverse: bool) -> None:
+    g = scan_model(reverse)
+    run, ref = torch_backend.Runner(g, device="cpu"), NumpyRunner(g)
+    for b, steps in ((2, 3), (3, 50)):  # one module, two sequence lengths
+        f = scan_feeds(b, steps)
+        assert_agree(run(**f), ref(**f))
+    src = run.source
+    loop = "for x_t in reversed(xs.unbind(1)):" if reverse else "for x_t in xs.unbind(1):"
+    assert src.count("    for ") == 1 and loop in src
+    assert src.count("torch.tanh(") == 1  # the body once, not unrolled
+    assert ("ys_steps[::-1]" in src) == reverse  # outputs aligned with the inputs
+    assert "* 0.5" in src and "h, k = h_1, c" in src  # a number as a factor, a tensor as a carry
+
+
+def test_scan_module_exports_to_onnx_by_tracing() -> None:
+    # torch.onnx.export traces the loop (unrolled for the example's T); the result agrees there.
+    ort = pytest.importorskip("onnxruntime")
+    g = scan_model()
+    run = torch_backend.Runner(g, device="cpu")
+    f = scan_feeds(2, 4)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = tuple(torch.from_numpy(np.asarray(f[v.name])) for v in g.inputs)
+        torch.onnx.export(run.module, args, buf, dynamo=False, input_names=list(f), opset_version=17)
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    used = {i.name for i in sess.get_inputs()}  # k0 is never read once the loop has run
+    assert_agree(tuple(sess.run(None, {k: v for k, v in f.items() if k in used})), NumpyRunner(g)(**f))

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dlir.errors import UNKNOWN_LOC, LoweringError, SourceLoc
 from dlir.ir.graph import Graph, Node, Value
-from dlir.ir.types import Dim, DType
+from dlir.ir.types import Dim, DType, TensorType
 
 ONNX_DTYPES: dict[DType, int] = {
     DType.f16: TensorProto.FLOAT16,
@@ -27,6 +27,14 @@ ONNX_DTYPES: dict[DType, int] = {
     DType.i64: TensorProto.INT64,
     DType.bool: TensorProto.BOOL,
 }
+
+
+def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
+    """A typed ValueInfo; symbolic dims as ``dim_param``, unknown ones unnamed."""
+    shape: list[int | str | None] = []
+    for d in t.shape:
+        shape.append(None if d.unknown else d.value if d.is_static else str(d).replace(" ", ""))
+    return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], shape)
 
 
 def loc_text(loc: SourceLoc) -> str:

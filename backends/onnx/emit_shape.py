@@ -1,4 +1,4 @@
-"""Emitters for shape ops, linear algebra, layer_norm and dropout.
+"""Emitters for shape and indexing ops (pad, gather, one_hot), linear algebra, layer_norm and dropout.
 
 Shape attributes may hold symbolic dims (``reshape(x, [B, -1])``): the builder
 computes them at run time from the inputs that bind each symbol, so one model
@@ -8,6 +8,8 @@ serves every batch size.
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from dlir.ir.graph import Node
 from dlir.ir.types import Dim, DType
@@ -128,3 +130,31 @@ def _layer_norm(b: Builder, node: Node, xs: list[str]) -> str:
     var = reduce(b, "ReduceMean", b.op("Mul", [dev, dev]), axes, True)
     norm = b.op("Div", [dev, b.op("Sqrt", [b.op("Add", [var, b.scalar(a["eps"])])])])
     return b.op("Add", [b.op("Mul", [norm, gamma]), beta])
+
+
+@emitter("pad", moves=True, bf16_native=False)
+def _pad(b: Builder, node: Node, xs: list[str]) -> str:
+    pads = list(node.attrs["pads"])
+    if not any(pads):
+        return xs[0]
+    # numpy pairs [before0, after0, before1, after1, ...] -> ONNX [before..., after...].
+    onnx_pads = pads[0::2] + pads[1::2]
+    # The value in x's dtype (b.scalar casts as numpy does: 1.7 -> 1 for integers).
+    return b.op("Pad", [xs[0], b.ints(onnx_pads), b.scalar(node.attrs["value"])], mode="constant")
+
+
+@emitter("gather", moves=True)
+def _gather(b: Builder, node: Node, xs: list[str]) -> str:
+    # ONNX Gather takes i32/i64 indices, negative ones counting from the end (as numpy.take).
+    ax = norm_axis("gather", node.attrs["axis"], node.inputs[0].type.rank)
+    return b.op("Gather", xs, axis=ax)
+
+
+@emitter("one_hot")
+def _one_hot(b: Builder, node: Node, xs: list[str]) -> str:
+    # Equal against 0..n-1, not OneHot: OneHot wraps negative indices, the spec gives a zero row.
+    idx_dt = node.inputs[0].type.dtype
+    classes = b.const(np.arange(node.attrs["n"]), idx_dt, "classes")
+    hit = b.op("Equal", [b.op("Unsqueeze", [xs[0], b.ints([-1])]), classes])
+    out_dt = node.outputs[0].type.dtype
+    return b.cast(hit, DType.f32 if out_dt in (DType.f16, DType.bf16) else out_dt)

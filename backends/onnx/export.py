@@ -18,23 +18,14 @@ from onnx import helper, numpy_helper
 from dlir import __version__
 from dlir.errors import LoweringError
 from dlir.ir.graph import Graph, Value
-from dlir.ir.types import TensorType
 from dlir.runtime.init import init_param
 
-from .builder import ONNX_DTYPES, Builder, loc_text
+from .builder import Builder, loc_text, value_info
 from .lowering import lower_node
 
 OPSET = 18  # LayerNormalization (17), Split/Reduce* with tensor inputs (18)
 IR_VERSION = 8  # the IR version of opset 18 (onnx 1.13); onnx 1.23 would write 14
 PRODUCER = "dlir"
-
-
-def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
-    """A typed ValueInfo; symbolic dims as ``dim_param``, unknown ones unnamed."""
-    shape: list[int | str | None] = []
-    for d in t.shape:
-        shape.append(None if d.unknown else d.value if d.is_static else str(d).replace(" ", ""))
-    return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], shape)
 
 
 def _assign_names(graph: Graph) -> tuple[dict[Value, str], set[str]]:
@@ -58,12 +49,22 @@ def _assign_names(graph: Graph) -> tuple[dict[Value, str], set[str]]:
         if v.kind == "node" and v not in names:
             names[v] = out
     taken = fixed | set(out_names)
+    _name_nodes(graph, names, taken)
+    return names, taken
+
+
+def _name_nodes(graph: Graph, names: dict[Value, str], taken: set[str]) -> None:
+    """Names for node results, and for the inputs and results of scan bodies (one namespace)."""
     for n in graph.nodes:
         for v in n.outputs:
             if v not in names:
                 names[v] = _unique(v.name, taken)
             taken.add(names[v])
-    return names, taken
+        if n.body is not None:
+            for v in n.body.inputs:
+                names[v] = _unique(v.name, taken)
+                taken.add(names[v])
+            _name_nodes(n.body, names, taken)
 
 
 def _unique(base: str, taken: set[str]) -> str:

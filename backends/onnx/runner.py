@@ -137,12 +137,12 @@ class Runner(BaseRunner):
 
         vals = {}
         for k, a in feeds.items():
+            # np.require, not np.ascontiguousarray: that makes a rank-0 array rank 1.
+            a = np.require(a, requirements="C")
             if a.dtype == DType.bf16.numpy:
-                vals[k] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
-                    np.ascontiguousarray(a).view(np.uint16), TensorProto.BFLOAT16
-                )
+                vals[k] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(a.view(np.uint16), TensorProto.BFLOAT16)
             else:
-                vals[k] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a))
+                vals[k] = ort.OrtValue.ortvalue_from_numpy(a)
         outs = self._session.run_with_ort_values(names, vals)
         return [_bf16_array(o) if v.type.dtype is DType.bf16 else o.numpy() for (_, v), o in zip(self.graph.outputs, outs)]
 

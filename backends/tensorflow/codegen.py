@@ -4,7 +4,10 @@ The file reads like hand-written TensorFlow: imports at the top, one
 ``tf.Variable`` per param (named by its dotted dlir name, seeded exactly as the
 numpy reference), and a ``__call__`` that is a ``tf.function`` with an input
 signature (symbolic dims are ``None``), one statement per IR node with the
-``.dlir`` position as a trailing comment.
+``.dlir`` position as a trailing comment. Images that conv and pool nodes
+compute channels-last stay so until a reader needs NCHW (:mod:`.layout`); the
+statements that change layout are the only ones without an IR node. A ``scan``
+node's body becomes a local step function written the same way.
 
 Only identifiers that went through a :class:`Namespace`, numbers and
 :func:`py_str` literals reach the output: names cannot inject code.
@@ -14,12 +17,15 @@ from __future__ import annotations
 
 import keyword
 import re
+from typing import Any
 
 from dlir.backends.codegen import RESERVED, Namespace, dim_expr, loc_comment, py_num, py_str
-from dlir.backends.tensorflow.lowering import HELPERS, SEQUENCE_RESULTS, TF_DTYPES, emitter
+from dlir.backends.tensorflow import layout
+from dlir.backends.tensorflow.lowering import HELPERS, SEQUENCE_RESULTS, TF_DTYPES, Nhwc, emitter
 from dlir.errors import LoweringError
 from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.types import Dim, TensorType
+from dlir.ops import get_op
 
 # Every attribute of tf.Module (TF 2.21) and of the generated class: a param
 # attribute must not replace one (a test checks this list against dir(tf.Module)).
@@ -98,22 +104,178 @@ def _init_expr(p: Value) -> str:
     return f"init_value({py_str(p.name)}, {shape!r}, {dtype}, {init}, seed)"
 
 
-class _CallWriter:
-    """Writes the body of ``__call__``; implements the emitters' :class:`Ctx`."""
+class _Scope:
+    """One function being written: ``__call__``, or the step function of a scan.
 
-    def __init__(self, graph: Graph, attrs: dict[Value, str], reserved: set[str]) -> None:
+    Implements the emitters' :class:`Ctx`. Values are read in the scope that
+    defines them (``home``); a body reads the enclosing function's values as
+    closures. Each value may be available channels-first (``nchw``), channels-last
+    (``nhwc``) or both; the missing form is made once, by a transpose (a reshape
+    where that is the same), in the value's home scope just before its first reader.
+    """
+
+    def __init__(self, graph: Graph, parent: "_Scope | None", ns: Namespace) -> None:
         self.graph = graph
-        self.attrs = attrs
-        self.ns = Namespace(reserved)
-        self.sym_vars: dict[str, str] = {}
-        self.helpers: set[str] = set()
+        self.parent = parent
+        self.ns = ns
+        self.lines: list[str] = []
+        self.home: set[Value] = set(graph.inputs) | set(graph.params) | {v for n in graph.nodes for v in n.outputs}
+        self.nchw: dict[Value, str] = {}
+        self.nhwc_names: dict[Value, str] = {}
+        self.uses = layout.uses(graph)
         self.params = [self.ns.name(v.name, key=v) for v in graph.inputs]
+        self.nchw.update(zip(graph.inputs, self.params))
+
+    @property
+    def root(self) -> "_CallWriter":
+        s = self
+        while s.parent is not None:
+            s = s.parent
+        assert isinstance(s, _CallWriter)
+        return s
+
+    def _owner(self, v: Value) -> "_Scope":
+        s: _Scope | None = self
+        while s is not None and v not in s.home:
+            s = s.parent
+        assert s is not None, f"value {v.name} is read outside the function that defines it"
+        return s
 
     # -- Ctx ----------------------------------------------------------------
     def arg(self, v: Value) -> str:
-        if v in self.attrs:
-            return f"self.{self.attrs[v]}"
-        return self.ns.name(v.name, key=v)
+        owner = self._owner(v)
+        if v not in owner.nchw:
+            assert v in owner.nhwc_names, f"value {v.name} is read before it is computed"
+            name = owner.ns.name(v.name, key=v)
+            expr = layout.relayout(owner.nhwc_names[v], layout.nchw_reshape(v.type), layout.TO_NCHW)
+            owner.lines.append(f"{name} = {expr}")
+            owner.nchw[v] = name
+        return owner.nchw[v]
+
+    def nhwc(self, v: Value) -> str:
+        owner = self._owner(v)
+        if v not in owner.nhwc_names:
+            name = owner.ns.name(v.name + "_nhwc", key=("nhwc", v))
+            expr = layout.relayout(owner.arg(v), layout.nhwc_reshape(v.type), layout.TO_NHWC)
+            owner.lines.append(f"{name} = {expr}")
+            owner.nhwc_names[v] = name
+        return owner.nhwc_names[v]
+
+    def dim(self, d: Dim | int, node: Node) -> str:
+        return self.root.dim(d, node)
+
+    def helper(self, name: str) -> str:
+        return self.root.helper(name)
+
+    def prefer_nhwc(self, node: Node, inputs: list[Value]) -> bool:
+        """Run ``node`` channels-last when that costs no more transposes than channels-first."""
+        ins = list(dict.fromkeys(inputs))
+        if not any(self._has_nhwc(v) for v in ins):
+            return False
+        out = node.outputs[0]
+        # A change of layout that is a reshape (a channel or both spatial dims of size 1) is free.
+        out_moves = layout.nhwc_reshape(out.type) is None
+        to_nhwc = sum(1 for v in ins if not self._has_nhwc(v) and layout.costs_transpose(v.type))
+        to_nchw = sum(
+            1
+            for v in ins
+            if not self._has_nchw(v) and v not in self._owner(v).uses.nchw and layout.costs_transpose(v.type)
+        )
+        return to_nhwc + (out_moves and out in self.uses.nchw) <= to_nchw + (out_moves and out in self.uses.nhwc)
+
+    def step_function(self, node: Node) -> str:
+        assert node.body is not None
+        body = _Scope(node.body, self, self.ns)
+        name = self.ns.name(node.body.name or "step", key=("step", node))
+        lines = body.write()
+        self.lines.append(f"def {name}({', '.join(body.params)}):{loc_comment(node.loc)}")
+        self.lines += ["    " + line for line in lines]
+        return name
+
+    # -- layout ---------------------------------------------------------------
+    def _has_nhwc(self, v: Value) -> bool:
+        return v in self._owner(v).nhwc_names
+
+    def _has_nchw(self, v: Value) -> bool:
+        return v in self._owner(v).nchw
+
+    def nhwc_operand(self, v: Value) -> str:
+        """``v`` for an elementwise op run channels-last: its NHWC copy, or a view of a small operand."""
+        if self._has_nhwc(v) or v.type.rank == 4:
+            return self.nhwc(v)
+        if v.type.rank == 0:
+            return self.arg(v)
+        shape = layout.nhwc_reshape(v.type)
+        if shape is not None:  # e.g. a per-channel bias [C, 1, 1] -> [1, 1, 1, C]
+            return f"tf.reshape({self.arg(v)}, [{', '.join(shape)}])"
+        expr = self.arg(v)
+        for _ in range(4 - v.type.rank):
+            expr = f"tf.expand_dims({expr}, 0)"
+        return f"tf.transpose({expr}, perm={layout.TO_NHWC})"
+
+    # -- statements -------------------------------------------------------------
+    def write(self) -> list[str]:
+        """The statements of the function, ending with its return."""
+        for node in self.graph.nodes:
+            self._statement(node)
+        self.lines.append(self._return())
+        return self.lines
+
+    def _statement(self, node: Node) -> None:
+        if node.body is not None and node.op != "scan":
+            raise LoweringError(f"the tensorflow target cannot lower '{node.op}' with a body", node.loc)
+        opdef = get_op(node.op)
+        if opdef.elementwise and layout.runs_either_way(node) and self.prefer_nhwc(node, node.inputs):
+            expr: str = Nhwc(emitter(node)(_NhwcView(self), node))
+        else:
+            expr = emitter(node)(self, node)
+        if isinstance(expr, Nhwc):
+            out = node.outputs[0]
+            target = self.ns.name(out.name + "_nhwc", key=("nhwc", out))
+            self.nhwc_names[out] = target
+        else:
+            outs = [self.ns.name(v.name, key=v) for v in node.outputs]
+            self.nchw.update(zip(node.outputs, outs))
+            if node.op in SEQUENCE_RESULTS:
+                target = ", ".join(outs) if len(outs) > 1 else f"({outs[0]},)"
+            else:
+                assert len(outs) == 1, node.op
+                target = outs[0]
+        self.lines.append(f"{target} = {expr}{loc_comment(node.loc)}")
+
+    def _return(self) -> str:
+        items = [self.arg(v) for _, v in self.graph.outputs]
+        if self.parent is not None:  # a step function: always a tuple, new carries then emits
+            return "return " + (", ".join(items) if len(items) > 1 else f"({items[0]},)")
+        # An output that is an input or a variable is returned as a fresh tensor.
+        outs = [v for _, v in self.graph.outputs]
+        items = [ref if v.producer is not None else f"tf.identity({ref})" for ref, v in zip(items, outs)]
+        if len(items) == 1:
+            return f"return {items[0]}"
+        return "return " + ", ".join(items)
+
+
+class _NhwcView:
+    """The scope as an elementwise emitter running channels-last sees it: every operand in NHWC."""
+
+    def __init__(self, scope: _Scope) -> None:
+        self._scope = scope
+
+    def arg(self, v: Value) -> str:
+        return self._scope.nhwc_operand(v)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._scope, name)
+
+
+class _CallWriter(_Scope):
+    """The body of ``__call__``: the outermost scope, which also owns symbols and helpers."""
+
+    def __init__(self, graph: Graph, attrs: dict[Value, str], reserved: set[str]) -> None:
+        super().__init__(graph, None, Namespace(reserved))
+        self.sym_vars: dict[str, str] = {}
+        self.helpers: set[str] = set()
+        self.nchw.update({p: f"self.{a}" for p, a in attrs.items()})
 
     def dim(self, d: Dim | int, node: Node) -> str:
         d = Dim.of(d)
@@ -135,37 +297,14 @@ class _CallWriter:
         self.helpers.add(name)
         return name
 
-    # -- body -----------------------------------------------------------------
     def body(self) -> list[str]:
-        lines = [self._statement(n) for n in self.graph.nodes]
+        lines = self.write()
         sources = self.graph.symbol_sources()
         syms = []
         for s, var in self.sym_vars.items():  # sizes known only at run time
             v, axis = sources[s]
             syms.append(f"{var} = tf.shape({self.arg(v)})[{axis}]")
-        return syms + lines + [self._return()]
-
-    def _statement(self, node: Node) -> str:
-        if node.body is not None:
-            raise LoweringError(f"the tensorflow target cannot lower '{node.op}' with a body yet", node.loc)
-        expr = emitter(node)(self, node)
-        outs = [self.ns.name(v.name, key=v) for v in node.outputs]
-        if node.op in SEQUENCE_RESULTS:
-            target = ", ".join(outs) if len(outs) > 1 else f"({outs[0]},)"
-        else:
-            assert len(outs) == 1, node.op
-            target = outs[0]
-        return f"{target} = {expr}{loc_comment(node.loc)}"
-
-    def _return(self) -> str:
-        items = []
-        for _, v in self.graph.outputs:
-            ref = self.arg(v)
-            # An output that is an input or a variable is returned as a fresh tensor.
-            items.append(ref if v.producer is not None else f"tf.identity({ref})")
-        if len(items) == 1:
-            return f"return {items[0]}"
-        return "return " + ", ".join(items)
+        return syms + lines
 
 
 def _class_lines(graph: Graph, cls: str) -> tuple[list[str], set[str]]:

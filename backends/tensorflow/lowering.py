@@ -6,7 +6,8 @@ result; :mod:`.codegen` assigns it to the node's output name(s), one statement
 per node. Each emitter matches the op's numpy reference in ``dlir/ops``: where a
 TensorFlow function differs (integer division floors, ``leaky_relu`` is a max,
 ``squeeze(axis=[])`` drops every size-1 axis, ...) the emitter says why it does
-something else.
+something else. An emitter that computes a rank-4 result channels-last returns
+it wrapped in :class:`Nhwc` (conv, pools, see :mod:`.images`).
 
 Nothing here imports TensorFlow: emitters only write text.
 """
@@ -52,12 +53,28 @@ class Ctx(Protocol):
         """Ask for a module-level helper function; returns its name."""
         ...
 
+    def nhwc(self, v: Value) -> str:
+        """The expression reading rank-4 ``v`` channels-last (transposed once, then reused)."""
+        ...
+
+    def prefer_nhwc(self, node: Node, inputs: list[Value]) -> bool:
+        """Whether ``node``, which could run either way, should read ``inputs`` channels-last."""
+        ...
+
+    def step_function(self, node: Node) -> str:
+        """Write ``node.body`` as a local function; returns its name."""
+        ...
+
+
+class Nhwc(str):
+    """An emitter's expression whose result is the node's rank-4 output in NHWC, not NCHW."""
+
 
 Emitter = Callable[[Ctx, Node], str]
 EMITTERS: dict[str, Emitter] = {}
 
 # Ops whose expression is a list of tensors (the statement unpacks it).
-SEQUENCE_RESULTS = frozenset({"split"})
+SEQUENCE_RESULTS = frozenset({"split", "scan"})
 
 
 def _reg(*names: str) -> Callable[[Emitter], Emitter]:
@@ -382,6 +399,40 @@ def _unsqueeze(ctx: Ctx, node: Node) -> str:
     return expr
 
 
+# -- indexing ------------------------------------------------------------------------------
+
+
+@_reg("pad")
+def _pad(ctx: Ctx, node: Node) -> str:
+    x, p = node.inputs[0], node.attrs["pads"]
+    dt = x.type.dtype
+    v = node.attrs["value"]
+    value = py_num(bool(v) if dt is DType.bool else int(v) if dt.is_int else float(v))
+    pairs = [[p[2 * i], p[2 * i + 1]] for i in range(x.type.rank)]
+    if x.type.rank == 4 and ctx.prefer_nhwc(node, [x]):
+        n, c, h, w = pairs
+        return Nhwc(f"tf.pad({ctx.nhwc(x)}, {[n, h, w, c]}, constant_values={value})")
+    return f"tf.pad({ctx.arg(x)}, {pairs}, constant_values={value})"
+
+
+@_reg("gather")
+def _gather(ctx: Ctx, node: Node) -> str:
+    x, i = ctx.arg(node.inputs[0]), ctx.arg(node.inputs[1])
+    ax = node.attrs["axis"] % _xt(node).rank
+    d = _xt(node).shape[ax]
+    size = str(d.value) if d.is_static else f"tf.shape({x}, out_type={TF_DTYPES[_xt(node, 1).dtype]})[{ax}]"
+    # numpy's take counts negative indices from the end; tf.gather rejects them.
+    return f"tf.gather({x}, tf.where({i} < 0, {i} + {size}, {i}), axis={ax})"
+
+
+@_reg("one_hot")
+def _one_hot(ctx: Ctx, node: Node) -> str:
+    dt: DType = node.attrs["dtype"]
+    # tf.one_hot gives an all-zero row for any index outside [0, n), negatives included.
+    on_off = ", on_value=True, off_value=False" if dt is DType.bool else ""
+    return f"tf.one_hot({ctx.arg(node.inputs[0])}, {node.attrs['n']}, dtype={TF_DTYPES[dt]}{on_off})"
+
+
 # -- nn and losses ------------------------------------------------------------------------------
 
 
@@ -436,3 +487,7 @@ def emitter(node: Node) -> Emitter:
         return EMITTERS[node.op]
     except KeyError:
         raise LoweringError(f"the tensorflow target cannot lower op '{node.op}'", node.loc, hint="see `dlirc ops`") from None
+
+
+# The emitters that live in their own modules register themselves on import.
+from dlir.backends.tensorflow import images, scan  # noqa: E402,F401

@@ -8,6 +8,10 @@ identifier is reached by attribute (``self.fc1.w``); one that is not (``lambda``
 ``_parameters`` / ``_buffers`` dicts, which is exactly where torch keeps them.
 Runs of sub-modules named ``0..n-1`` become an ``nn.ModuleList`` (``self.blk[0]``).
 
+``forward`` has one statement per IR node; a ``scan`` node is a ``for`` loop over
+the slices of its sequence with the body's statements inside (the body reads the
+enclosing locals directly) and a ``torch.stack`` of each emit after it.
+
 Generating needs no torch: only the runner imports it.
 """
 
@@ -20,7 +24,7 @@ from typing import Any, Iterator
 from dlir.backends.codegen import RESERVED, Namespace, dim_expr, is_plain_identifier, loc_comment, py_num, py_str
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
 from dlir.errors import LoweringError, did_you_mean
-from dlir.ir.graph import Graph, Init, Value
+from dlir.ir.graph import Graph, Init, Node, Value
 from dlir.ir.types import Dim
 
 # Public attributes of torch.nn.Module (torch 2.13); a param or sub-module with
@@ -225,6 +229,14 @@ def init_body(graph: Graph, root: Tree) -> list[str]:
 # -- forward ------------------------------------------------------------------------------
 
 
+def all_nodes(graph: Graph) -> Iterator[Node]:
+    """The graph's nodes and, after each scan node, its body's nodes (recursively)."""
+    for node in graph.nodes:
+        yield node
+        if node.body is not None:
+            yield from all_nodes(node.body)
+
+
 def _symbols_used(graph: Graph) -> list[str]:
     """Symbols appearing in node attributes (e.g. reshape to [B, -1]), in a stable order."""
     seen: dict[str, None] = {}
@@ -237,7 +249,7 @@ def _symbols_used(graph: Graph) -> list[str]:
             for x in v:
                 scan(x)
 
-    for node in graph.nodes:
+    for node in all_nodes(graph):
         for v in node.attrs.values():
             scan(v)
     return list(seen)
@@ -254,27 +266,52 @@ class Rendered:
     class_name: str
 
 
-def forward_body(graph: Graph, ns: Namespace, names: dict[Value, str]) -> list[str]:
-    """Statements of ``forward``: symbol sizes, one line per node, the return."""
+@dataclass
+class Scope:
+    """What writing statements needs: identifiers so far, symbol sizes, where constants go."""
+
+    ns: Namespace
+    names: dict[Value, str]
+    sym_names: dict[str, str]
+    device: str | None
+    literals: dict[Value, str]
+
+
+def _bind_symbols(graph: Graph, scope: Scope, outermost: bool) -> list[str]:
+    """``B = x.shape[0]`` for the symbols the graph's nodes use that its inputs bind.
+
+    A scan body binds those only its own inputs have (hand-written IR); the model
+    must bind every other one.
+    """
     lines: list[str] = []
-    sym_names: dict[str, str] = {}
     sources = graph.symbol_sources()
     for sym in _symbols_used(graph):
+        if sym in scope.sym_names:
+            continue
         if sym not in sources:
+            if not outermost:
+                continue  # a nested body binds it, or the model's check below fails
             raise LoweringError(
                 f"symbol {sym} is used in a shape but no input has it as a dim of its own",
                 graph.loc,
                 hint=f"declare an input with {sym} as one of its dims",
             )
         v, axis = sources[sym]
-        sym_names[sym] = ns.name(sym, ("sym", sym))
-        lines.append(f"{sym_names[sym]} = {names[v]}.shape[{axis}]")
-    device = _device_expr(graph, names)
-    literals = _inline_constants(graph)
-    names.update(literals)
+        scope.sym_names[sym] = scope.ns.name(sym, ("sym", sym))
+        lines.append(f"{scope.sym_names[sym]} = {scope.names[v]}.shape[{axis}]")
+    return lines
+
+
+def node_lines(graph: Graph, scope: Scope) -> list[str]:
+    """One statement per node of ``graph`` (a loop per scan node)."""
+    lines: list[str] = []
+    names = scope.names
     for node in graph.nodes:
-        if node.outputs[0] in literals:
+        if node.outputs[0] in scope.literals:
             continue  # written where it is used, as a number
+        if node.op == "scan":
+            lines += scan_lines(node, scope)
+            continue
         emitter = EMITTERS.get(node.op)
         if emitter is None:
             raise LoweringError(
@@ -282,31 +319,89 @@ def forward_body(graph: Graph, ns: Namespace, names: dict[Value, str]) -> list[s
                 node.loc,
                 hint=did_you_mean(node.op, EMITTERS) or "see `dlirc ops` for what each target supports",
             )
-        rhs = emitter(Site(node, [names[v] for v in node.inputs], lambda d: dim_expr(d, sym_names), device))
-        outs = [ns.name(v.name, v) for v in node.outputs]
+        sym_names = scope.sym_names
+        rhs = emitter(Site(node, [names[v] for v in node.inputs], lambda d: dim_expr(d, sym_names), scope.device))
+        outs = [scope.ns.name(v.name, v) for v in node.outputs]
         names.update(zip(node.outputs, outs))
         # split returns a tuple even for one piece
         target = ", ".join(outs) if len(outs) > 1 or node.op != "split" else f"({outs[0]},)"
         lines.append(f"{target} = {rhs}{loc_comment(node.loc)}")
+    return lines
+
+
+def scan_lines(node: Node, scope: Scope) -> list[str]:
+    """A scan node as a Python loop over the slices of xs, its body's statements inside.
+
+    Each emit is collected in a list and stacked along the scan axis after the
+    loop; a reversed walk reverses its list first, so ys[t] comes from x_t.
+    """
+    body = node.body
+    assert body is not None, "a scan node owns its body"
+    axis, k, reverse = node.attrs["axis"], node.attrs["n_carry"], node.attrs["reverse"]
+    ns, names = scope.ns, scope.names
+    xs, inits = names[node.inputs[0]], [names[v] for v in node.inputs[1:]]
+    x_t, *carries = (ns.name(v.name, v) for v in body.inputs)
+    names.update(zip(body.inputs, [x_t, *carries]))
+    n_emit = len(body.outputs) - k
+    ys = [ns.name(v.name, v) for v in node.outputs[:n_emit]]
+    steps = [ns.name(f"{y}_steps") for y in ys]
+    lines = [f"{', '.join(carries)} = {', '.join(inits)}"] if k else []
+    lines += [f"{acc} = []" for acc in steps]
+    slices = f"{xs}.unbind({axis})"
+    lines.append(f"for {x_t} in {f'reversed({slices})' if reverse else slices}:")
+    inner = Scope(ns, names, dict(scope.sym_names), scope.device, scope.literals)
+    loop = _bind_symbols(body, inner, outermost=False) + node_lines(body, inner)
+    results = [names[v] for _, v in body.outputs]
+    loop += [f"{acc}.append({e})" for acc, e in zip(steps, results[k:])]
+    changed = [(h, new) for h, new in zip(carries, results[:k]) if h != new]
+    if changed:
+        loop.append(f"{', '.join(h for h, _ in changed)} = {', '.join(new for _, new in changed)}")
+    lines[-1] += loc_comment(node.loc)
+    lines += ["    " + line for line in loop or ["pass"]]
+    for y, acc in zip(ys, steps):
+        lines.append(f"{y} = torch.stack({acc + '[::-1]' if reverse else acc}, dim={axis})")
+    for v, h in zip(node.outputs[n_emit:], carries):
+        lines.append(f"{ns.name(v.name, v)} = {h}")
+    names.update((v, ns.name(v.name, v)) for v in node.outputs)
+    return lines
+
+
+def forward_body(graph: Graph, ns: Namespace, names: dict[Value, str]) -> list[str]:
+    """Statements of ``forward``: symbol sizes, one line per node, the return."""
+    literals = _inline_constants(graph)
+    names.update(literals)
+    scope = Scope(ns, names, {}, _device_expr(graph, names), literals)
+    lines = _bind_symbols(graph, scope, outermost=True)
+    lines += node_lines(graph, scope)
     results = [names[v] for _, v in graph.outputs]
     what = "  # " + ", ".join(_text(n) for n, _ in graph.outputs) if results != graph.output_names() else ""
     lines.append("return " + (", ".join(results) if results else "()") + what)
     return lines
 
 
+def _pinned(graph: Graph) -> set[int]:
+    """Values that must stay tensors: the model's outputs and every scan body's results."""
+    out = {id(v) for _, v in graph.outputs}
+    for node in all_nodes(graph):
+        if node.body is not None:
+            out |= {id(v) for _, v in node.body.outputs}
+    return out
+
+
 def _inline_constants(graph: Graph) -> dict[Value, str]:
     """Scalar constants that every user can take as a plain number: ``0.5 * h``, not a tensor.
 
     An operand pair never gets two numbers (the result must stay a tensor), and a
-    constant that is a model output stays a tensor.
+    constant that is a model output or a scan body's result (a carry, an emit)
+    stays a tensor. Scan bodies count: their nodes read outer constants too.
     """
-    outputs = {id(v) for _, v in graph.outputs}
+    pinned = _pinned(graph)
     candidates = {
         n.outputs[0]: lit
-        for n in graph.nodes
-        if n.op == "constant" and id(n.outputs[0]) not in outputs and (lit := scalar_literal(n)) is not None
+        for n in all_nodes(graph)
+        if n.op == "constant" and id(n.outputs[0]) not in pinned and (lit := scalar_literal(n)) is not None
     }
-    for node in graph.nodes:
+    for node in all_nodes(graph):
         for i, v in enumerate(node.inputs):
             if v not in candidates:
                 continue

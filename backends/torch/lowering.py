@@ -11,66 +11,16 @@ emitter says why it does more than the obvious call.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from dlir.backends.codegen import py_num
+from dlir.backends.torch.lowering_nn import NN_EMITTERS
+from dlir.backends.torch.site import Emitter, Site, torch_dtype
+from dlir.backends.torch.site import tuple_src as _tuple
 from dlir.ir.graph import Node
-from dlir.ir.types import Dim, DType, TensorType
+from dlir.ir.types import Dim, DType
 from dlir.ops.shape import END
 from dlir.ops.shape_rules import norm_axes, norm_axis
-
-TORCH_DTYPES = {
-    DType.f16: "torch.float16",
-    DType.bf16: "torch.bfloat16",
-    DType.f32: "torch.float32",
-    DType.f64: "torch.float64",
-    DType.i32: "torch.int32",
-    DType.i64: "torch.int64",
-    DType.bool: "torch.bool",
-}
-
-
-@dataclass(frozen=True)
-class Site:
-    """What an emitter sees of one node.
-
-    ``args`` are Python expressions for the node's inputs, ``dim`` writes a
-    (possibly symbolic) dim as Python, and ``device`` is an expression naming the
-    device new tensors belong on (None: torch's default).
-    """
-
-    node: Node
-    args: list[str]
-    dim: Callable[[Dim | int], str]
-    device: str | None
-
-    def attr(self, name: str) -> Any:
-        return self.node.attrs[name]
-
-    @property
-    def x(self) -> str:
-        return self.args[0]
-
-    @property
-    def in_type(self) -> TensorType:
-        return self.node.inputs[0].type
-
-    @property
-    def out_type(self) -> TensorType:
-        return self.node.outputs[0].type
-
-
-Emitter = Callable[[Site], str]
-
-
-def torch_dtype(dt: DType) -> str:
-    return TORCH_DTYPES[dt]
-
-
-def _tuple(items: list[str]) -> str:
-    return f"({items[0]},)" if len(items) == 1 else "(" + ", ".join(items) + ")"
-
 
 # -- elementwise ------------------------------------------------------------------
 
@@ -388,6 +338,10 @@ def _bce(s: Site) -> str:
     return f"F.binary_cross_entropy_with_logits(*torch.broadcast_tensors({a}, {b}))"
 
 
+def _scan(s: Site) -> str:
+    raise AssertionError("a scan is a loop of statements, written by codegen.scan_lines")
+
+
 EMITTERS: dict[str, Emitter] = {
     # elementwise, unary
     "neg": lambda s: f"-{s.x}",
@@ -459,4 +413,8 @@ EMITTERS: dict[str, Emitter] = {
     "cross_entropy": _cross_entropy,
     "mse": _mse,
     "bce_with_logits": _bce,
+    # convolution, pooling, batch norm, padding, indexing
+    **NN_EMITTERS,
+    # control flow: in the table so the registry test sees it; codegen writes the loop
+    "scan": _scan,
 }

@@ -16,6 +16,7 @@ from lark import Token, Tree
 
 from dlir.errors import DlirError, SourceLoc, TypeError_, did_you_mean
 from dlir.frontend.expressions import ExprMixin, is_tensor
+from dlir.frontend.scan import exec_scan_stmt
 from dlir.frontend.scope import DefRef, Frame, Instance
 from dlir.ir.graph import Graph, Init, Value
 from dlir.ir.types import UNKNOWN, Dim, DType, TensorType
@@ -149,10 +150,8 @@ class Elaborator(ExprMixin):
             self.assign(st, frame)
         elif kind == "for_stmt":
             self.for_loop(st, frame)
-        elif kind == "scan_assign":
-            raise TypeError_("scan is not supported yet", self.loc(st.children[1]), hint="it comes with the model-zoo release")
-        elif kind == "emit_stmt":
-            raise TypeError_("emit is only allowed inside a scan body", self.loc(st))
+        elif kind in ("scan_assign", "emit_stmt"):
+            exec_scan_stmt(self, st, frame)
         elif kind == "forward_def":
             raise TypeError_("forward(...) is only allowed at the top of a layer", self.loc(st))
         else:  # pragma: no cover - the grammar has no other statements

@@ -48,3 +48,9 @@ def emit1(graph: Graph, op: str, inputs: list[Value], attrs: dict[str, Any] | No
     outs = emit(graph, op, inputs, attrs, loc, [name] if name else None)
     assert len(outs) == 1, op
     return outs[0]
+
+
+# scan owns a body graph, so it has its own builder; importable from here too.
+from dlir.ir.scan import emit_scan, scan_body  # noqa: E402
+
+__all__ = ["emit", "emit1", "emit_scan", "scan_body"]

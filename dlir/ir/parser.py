@@ -130,16 +130,18 @@ class _Parser:
             graphs.append(self.graph("model"))
         return graphs
 
-    def graph(self, keyword: str) -> Graph:
+    def graph(self, keyword: str, parent: Graph | None = None) -> Graph:
         self.expect(keyword)
         g = Graph(self.name("a graph name"))
+        if parent is not None:
+            g._used = parent._used  # a body shares its parent's value names: they are unique across the nest
         self.scopes.append({})
         self.expect("(")
         while not self.at(")"):
             tok = self.expect_kind("value", "an input such as %x: f32[B, 4]")
             self.expect(":")
             t = self.type_()
-            self.define(tok)
+            self.define(tok, g)
             v = g.add_input(_value_name(tok), t)
             self.scopes[-1][v.name] = v
             if not self.accept(","):
@@ -210,7 +212,7 @@ class _Parser:
         self.expect(":")
         t = self.type_()
         init = self.init() if self.accept("=") else None
-        self.define(tok)
+        self.define(tok, g)
         # A missing init parses (hand-written IR); the verifier reports it.
         loc = self.opt_loc()
         v = g.add_param(_value_name(tok), t, init, buffer=kind == "buffer", loc=loc)  # type: ignore[arg-type]
@@ -250,11 +252,11 @@ class _Parser:
         self.expect(")")
         attrs = self.canonical(opdef, op_tok, inputs, self.attrs(opdef, op_tok))
         loc = self.opt_loc()
-        self.check_types(opdef, op_tok, inputs, attrs, results)
-        body = self.graph("body") if self.at("body", "name") else None
+        body = self.graph("body", g) if self.at("body", "name") else None
+        self.check_types(opdef, op_tok, inputs, attrs, results, body)
         outs = []
         for tok, t in results:
-            self.define(tok)
+            self.define(tok, g)
             v = Value(_value_name(tok), t, "node", loc=loc)
             g.claim_name(v.name)
             self.scopes[-1][v.name] = v
@@ -280,11 +282,18 @@ class _Parser:
         inputs: list[Value],
         attrs: dict[str, Any],
         results: list[tuple[Tok, TensorType]],
+        body: Graph | None = None,
     ) -> None:
         if not opdef.accepts(len(inputs)):
             raise self.error(f"{opdef.arity_text()}, got {len(inputs)}", op_tok, TypeError_)
+        infer_body = opdef.extra.get("infer_body")
+        if infer_body is not None and body is None:
+            raise self.error(f"{opdef.name} needs a body graph after it: body NAME(...) -> (...) {{ ... }}", op_tok)
         try:
-            expected = opdef.infer([v.type for v in inputs], attrs)
+            if infer_body is not None:
+                expected = infer_body([v.type for v in inputs], attrs, body)
+            else:
+                expected = opdef.infer([v.type for v in inputs], attrs)
         except DlirError as e:
             raise self.locate(e, op_tok) from None
         if len(expected) != len(results):
@@ -438,9 +447,9 @@ class _Parser:
             return json.loads(tok.text)
         raise self.error(f"expected {what}, found {_describe(tok)}", tok)
 
-    def define(self, tok: Tok) -> None:
+    def define(self, tok: Tok, g: Graph) -> None:
         name = _value_name(tok)
-        if any(name in scope for scope in self.scopes):
+        if any(name in scope for scope in self.scopes) or name in g._used:
             raise self.error(f"%{name} is defined twice", tok, hint="every value is assigned exactly once (SSA)")
 
     def use(self) -> Value:

@@ -15,7 +15,10 @@ showing the printed IR around it, the faulty line marked ``>>``. It checks:
 - outputs refer to defined values and their names are unique.
 
 A node's body graph (``scan``) is verified the same way; it may use the values
-of the graphs around it.
+of the graphs around it defined before the node, and its value names are unique
+across the nest. An op with a body shape rule (``OpDef.extra["infer_body"]``,
+scan's) checks the body's input types against the node's inputs, that carries
+keep their type, and derives the result types from the emits.
 """
 
 from __future__ import annotations
@@ -79,6 +82,9 @@ class _Checker:
     def visible(self, v: Value) -> bool:
         return id(v) in self.defined or (self.outer is not None and self.outer.visible(v))
 
+    def defined_later(self, v: Value) -> bool:
+        return id(v) in self.later or (self.outer is not None and self.outer.defined_later(v))
+
     def name_taken(self, name: str) -> bool:
         return name in self.names or (self.outer is not None and self.outer.name_taken(name))
 
@@ -105,8 +111,8 @@ class _Checker:
             raise _Fault(f"{what} is {v!r}, not a Value", at, loc)
         if self.visible(v):
             return
-        if id(v) in self.later:
-            hint = "nodes are kept in topological order"
+        if self.defined_later(v):
+            hint = "nodes are kept in topological order; a body reads only values defined before its node"
             raise _Fault(f"{what} %{v.name} is used before its definition", at, loc, hint)
         hint = "it may belong to another graph or to a removed node"
         raise _Fault(f"{what} %{v.name} is not defined in this graph", at, loc, hint)
@@ -142,15 +148,22 @@ class _Checker:
             self.use(v, node, f"input {i} of {node.op}", node.loc)
         opdef = self.opdef(node)
         self.check_attrs(node, opdef)
-        self.check_types(node, opdef)
         if node.body is not None:
-            try:
-                _Checker(node.body, self).run()
-            except _Fault as f:
-                # The excerpt prints the whole graph, body included, so f.at still has a line.
-                raise _Fault(f"in the body of {node.op}: {f.message}", f.at, f.loc, f.hint) from None
+            self.check_body(node)
+        self.check_types(node, opdef)
         for v in node.outputs:
             self.define(v, node, ("node",), node)
+
+    def check_body(self, node: Node) -> None:
+        """The body graph on its own; it sees the values defined before ``node`` (closure)."""
+        inner = _Checker(node.body, self)  # type: ignore[arg-type]
+        try:
+            inner.run()
+        except _Fault as f:
+            # The excerpt prints the whole graph, body included, so f.at still has a line.
+            raise _Fault(f"in the body of {node.op}: {f.message}", f.at, f.loc, f.hint) from None
+        # Names stay unique across the nest: a later value may not reuse a body value's name.
+        self.names.update(inner.names)
 
     def opdef(self, node: Node) -> OpDef:
         try:
@@ -194,8 +207,15 @@ class _Checker:
     def check_types(self, node: Node, opdef: OpDef) -> None:
         if not opdef.accepts(len(node.inputs)):
             raise _Fault(f"{opdef.arity_text()}, got {len(node.inputs)}", node, node.loc)
+        infer_body = opdef.extra.get("infer_body")
+        if infer_body is not None and node.body is None:
+            raise _Fault(f"{node.op} has no body graph", node, node.loc, "build it with dlir.ir.scan.emit_scan")
         try:
-            want = opdef.infer([v.type for v in node.inputs], node.attrs)
+            if infer_body is not None:
+                # The types of body inputs, carries and emits decide the results (scan).
+                want = infer_body([v.type for v in node.inputs], node.attrs, node.body)
+            else:
+                want = opdef.infer([v.type for v in node.inputs], node.attrs)
         except DlirError as e:
             raise _Fault(f"{node.op} rejects its inputs: {e.message}", node, node.loc, e.hint) from None
         if len(want) != len(node.outputs):

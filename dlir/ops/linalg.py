@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -10,6 +10,10 @@ from dlir.errors import TypeError_
 from dlir.ir.types import TensorType
 from dlir.ops.registry import Attr, OpDef, register
 from dlir.ops.shape_rules import broadcast_shapes, require_numeric, same_dtype
+
+if TYPE_CHECKING:
+    from dlir.autodiff.builder import GradBuilder
+    from dlir.ir.graph import Node, Value
 
 
 def _matmul_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
@@ -46,6 +50,34 @@ def _matmul_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     return [np.matmul(x, y)]
 
 
+def _swap_last(b: GradBuilder, v: Value) -> Value:
+    r = v.type.rank
+    return b.op("transpose", v, perm=list(range(r - 2)) + [r - 1, r - 2])
+
+
+def _matmul_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    """``da = g @ b^T``, ``db = a^T @ g`` on the matrix forms of the operands.
+
+    A 1-D operand is a row (a) or a column (b) matrix, so ``g`` gets its missing axis
+    back first. The results keep the broadcast batch axes; the autodiff pass sums
+    them down to each operand's shape, and the axis added for a 1-D ``b`` is
+    dropped here.
+    """
+    x, w = node.inputs
+    g = cts[0]
+    x2 = x if x.type.rank > 1 else b.op("unsqueeze", x, axes=[0])
+    w2 = w if w.type.rank > 1 else b.op("unsqueeze", w, axes=[1])
+    if x.type.rank == 1:
+        g = b.op("unsqueeze", g, axes=[g.type.rank - 1 if w.type.rank > 1 else g.type.rank])
+    if w.type.rank == 1:
+        g = b.op("unsqueeze", g, axes=[g.type.rank])
+    gx = b.op("matmul", g, _swap_last(b, w2))
+    gw = b.op("matmul", _swap_last(b, x2), g)
+    if w.type.rank == 1:
+        gw = b.op("squeeze", gw, axes=[gw.type.rank - 1])
+    return [gx, gw]
+
+
 register(
     OpDef(
         "matmul",
@@ -54,6 +86,7 @@ register(
         _matmul_infer,
         _matmul_ref,
         doc="a @ b: batched, broadcasting, 1-D operands as in NumPy",
+        vjp=_matmul_vjp,
         family="linalg",
     )
 )
@@ -85,6 +118,15 @@ register(
         _transpose_infer,
         lambda xs, a: [np.transpose(xs[0], _perm("transpose", a["perm"], xs[0].ndim))],
         doc="permute axes (default: reverse them)",
+        vjp=lambda b, node, cts: [_transpose_vjp(b, node.inputs[0], node.attrs, cts[0])],
         family="linalg",
     )
 )
+
+
+def _transpose_vjp(b: GradBuilder, x: Value, a: dict[str, Any], g: Value) -> Value:
+    perm = _perm("transpose", a["perm"], x.type.rank)
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return b.op("transpose", g, perm=inverse)

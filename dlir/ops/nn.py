@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -10,6 +10,10 @@ from dlir.errors import TypeError_
 from dlir.ir.types import TensorType
 from dlir.ops.registry import Attr, OpDef, register
 from dlir.ops.shape_rules import broadcast_shapes, norm_axis, require_float, same_dtype
+
+if TYPE_CHECKING:
+    from dlir.autodiff.builder import GradBuilder
+    from dlir.ir.graph import Node, Value
 
 
 def _layer_norm_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
@@ -36,6 +40,26 @@ def _layer_norm_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]
     return [(x - mu) / np.sqrt(var + a["eps"]) * g + b]
 
 
+def _layer_norm_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    """The standard layer-norm backward, from x-hat and 1/sigma recomputed with IR ops.
+
+    ``dx = rstd (dxh - mean(dxh) - xh mean(dxh xh))`` with ``dxh = g gamma``; gamma's and
+    beta's cotangents are ``g xh`` and ``g``, summed down to their shape by the pass.
+    """
+    x, gamma, _ = node.inputs
+    g = cts[0]
+    axes = list(range(norm_axis("layer_norm", node.attrs["axis"], x.type.rank), x.type.rank))
+    centred = b.sub(x, b.op("mean", x, axis=axes, keepdims=True))
+    var = b.op("mean", b.mul(centred, centred), axis=axes, keepdims=True)
+    rstd = b.op("rsqrt", b.add(var, b.const(node.attrs["eps"], x)))
+    xh = b.mul(centred, rstd)
+    dxh = b.mul(g, gamma)
+    mean_dxh = b.op("mean", dxh, axis=axes, keepdims=True)
+    mean_dxh_xh = b.op("mean", b.mul(dxh, xh), axis=axes, keepdims=True)
+    dx = b.mul(rstd, b.sub(b.sub(dxh, mean_dxh), b.mul(xh, mean_dxh_xh)))
+    return [dx, b.mul(g, xh), g]
+
+
 register(
     OpDef(
         "layer_norm",
@@ -44,6 +68,7 @@ register(
         _layer_norm_infer,
         _layer_norm_ref,
         doc="normalise over axes axis..-1 (biased variance), then scale and shift",
+        vjp=_layer_norm_vjp,
         family="nn",
     )
 )
@@ -64,6 +89,7 @@ register(
         lambda xs, a: [xs[0]],
         doc="identity at inference (compiled models run in inference mode)",
         elementwise=True,
+        vjp=lambda b, node, cts: [cts[0]],
         family="nn",
     )
 )
@@ -129,6 +155,18 @@ def _ce_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     return [-np.mean(logp[np.arange(z.shape[0]), xs[1]])]
 
 
+def _ce_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    """``(softmax(z) - onehot(labels)) * g / N``; the labels get no gradient."""
+    z, labels = node.inputs
+    n, c = z.type.shape
+    if not c.is_static:
+        raise b.error(f"cannot differentiate cross_entropy over a symbolic number of classes ({z.type})")
+    classes = b.op("constant", value=list(range(c.value)), dtype=labels.type.dtype)
+    onehot = b.cast(b.op("equal", b.op("unsqueeze", labels, axes=[1]), classes), z.type.dtype)
+    scale = b.div(cts[0], b.count([n], z.type.dtype))
+    return [b.mul(b.sub(b.op("softmax", z, axis=-1), onehot), scale), None]
+
+
 register(
     OpDef(
         "cross_entropy",
@@ -137,6 +175,7 @@ register(
         _ce_infer,
         _ce_ref,
         doc="mean softmax cross-entropy of logits [N, C] against class ids [N]",
+        vjp=_ce_vjp,
         family="loss",
     )
 )
@@ -157,6 +196,25 @@ def _bce_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     return [np.mean(np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x))))]
 
 
+def _per_element(b: GradBuilder, node: Node, g: Value) -> Value:
+    """The cotangent of a mean over the broadcast pair: g / (number of elements)."""
+    shape = broadcast_shapes(node.op, [v.type for v in node.inputs])
+    return b.div(g, b.count(list(shape), node.inputs[0].type.dtype))
+
+
+def _mse_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    x, t = node.inputs
+    gx = b.mul(b.sub(x, t), b.scale(_per_element(b, node, cts[0]), 2.0))
+    return [gx, b.neg(gx)]
+
+
+def _bce_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    # d/dx = sigmoid(x) - t and d/dt = -x, per element of the mean.
+    x, t = node.inputs
+    k = _per_element(b, node, cts[0])
+    return [b.mul(b.sub(b.op("sigmoid", x), t), k), b.neg(b.mul(x, k))]
+
+
 register(
     OpDef(
         "mse",
@@ -165,6 +223,7 @@ register(
         _pair_loss_infer("mse"),
         lambda xs, a: [np.mean((xs[0].astype(np.float64) - xs[1].astype(np.float64)) ** 2)],
         doc="mean squared error",
+        vjp=_mse_vjp,
         family="loss",
     )
 )
@@ -176,6 +235,7 @@ register(
         _pair_loss_infer("bce_with_logits"),
         _bce_ref,
         doc="mean binary cross-entropy on logits, computed stably",
+        vjp=_bce_vjp,
         family="loss",
     )
 )

@@ -19,6 +19,9 @@ from dlir.ir.types import Dim, DType, TensorType
 
 REQUIRED = object()
 
+# The words a "padding" attribute accepts besides ints (resolved to 4 ints by the op's `canonical`).
+PADDING_WORDS = ("same", "valid")
+
 # Attribute kinds understood by :func:`check_attrs`.
 ATTR_KINDS = {
     "int",  # a Python int
@@ -28,6 +31,9 @@ ATTR_KINDS = {
     "str",
     "dtype",  # a DType
     "ints",  # a list of ints (an int is accepted as a one-element list)
+    "pair",  # two ints [h, w] (an int n is accepted as [n, n])
+    "pair?",  # None, or a pair as above
+    "padding",  # spatial padding: an int, [ph, pw], [top, left, bottom, right], "same" or "valid"
     "axes?",  # None, an int, or a list of ints
     "dims",  # a list of dims: ints or symbolic Dims
     "scalar",  # a number or nested list of numbers/bools (constants)
@@ -174,6 +180,9 @@ _KIND_TEXT = {
     "str": "a string",
     "dtype": "a dtype such as f32",
     "ints": "a list of ints",
+    "pair": "an int or a pair of ints",
+    "pair?": "an int, a pair of ints or none",
+    "padding": 'an int, a pair [ph, pw], four ints [top, left, bottom, right], "same" or "valid"',
     "axes?": "an axis or a list of axes",
     "dims": "a list of dims",
     "scalar": "a number or list of numbers",
@@ -227,6 +236,27 @@ def _coerce(op: OpDef, a: Attr, v: Any) -> Any:
             if all(_is_int(x) for x in items):
                 return [int(x) for x in items]
         raise bad()
+    if k in ("pair", "pair?"):
+        if v is None and k == "pair?":
+            return None
+        items = _int_list(v)
+        if items is None or len(items) not in (1, 2):
+            raise bad()
+        return items * 2 if len(items) == 1 else items
+    if k == "padding":
+        if isinstance(v, str):
+            if v not in PADDING_WORDS:
+                raise TypeError_(
+                    f"{op.name}: {a.name}={v!r} is not one of " + ", ".join(repr(w) for w in PADDING_WORDS),
+                    hint=did_you_mean(v, PADDING_WORDS) or "or give ints: p, [ph, pw] or [top, left, bottom, right]",
+                )
+            return v
+        items = _int_list(v)
+        if items is None or len(items) not in (1, 2, 4):
+            raise bad()
+        if any(p < 0 for p in items):
+            raise TypeError_(f"{op.name}: {a.name}={items} has a negative entry", hint="padding counts cells, >= 0")
+        return items
     if k == "dims":
         if isinstance(v, (list, tuple)):
             out = []
@@ -248,6 +278,17 @@ def _coerce(op: OpDef, a: Attr, v: Any) -> Any:
             raise bad()
         return v
     raise AssertionError(k)
+
+
+def _int_list(v: Any) -> list[int] | None:
+    """An int or a list of (static) ints as a list; None for anything else."""
+    if _is_int(v):
+        return [int(v)]
+    if isinstance(v, (list, tuple)):
+        items = [x.value if isinstance(x, Dim) and x.is_static else x for x in v]
+        if all(_is_int(x) for x in items):
+            return [int(x) for x in items]
+    return None
 
 
 def _describe(v: Any) -> str:

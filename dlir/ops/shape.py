@@ -6,7 +6,7 @@ and the backends evaluate them from the bound input shapes at run time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,8 +15,149 @@ from dlir.ir.types import UNKNOWN, Dim, TensorType
 from dlir.ops.registry import Attr, OpDef, register
 from dlir.ops.shape_rules import broadcast_shapes, norm_axes, norm_axis, same_dtype
 
+if TYPE_CHECKING:
+    from dlir.autodiff.builder import GradBuilder
+    from dlir.ir.graph import Node, Value
+
 # Slice bound meaning "to the end of the axis" (the ONNX convention).
 END = 2**63 - 1
+
+
+# -- VJP helpers (the rules sit in each op's OpDef below) --------------------------------------
+
+
+def _reshape_back(b: GradBuilder, g: Value, x: Value) -> Value:
+    """``g`` reshaped to ``x``'s shape; one unknown dim of x becomes -1."""
+    unknown = [i for i, d in enumerate(x.type.shape) if d.unknown]
+    if len(unknown) == 1:
+        dims = [-1 if d.unknown else (d.value if d.is_static else d) for d in x.type.shape]
+        return b.op("reshape", g, shape=dims)
+    return b.op("reshape", g, shape=b.dims(x.type))
+
+
+def _concat_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    """The cotangent cut back into the pieces.
+
+    Static sizes: one ``split``. Symbolic sizes: each piece is a slice when its start
+    and end are static counted from the start or the end; failing that, sizes that
+    are all multiples of one symbolic dim D (``[3*B, 3*B]``, ``[B, 2*B]``) are split
+    on a ``[.., n, D, ..]`` view.
+    """
+    g = cts[0]
+    ax = norm_axis("concat", node.attrs["axis"], g.type.rank)
+    sizes = [x.type.shape[ax] for x in node.inputs]
+    if len(sizes) == 1:
+        return [g]
+    if all(d.is_static for d in sizes):
+        return list(b.ops("split", [g], sizes=[d.value for d in sizes], axis=ax))
+    bounds = [(_static_offset(sizes[:i], sizes[i:]), _static_offset(sizes[: i + 1], sizes[i + 1 :]))
+              for i in range(len(sizes))]
+    if all(s is not None and e is not None for s, e in bounds):
+        return [b.op("slice", g, starts=[s], ends=[e], axes=[ax], steps=[1]) for s, e in bounds]
+    common = _common_factor(sizes)
+    if common is None:
+        raise b.error(
+            f"cannot differentiate concat along axis {ax} of {', '.join(str(x.type) for x in node.inputs)}: "
+            "a piece sits between pieces of symbolic size",
+            hint="concat at most one piece of symbolic size between static ones, or pieces whose sizes are "
+            "multiples of one dim",
+        )
+    unit, counts = common
+    shape = list(g.type.shape)
+    view_shape = shape[:ax] + [Dim.of(sum(counts)), unit] + shape[ax + 1 :]
+    view = b.op("reshape", g, shape=b.dims(g.type.with_shape(view_shape)))
+    pieces = b.ops("split", [view], sizes=counts, axis=ax)
+    return [_reshape_back(b, p, x) for p, x in zip(pieces, node.inputs)]
+
+
+def _common_factor(sizes: list[Dim]) -> tuple[Dim, list[int]] | None:
+    """A dim D and ints c_i with sizes[i] = c_i * D, D symbolic; None if there is none."""
+    for d in sizes:
+        if d.is_static or d.unknown:
+            continue
+        for k in range(1, 65):
+            unit = d.exact_div(k)
+            if unit is None:
+                continue
+            counts = [s.exact_div(unit) for s in sizes]
+            if all(c is not None and c.is_static and c.value > 0 for c in counts):
+                return unit, [c.value for c in counts if c is not None]
+    return None
+
+
+def _static_offset(before: list[Dim], after: list[Dim]) -> int | None:
+    """A position between pieces as a static index from the start, or a negative one from the end."""
+    if all(d.is_static for d in before):
+        return sum(d.value for d in before)
+    if all(d.is_static for d in after):
+        back = sum(d.value for d in after)
+        return -back if back else END
+    return None
+
+
+def _stack_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    ax = norm_axis("stack", node.attrs["axis"], cts[0].type.rank)
+    pieces = b.ops("split", [cts[0]], sizes=[1] * len(node.inputs), axis=ax)
+    return [b.op("squeeze", p, axes=[ax]) for p in pieces]
+
+
+def _squeeze_vjp(b: GradBuilder, node: Node, g: Value) -> Value:
+    return b.op("unsqueeze", g, axes=node.attrs["axes"]) if node.attrs["axes"] else g
+
+
+def _unsqueeze_vjp(b: GradBuilder, node: Node, g: Value) -> Value:
+    return b.op("squeeze", g, axes=norm_axes("unsqueeze", node.attrs["axes"], g.type.rank))
+
+
+def _slice_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    """The cotangent put back in place, zeros around it (and between, for steps > 1), axis by axis."""
+    x, g = node.inputs[0], cts[0]
+    a = node.attrs
+    for ax, s, e, st in zip(a["axes"], a["starts"], a["ends"], a["steps"]):
+        g = unslice_axis(b, g, x.type.shape[ax % x.type.rank], ax % x.type.rank, s, e, st)
+    return [g]
+
+
+def unslice_axis(b: GradBuilder, g: Value, n: Dim, ax: int, start: int, end: int, step: int) -> Value:
+    """The transpose of reading ``[start:end:step]`` along ``ax`` of an axis of size ``n``:
+    ``g`` put back in place, zeros around it (and between, for steps > 1)."""
+    m = g.type.shape[ax]
+    if n.is_static:
+        picked = range(*slice(start, None if end == END else end, step).indices(n.value))
+        if len(picked) == 0:
+            return b.zeros(g.type.with_shape(_set(g.type.shape, ax, n)))
+        before: Dim = Dim.of(picked[0])
+    else:
+        before = Dim.of(start) if start >= 0 else n + start
+    if m.unknown or n.unknown:
+        raise b.error(f"cannot differentiate a slice of an axis of unknown size ({n})")
+    if step > 1:
+        g = interleave_zeros(b, g, ax, step)
+    span = (m - 1) * step + 1
+    after = n - before - span
+    parts = []
+    for size in (before, None, after):
+        if size is None:
+            parts.append(g)
+        elif not (size.is_static and size.value == 0):
+            parts.append(b.zeros(g.type.with_shape(_set(g.type.shape, ax, size))))
+    return b.op("concat", *parts, axis=ax) if len(parts) > 1 else g
+
+
+def interleave_zeros(b: GradBuilder, g: Value, ax: int, step: int) -> Value:
+    """g's entries along ``ax`` with ``step - 1`` zeros after each but the last."""
+    m = g.type.shape[ax]
+    col = b.op("unsqueeze", g, axes=[ax + 1])
+    pad = b.zeros(col.type.with_shape(_set(col.type.shape, ax + 1, Dim.of(step - 1))))
+    wide = b.op("concat", col, pad, axis=ax + 1)
+    flat = b.op("reshape", wide, shape=b.dims(g.type.with_shape(_set(g.type.shape, ax, m * step))))
+    return b.op("slice", flat, starts=[0], ends=[-(step - 1)], axes=[ax], steps=[1])
+
+
+def _set(shape: tuple[Dim, ...], ax: int, d: Dim) -> list[Dim]:
+    out = list(shape)
+    out[ax] = d
+    return out
 
 
 def _reshape_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
@@ -56,6 +197,7 @@ register(
         _reshape_infer,
         lambda xs, a: [np.reshape(xs[0], a["shape"])],
         doc="reshape to a shape (one dim may be -1; symbols allowed)",
+        vjp=lambda b, node, cts: [_reshape_back(b, cts[0], node.inputs[0])],
         family="shape",
     )
 )
@@ -98,6 +240,7 @@ register(
         _flatten_infer,
         _flatten_ref,
         doc="merge axes start..end (default 1..-1) into one, as torch.flatten",
+        vjp=lambda b, node, cts: [_reshape_back(b, cts[0], node.inputs[0])],
         family="shape",
     )
 )
@@ -137,6 +280,7 @@ register(
         _concat_infer,
         lambda xs, a: [np.concatenate(xs, axis=a["axis"])],
         doc="join tensors along an existing axis",
+        vjp=_concat_vjp,
         family="shape",
     )
 )
@@ -165,6 +309,7 @@ register(
         _stack_infer,
         lambda xs, a: [np.stack(xs, axis=a["axis"])],
         doc="join tensors along a new axis",
+        vjp=_stack_vjp,
         family="shape",
     )
 )
@@ -205,6 +350,7 @@ register(
         _split_infer,
         _split_ref,
         doc="cut into pieces of the given sizes along an axis (one result per piece)",
+        vjp=lambda b, node, cts: [b.op("concat", *cts, axis=node.attrs["axis"])],
         family="shape",
     )
 )
@@ -259,6 +405,7 @@ register(
         _slice_infer,
         _slice_ref,
         doc="x[start:end:step] on some axes (Python semantics; `x[a:b]` in the language)",
+        vjp=_slice_vjp,
         family="shape",
     )
 )
@@ -289,6 +436,7 @@ register(
         lambda xs, a: [np.squeeze(xs[0], axis=tuple(a["axes"]) if a["axes"] is not None else None)],
         doc="drop axes of size 1 (default: those that are 1 in the type)",
         canonical=_squeeze_canonical,
+        vjp=lambda b, node, cts: [_squeeze_vjp(b, node, cts[0])],
         family="shape",
     )
 )
@@ -311,6 +459,7 @@ register(
         _unsqueeze_infer,
         lambda xs, a: [np.expand_dims(xs[0], tuple(a["axes"]))],
         doc="insert axes of size 1 at the given output positions",
+        vjp=lambda b, node, cts: [_unsqueeze_vjp(b, node, cts[0])],
         family="shape",
     )
 )
@@ -335,6 +484,7 @@ register(
         _broadcast_to_infer,
         lambda xs, a: [np.broadcast_to(xs[0], a["shape"]).copy()],
         doc="repeat size-1 axes to reach a shape (NumPy rules)",
+        vjp=lambda b, node, cts: [cts[0]],  # the autodiff pass sums it back to x's shape (sum_to)
         family="shape",
     )
 )

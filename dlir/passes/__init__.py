@@ -1,0 +1,43 @@
+"""Optimisation passes and the pass manager (see :mod:`dlir.passes.manager`).
+
+Importing this package registers every pass: ``dce``, ``cse``, ``fold``, ``simplify``, ``autodiff``.
+"""
+
+from dlir.passes import autodiff, cse, dce, fold, simplify  # noqa: F401  (register the passes)
+from dlir.passes.manager import (
+    LEVELS,
+    PASSES,
+    DumpIR,
+    Instrument,
+    Pass,
+    PassManager,
+    PassRecord,
+    PassTiming,
+    PrintIR,
+    all_passes,
+    count_nodes,
+    level_pipeline,
+    make_pass,
+    optimize,
+    parse_pipeline,
+    register_pass,
+)
+
+__all__ = [
+    "LEVELS",
+    "PASSES",
+    "DumpIR",
+    "Instrument",
+    "Pass",
+    "PassManager",
+    "PassRecord",
+    "PassTiming",
+    "PrintIR",
+    "all_passes",
+    "count_nodes",
+    "level_pipeline",
+    "make_pass",
+    "optimize",
+    "parse_pipeline",
+    "register_pass",
+]

@@ -10,7 +10,8 @@ def library_source(name: str) -> tuple[str, str] | None:
     res = resources.files(__name__).joinpath(f"{name}.dlir")
     if not res.is_file():
         return None
-    return str(res), res.read_text(encoding="utf-8")
+    # A display name, not the install path: generated code and messages stay the same on every machine.
+    return f"<stdlib>/{name}.dlir", res.read_text(encoding="utf-8")
 
 
 def libraries() -> list[str]:

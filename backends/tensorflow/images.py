@@ -1,0 +1,236 @@
+"""Convolution, pooling and batch norm for TensorFlow, computed channels-last.
+
+dlir's images are NCHW; TensorFlow's CPU conv and pool kernels take NHWC only.
+These emitters read their image with ``ctx.nhwc(x)`` and return an :class:`Nhwc`
+expression, so the code generator keeps the result channels-last and transposes
+back to NCHW only where some reader needs it (see :mod:`.layout`): a
+conv -> relu -> pool -> conv chain transposes at its two ends only. Weights stay
+in dlir's layout in their ``tf.Variable`` (``[O, C/groups, kh, kw]``) and are
+transposed to TensorFlow's ``[kh, kw, C/groups, O]`` where they are read.
+
+Padding is four explicit ints in the IR. It becomes ``padding="SAME"`` when it
+equals TensorFlow's own SAME for the geometry (the extra cell at the bottom/right,
+as dlir's ``"same"``), ``"VALID"`` when zero, and a ``tf.pad`` (zeros; -inf for
+a max) before ``"VALID"`` otherwise. ``ceil_mode`` windows that reach past the
+padding get that overhang padded too (it never wins a max and never counts in
+an average), following the op's numpy reference.
+"""
+
+from __future__ import annotations
+
+from dlir.backends.codegen import py_num
+from dlir.backends.tensorflow.lowering import HELPERS, Ctx, Nhwc, _reg
+from dlir.ir.graph import Node
+from dlir.ir.types import Dim, TensorType
+from dlir.ops.conv import extent, out_len
+
+# -- geometry ----------------------------------------------------------------------------
+
+
+def _tf_same_pads(x: TensorType, kernel: list[int], stride: list[int], dilation: list[int]) -> list[int] | None:
+    """TensorFlow's SAME padding as [top, left, bottom, right], None where it depends on an unknown size."""
+    pads = [0, 0, 0, 0]
+    for i, (d, k, s, dil) in enumerate(zip(x.shape[2:], kernel, stride, dilation)):
+        ext = extent(k, dil)
+        if s == 1:
+            total = ext - 1
+        elif d.is_static:
+            total = max((-(-d.value // s) - 1) * s + ext - d.value, 0)
+        else:
+            return None
+        pads[i], pads[i + 2] = total // 2, total - total // 2
+    return pads
+
+
+def _overhang(
+    ctx: Ctx, node: Node, x_nhwc: str, kernel: list[int], stride: list[int], dilation: list[int]
+) -> list[str]:
+    """Cells past the bottom/right padding that ceil_mode windows reach ("0" when none)."""
+    x, pads = node.inputs[0].type, node.attrs["padding"]
+    out: list[str] = []
+    for i in range(2):
+        lo, hi, ext, s = pads[i], pads[i + 2], extent(kernel[i], dilation[i]), stride[i]
+        d, od = x.shape[2 + i], node.outputs[0].type.shape[2 + i]
+        if not node.attrs.get("ceil_mode", False):
+            out.append("0")
+        elif d.is_static:
+            n = out_len(d.value, lo, hi, ext, s, ceil_mode=True)
+            assert n is not None, "the shape rule rejects windows larger than the padded input"
+            out.append(str(max((n - 1) * s + ext - (d.value + lo + hi), 0)))
+        elif not od.unknown:
+            # stride 1, or a span the stride divides: every window ends inside the padding.
+            out.append("0")
+        else:
+            fn = ctx.helper("ceil_overhang")
+            out.append(f"{fn}(tf.shape({x_nhwc})[{1 + i}], {lo}, {hi}, {ext}, {s})")
+    return out
+
+
+def _paddings(pads: list[int], extra: list[str] | None = None) -> str:
+    """tf.pad's paddings for NHWC from [top, left, bottom, right] (+ overhang)."""
+    top, left, bottom, right = pads
+    eb, er = extra or ["0", "0"]
+    b = str(bottom) if eb == "0" else f"{bottom} + {eb}" if bottom else eb
+    r = str(right) if er == "0" else f"{right} + {er}" if right else er
+    return f"[[0, 0], [{top}, {b}], [{left}, {r}], [0, 0]]"
+
+
+def _pair(v: list[int]) -> str:
+    return f"[{v[0]}, {v[1]}]"
+
+
+def _pool_geometry(node: Node) -> tuple[list[int], list[int], list[int]]:
+    a = node.attrs
+    kernel = list(a["kernel"])
+    stride = list(a["stride"]) if a["stride"] is not None else kernel
+    return kernel, stride, list(a.get("dilation", [1, 1]))
+
+
+# -- conv2d ------------------------------------------------------------------------------
+
+
+@_reg("conv2d")
+def _conv2d(ctx: Ctx, node: Node) -> str:
+    x_t, w_t = node.inputs[0].type, node.inputs[1].type
+    a = node.attrs
+    stride, dilation, pads = list(a["stride"]), list(a["dilation"]), list(a["padding"])
+    kernel = [d.value for d in w_t.shape[2:]]
+    x = ctx.nhwc(node.inputs[0])
+    if any(pads) and pads == _tf_same_pads(x_t, kernel, stride, dilation):
+        padding = '"SAME"'
+    else:
+        padding = '"VALID"'
+        if any(pads):
+            x = f"tf.pad({x}, {_paddings(pads)})"
+    # [O, C/groups, kh, kw] -> [kh, kw, C/groups, O]; groups follow from C / (C/groups).
+    w = f"tf.transpose({ctx.arg(node.inputs[1])}, perm=[2, 3, 1, 0])"
+    dil = "" if dilation == [1, 1] else f", dilations={_pair(dilation)}"
+    groups = a["groups"]
+    bias = ctx.arg(node.inputs[2]) if len(node.inputs) == 3 else None
+    if groups > 1 and w_t.shape[1] == Dim.of(1) and w_t.shape[0].is_static and (dilation == [1, 1] or stride == [1, 1]):
+        # depthwise: output channel c * m + j reads input channel c, as [kh, kw, C, m] says
+        w = f"tf.reshape({w}, [{kernel[0]}, {kernel[1]}, {groups}, {w_t.shape[0].value // groups}])"
+        expr = f"tf.nn.depthwise_conv2d({x}, {w}, strides=[1, {stride[0]}, {stride[1]}, 1], padding={padding}{dil})"
+    else:
+        expr = f"tf.nn.conv2d({x}, {w}, strides={_pair(stride)}, padding={padding}{dil})"
+        if groups > 1 and bias is not None:
+            # Grappler would fuse a BiasAdd into a conv kernel that rejects groups: a plain add.
+            return Nhwc(f"{expr} + {bias}")
+    return Nhwc(f"tf.nn.bias_add({expr}, {bias})" if bias is not None else expr)
+
+
+# -- pooling -----------------------------------------------------------------------------
+
+
+@_reg("max_pool2d")
+def _max_pool2d(ctx: Ctx, node: Node) -> str:
+    kernel, stride, dilation = _pool_geometry(node)
+    pads = list(node.attrs["padding"])
+    x = ctx.nhwc(node.inputs[0])
+    extra = _overhang(ctx, node, x, kernel, stride, dilation)
+    padding = '"VALID"'
+    same = _tf_same_pads(node.inputs[0].type, kernel, stride, dilation)
+    if extra == ["0", "0"] and dilation == [1, 1] and any(pads) and pads == same:
+        padding = '"SAME"'  # TF's SAME max ignores the padding, as -inf does
+    elif any(pads) or extra != ["0", "0"]:
+        x = f"tf.pad({x}, {_paddings(pads, extra)}, constant_values=float('-inf'))"
+    if dilation == [1, 1]:
+        return Nhwc(f"tf.nn.max_pool2d({x}, ksize={_pair(kernel)}, strides={_pair(stride)}, padding={padding})")
+    # tf.nn.pool takes dilations with stride 1 only: pool every position, then keep every stride-th.
+    window = f"window_shape={_pair(kernel)}, dilations={_pair(dilation)}"
+    expr = f'tf.nn.pool({x}, {window}, pooling_type="MAX", padding="VALID")'
+    if stride != [1, 1]:
+        expr = f"{expr}[:, ::{stride[0]}, ::{stride[1]}, :]"
+    return Nhwc(expr)
+
+
+@_reg("avg_pool2d")
+def _avg_pool2d(ctx: Ctx, node: Node) -> str:
+    kernel, stride, _ = _pool_geometry(node)
+    pads = list(node.attrs["padding"])
+    include_pad = node.attrs["count_include_pad"]
+    x = ctx.nhwc(node.inputs[0])
+    extra = _overhang(ctx, node, x, kernel, stride, [1, 1])
+    args = f"ksize={_pair(kernel)}, strides={_pair(stride)}"
+    if extra == ["0", "0"]:
+        if not any(pads):
+            return Nhwc(f'tf.nn.avg_pool2d({x}, {args}, padding="VALID")')
+        if include_pad:  # every window lies in the zero-padded input: divide by its size
+            return Nhwc(f'tf.nn.avg_pool2d(tf.pad({x}, {_paddings(pads)}), {args}, padding="VALID")')
+        if pads == _tf_same_pads(node.inputs[0].type, kernel, stride, [1, 1]):
+            return Nhwc(f'tf.nn.avg_pool2d({x}, {args}, padding="SAME")')  # TF's SAME counts real cells only
+    fn = ctx.helper("avg_pool2d")
+    return Nhwc(
+        f"{fn}({x}, {_pair(kernel)}, {_pair(stride)}, pads={list(pads)}, overhang=[{extra[0]}, {extra[1]}], "
+        f"count_include_pad={include_pad})"
+    )
+
+
+# -- batch_norm --------------------------------------------------------------------------
+
+
+@_reg("batch_norm")
+def _batch_norm(ctx: Ctx, node: Node) -> str:
+    x, *params = node.inputs
+    fn = ctx.helper("batch_norm")
+    eps = py_num(node.attrs["eps"])
+    rest = ", ".join(ctx.arg(p) for p in params)
+    if x.type.rank == 4 and ctx.prefer_nhwc(node, [x]):
+        # channels last: the [C] params broadcast as they are
+        return Nhwc(f"{fn}({ctx.nhwc(x)}, {rest}, eps={eps})")
+    shape = None if x.type.rank == 2 else [-1] + [1] * (x.type.rank - 2)
+    return f"{fn}({ctx.arg(x)}, {rest}, eps={eps}, shape={shape})"
+
+
+HELPERS.update(
+    {
+        "ceil_overhang": '''def ceil_overhang(size: tf.Tensor, lo: int, hi: int, ext: int, stride: int) -> tf.Tensor:
+    """Cells past the padding that ceil_mode windows of ``ext`` cells reach (PyTorch's rule).
+
+    ceil(span / stride) + 1 windows, less a last one that would start in the
+    bottom/right padding or beyond.
+    """
+    n = (size + lo + hi - ext + stride - 1) // stride + 1
+    n = tf.where((n - 1) * stride >= size + lo, n - 1, n)
+    return tf.maximum((n - 1) * stride + ext - (size + lo + hi), 0)
+''',
+        "avg_pool2d": '''def avg_pool2d(
+    x: tf.Tensor, kernel: list[int], stride: list[int], pads: list[int], overhang: list, count_include_pad: bool
+) -> tf.Tensor:
+    """Average pooling of NHWC ``x`` with PyTorch's divisor.
+
+    ``pads`` are [top, left, bottom, right] zeros; ``overhang`` the [bottom, right]
+    cells that ceil_mode windows reach past them. Each window's sum is divided by
+    its cells inside the padded input (count_include_pad) or inside x, never by
+    overhang cells.
+    """
+    top, left, bottom, right = pads
+    full = [[0, 0], [top, bottom + overhang[0]], [left, right + overhang[1]], [0, 0]]
+    mean = tf.nn.avg_pool2d(tf.pad(x, full), kernel, stride, "VALID")  # window sum / window size
+    cells = tf.ones_like(x[:1, :, :, :1])
+    if count_include_pad:
+        cells = tf.pad(cells, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=1)
+        full = [[0, 0], [0, overhang[0]], [0, overhang[1]], [0, 0]]
+    # the share of each window's cells that count, the same divided by the window size
+    return mean / tf.nn.avg_pool2d(tf.pad(cells, full), kernel, stride, "VALID")
+''',
+        "batch_norm": '''def batch_norm(
+    x: tf.Tensor,
+    scale: tf.Tensor,
+    bias: tf.Tensor,
+    mean: tf.Tensor,
+    var: tf.Tensor,
+    eps: float,
+    shape: list | None = None,
+) -> tf.Tensor:
+    """Inference-form batch norm per channel: (x - mean) / sqrt(var + eps) * scale + bias.
+
+    ``shape`` reshapes the [C] params to broadcast over x's trailing axes
+    ([-1, 1, 1] for NCHW); None when the channels are x's last axis.
+    """
+    if shape is not None:
+        scale, bias, mean, var = (tf.reshape(p, shape) for p in (scale, bias, mean, var))
+    return (x - mean) * (scale / tf.sqrt(var + eps)) + bias
+''',
+    }
+)
