@@ -9,4 +9,12 @@ from dlir.errors import DlirError
 
 __version__ = "0.1.0"
 
-__all__ = ["DlirError", "Program", "compile", "load", "loads", "__version__"]
+
+def from_onnx(path, name=None):  # type: ignore[no-untyped-def]
+    """Import an ONNX model: its dlir graph and weights (see :mod:`dlir.importer`)."""
+    from dlir.importer import from_onnx as _from_onnx
+
+    return _from_onnx(path, name)
+
+
+__all__ = ["DlirError", "Program", "compile", "from_onnx", "load", "loads", "__version__"]

@@ -96,7 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pass_args(p)
     p.add_argument("--grad", action="store_true", help="print the model with its gradient (needs a scalar output)")
 
+    p = sub.add_parser("train", help="train a loss model on a data set (a whole step is one graph per target)")
+    p.add_argument("file", help="a .dlir file")
+    p.add_argument("--model", help="the loss model: returns one float scalar (default: the file's only model)")
+    p.add_argument("--target", default="numpy", choices=TARGETS)
+    p.add_argument("--data", required=True, help="the data set: digits (scikit-learn's 8x8 digits)")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--batch", type=int, default=64, help="minibatch size (default 64)")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--lr", type=float, help="learning rate (default: adam 0.005, sgd 0.05)")
+    p.add_argument("--momentum", type=float, default=0.9, help="sgd momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the init and the minibatch shuffle")
+    p.add_argument("--eval-model", help="the forward model for test accuracy (default: found in the file)")
+    p.add_argument("-o", "--output", help="write the trained weights (forward model's names) to this .safetensors file")
+    p.add_argument("--plot", metavar="PNG", help="write the loss curve to this PNG file")
+    p.add_argument("-O", dest="opt_level", type=int, default=2, choices=[0, 1, 2, 3], help="optimisation level of the step graph")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
     sub.add_parser("ops", help="print the op x target coverage table")
+    from dlir.importer.cli_import import add_parsers as _add_import_parsers
+
+    _add_import_parsers(sub, TARGETS)
     return ap
 
 
@@ -244,11 +265,56 @@ def cmd_ir(args: argparse.Namespace, sources: dict[str, str]) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
+    from dlir.runtime.weights import save_safetensors
+    from dlir.train.data import bind_inputs, load_dataset
+    from dlir.train.optim import make_optimizer
+    from dlir.train.trainer import Evaluator, Trainer, check_loss_model, find_forward_model, loss_curve_png
+
+    if args.epochs < 1 or args.batch < 1:
+        raise UsageError("--epochs and --batch must be positive")
+    for out in (args.output, args.plot):  # fail before training, not after
+        if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
+            raise UsageError(f"cannot write '{out}': no directory '{Path(out).parent}'")
+    data = load_dataset(args.data)
+    prog = _load(args, sources)
+    graph = prog.graph(args.model)
+    if args.optimizer == "adam":
+        opt = make_optimizer("adam", lr=args.lr or 0.005, weight_decay=args.weight_decay)
+    else:
+        opt = make_optimizer("sgd", lr=args.lr or 0.05, momentum=args.momentum, weight_decay=args.weight_decay)
+    check_loss_model(graph)
+    bind_inputs(graph, data)
+    forward, prefix = find_forward_model(prog, graph, data, args.eval_model)
+    trainer = Trainer(graph, opt, args.target, seed=args.seed, device=args.device, opt_level=args.opt_level)
+    evaluator = Evaluator(forward, prefix, args.target, seed=args.seed, device=args.device)
+    print(f"training {graph.name} on {args.target} with {opt.name} (lr {opt.lr}): {len(data.y_train)} {data.name} images, "
+          f"batch {args.batch}, {args.epochs} epoch(s)", file=sys.stderr)
+    losses = trainer.fit(data, args.epochs, args.batch, progress=sys.stderr)
+    acc = evaluator.accuracy(trainer.params, data)
+    print(f"test accuracy: {acc:.4f} ({len(data.y_test)} images, model {forward.name})")
+    if args.output:
+        save_safetensors(evaluator.weights(trainer.params), args.output)
+        print(f"wrote {args.output}")
+    if args.plot:
+        per_epoch = (len(data.y_train) + args.batch - 1) // args.batch
+        title = f"{graph.name} on {args.target}: {opt.name}, batch {args.batch}, test accuracy {acc:.1%}"
+        write_atomic(Path(args.plot), loss_curve_png(losses, per_epoch, title))
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def cmd_ops(args: argparse.Namespace, sources: dict[str, str]) -> int:
     from dlir.compare import ops_table
 
     print(ops_table())
     return 0
+
+
+def _importer_cli() -> Any:
+    from dlir.importer import cli_import
+
+    return cli_import
 
 
 COMMANDS = {
@@ -258,6 +324,9 @@ COMMANDS = {
     "compare": cmd_compare,
     "ir": cmd_ir,
     "ops": cmd_ops,
+    "import": lambda a, s: _importer_cli().cmd_import(a, s),
+    "conformance": lambda a, s: _importer_cli().cmd_conformance(a, s),
+    "train": cmd_train,
 }
 
 if __name__ == "__main__":  # pragma: no cover

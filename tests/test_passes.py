@@ -30,7 +30,7 @@ from dlir.compare import random_inputs
 from dlir.errors import DlirError, PassError, UsageError
 from dlir.ir.builder import emit1
 from dlir.ir.clone import clone_graph
-from dlir.ir.graph import Graph, Value
+from dlir.ir.graph import Graph, Init, Value
 from dlir.ir.parser import parse_graph
 from dlir.ir.printer import print_graph
 from dlir.ir.types import TensorType
@@ -55,7 +55,7 @@ from dlir.targets import runner_class
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "samples").glob("*.dlir"))
-PASS_NAMES = ["dce", "cse", "fold", "simplify"]
+PASS_NAMES = ["dce", "cse", "fold", "simplify", "fuse", "licm"]
 
 
 def run_pipeline(pipeline: str, before: str) -> Graph:
@@ -385,6 +385,153 @@ def test_replacing_an_output_keeps_its_name_and_runs_on_every_target() -> None:
 # -- the manager -----------------------------------------------------------------------------
 
 
+# -- fuse ------------------------------------------------------------------------------------
+
+
+def test_fuse_matmul_bias_activation_into_linear() -> None:
+    check(
+        "fuse",
+        """model M(%x: f32[B, 3]) -> (y: f32[B, 4], z: f32[B, 4]) {
+          param %w: f32[3, 4] = normal(std=1.0)
+          param %b: f32[4] = zeros()
+          %m: f32[B, 4] = matmul(%x, %w)
+          %a: f32[B, 4] = add(%b, %m)
+          %y: f32[B, 4] = relu(%a)
+          %m2: f32[B, 4] = matmul(%x, %w)
+          %a2: f32[B, 4] = add(%m2, %b)
+          %z: f32[B, 4] = gelu(%a2) {approximate="tanh"}
+          return y=%y, z=%z
+        }""",
+        """model M(%x: f32[B, 3]) -> (y: f32[B, 4], z: f32[B, 4]) {
+          param %w: f32[3, 4] = normal(std=1.0)
+          param %b: f32[4] = zeros()
+          %y: f32[B, 4] = linear(%x, %w, %b) {act="relu"}
+          %z: f32[B, 4] = linear(%x, %w, %b) {act="gelu_tanh"}
+          return y=%y, z=%z
+        }""",
+    )
+
+
+def test_fuse_leaves_shared_or_broadcasting_values_alone() -> None:
+    text = """model M(%x: f32[B, 3]) -> (y: f32[B, 4], m: f32[B, 4], z: f32[B, 4], p: f32[2, B, 4], q: f32[B, 4]) {
+          param %w: f32[3, 4] = normal(std=1.0)
+          param %b: f32[4] = zeros()
+          param %b2: f32[2, 1, 4] = zeros()
+          %m: f32[B, 4] = matmul(%x, %w)
+          %y: f32[B, 4] = add(%m, %b)
+          %m2: f32[B, 4] = matmul(%x, %w)
+          %p: f32[2, B, 4] = add(%m2, %b2)
+          %m3: f32[B, 4] = matmul(%x, %w)
+          %a3: f32[B, 4] = add(%m3, %b)
+          %z: f32[B, 4] = tanh(%a3)
+          %q: f32[B, 4] = exp(%a3)
+          return y=%y, m=%m, z=%z, p=%p, q=%q
+        }"""
+    expected = text.replace("%m3: f32[B, 4] = matmul(%x, %w)\n          %a3: f32[B, 4] = add(%m3, %b)",
+                            "%a3: f32[B, 4] = linear(%x, %w, %b) {act=\"none\"}")
+    assert expected != text
+    check("fuse", text, expected)
+
+
+def test_fuse_folds_a_per_channel_bias_into_conv2d() -> None:
+    g = run_pipeline(
+        "fuse",
+        """model M(%x: f32[B, 2, 5, 5]) -> (y: f32[B, 3, 5, 5], z: f32[B, 3, 5, 5]) {
+          param %w: f32[3, 2, 3, 3] = normal(std=1.0)
+          param %b: f32[3, 1, 1] = normal(std=1.0)
+          param %b4: f32[1, 3, 1, 1] = normal(std=1.0)
+          %c: f32[B, 3, 5, 5] = conv2d(%x, %w) {stride=[1, 1], padding=[1, 1, 1, 1], dilation=[1, 1], groups=1}
+          %y: f32[B, 3, 5, 5] = add(%c, %b)
+          %c2: f32[B, 3, 5, 5] = conv2d(%x, %w) {stride=[1, 1], padding=[1, 1, 1, 1], dilation=[1, 1], groups=1}
+          %z: f32[B, 3, 5, 5] = add(%b4, %c2)
+          return y=%y, z=%z
+        }""",
+    )
+    assert [n.op for n in g.nodes] == ["reshape", "conv2d", "reshape", "conv2d"]
+    assert all(len(n.inputs) == 3 for n in g.nodes if n.op == "conv2d")
+
+
+@pytest.mark.parametrize("target", ["torch", "tensorflow", "onnx"])
+def test_fused_linear_and_conv_agree_on_every_target(target: str) -> None:
+    src = """
+model M(x: f32[B, 2, 6, 6]) -> f32[B, 5] {
+    param cw: f32[3, 2, 3, 3] = glorot_uniform
+    param cb: f32[3, 1, 1] = normal(std=1.0)
+    param w1: f32[108, 8] = glorot_uniform
+    param b1: f32[8] = normal(std=1.0)
+    param w2: f32[8, 5] = glorot_uniform
+    param b2: f32[5] = normal(std=1.0)
+    h = relu(conv2d(x, cw, padding=1) + cb)
+    h = flatten(h, start=1)
+    h = gelu(h @ w1 + b1)
+    return sigmoid(h @ w2 + b2)
+}
+"""
+    prog = dlir.loads(src)
+    g = optimize(prog.graph("M"), 2)
+    assert {n.op for n in g.nodes} >= {"linear", "conv2d"} and "matmul" not in {n.op for n in g.nodes}
+    feeds = random_inputs(prog.graph("M"), seed=0, size=3)
+    want = dlir.compile(prog, "numpy", model="M", opt_level=0)(**feeds)
+    got = dlir.compile(prog, target, model="M", opt_level=2)(**feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# -- licm ------------------------------------------------------------------------------------
+
+RNN = """
+model R(xs: f32[B, T, 3], h0: f32[B, 4]) -> (f32[B, T, 4], f32[B, 4]) {
+    param w: f32[3, 4] = glorot_uniform
+    param w2: f32[3, 4] = glorot_uniform
+    param u: f32[4, 4] = glorot_uniform
+    param b: f32[4] = normal(std=1.0)
+    ys, h = scan x_t in xs along 1 carry h = h0 {
+        h = tanh(x_t @ w + h @ transpose(u) + b * 2.0) + sigmoid(x_t @ W2)
+        emit h
+    }
+    return (ys, h)
+}
+"""
+
+
+def _scan_body(g: Graph) -> Graph:
+    (scan,) = [n for n in g.nodes if n.op == "scan"]
+    assert scan.body is not None
+    return scan.body
+
+
+@pytest.mark.parametrize("two_weights", [False, True])
+def test_licm_hoists_invariants_and_projects_the_rnn_input(two_weights: bool) -> None:
+    src = RNN.replace("W2", "w2" if two_weights else "w")
+    prog = dlir.loads(src)
+    g = optimize(prog.graph("R"), passes="licm")
+    body = _scan_body(g)
+    x_t = body.inputs[0]
+    assert not any(n.op == "matmul" and n.inputs[0] is x_t for n in body.nodes)
+    assert not any(n.op in ("transpose", "constant") for n in body.nodes)  # invariant: moved out
+    (scan,) = [n for n in g.nodes if n.op == "scan"]
+    assert scan.inputs[0].producer is not None and scan.inputs[0].producer.op == "matmul"
+    assert any(n.op == "split" for n in body.nodes) == two_weights
+    feeds = random_inputs(prog.graph("R"), seed=1, size=3)
+    want = dlir.compile(prog, "numpy", model="R", opt_level=0)(**feeds)
+    for target in ("numpy", "torch", "onnx"):
+        got = dlir.compile(prog, target, model="R", opt_level=2)(**feeds)
+        for a, b in zip(want, got):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5, err_msg=target)
+
+
+def test_licm_leaves_x_t_alone_when_read_otherwise() -> None:
+    src = RNN.replace("sigmoid(x_t @ W2)", "x_t[:, 0:1]")
+    g = optimize(dlir.loads(src).graph("R"), passes="licm")
+    body = _scan_body(g)
+    assert any(n.op == "matmul" and n.inputs[0] is body.inputs[0] for n in body.nodes)
+
+
+def test_lstm_sample_body_at_O2_has_no_matmul_with_x_t() -> None:
+    g = optimize(dlir.load(ROOT / "samples" / "lstm.dlir").graph("LSTMClassifier"), 2)
+    body = _scan_body(g)
+    assert not any(n.op in ("matmul", "linear") and n.inputs[0] is body.inputs[0] for n in body.nodes)
+
+
 def test_levels_and_pipelines_by_name() -> None:
     assert LEVELS[0] == () and LEVELS[1] == ("fold", "dce", "cse")
     assert "simplify" in LEVELS[2] and set(LEVELS[1]) <= set(LEVELS[2]) and LEVELS[3] == LEVELS[2]
@@ -588,7 +735,29 @@ def _constant_expr(draw: Draw, g: Graph, v: Value, pool: list[Value]) -> list[Va
     return [emit1(g, "add", [v, k])]
 
 
-STEPS = base.STEPS + [_identity, _duplicate, _constant_expr]
+def _dense(draw: Draw, g: Graph, v: Value, pool: list[Value]) -> list[Value]:
+    """``act(v @ w + b)`` with params w, b, for fuse (sometimes with the bias read twice, or
+    a bias that broadcasts to a bigger shape, which must stay unfused)."""
+    k = v.type.shape[-1] if v.type.rank else None
+    if k is None or not k.is_static:
+        return []
+    m = draw(st.integers(1, 3))
+    i = len(g.params)
+    w = g.add_param(f"w{i}", TensorType.make("f32", [k.value, m]), Init("normal", (("std", 1.0),)))
+    b_shape = draw(st.sampled_from([[m], [m], [1], [2, m]]))
+    b = g.add_param(f"b{i}", TensorType.make("f32", b_shape), Init("normal", (("std", 1.0),)))
+    y = emit1(g, "matmul", [v, w])
+    made = [y]
+    y = emit1(g, "add", [y, b] if draw(st.booleans()) else [b, y])
+    made.append(y)
+    act = draw(st.sampled_from(["none", "relu", "tanh", "sigmoid", "gelu", "silu"]))
+    if act != "none":
+        y = emit1(g, act, [y])
+        made.append(y)
+    return made if draw(st.booleans()) else [y]  # sometimes the inner values are used again
+
+
+STEPS = base.STEPS + [_identity, _duplicate, _constant_expr, _dense]
 
 
 @st.composite
@@ -687,7 +856,7 @@ def test_dlirc_ir_levels_and_custom_pipelines() -> None:
     assert plain.returncode == 0 and o2.returncode == 0, o2.stderr
     g0, g2 = parse_graph(plain.stdout), parse_graph(o2.stdout)
     assert count_nodes(g2) < count_nodes(g0) and g2.output_names() == g0.output_names()
-    custom = dlirc("ir", RESMLP, "--passes", "cse,dce")
+    custom = dlirc("ir", RESMLP, "--passes", "cse,dce,fuse")
     assert custom.returncode == 0 and count_nodes(parse_graph(custom.stdout)) == count_nodes(g2)
 
 

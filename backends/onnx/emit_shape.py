@@ -26,6 +26,33 @@ def _matmul(b: Builder, node: Node, xs: list[str]) -> str:
     return b.op("MatMul", xs)
 
 
+@emitter("linear")
+def _linear(b: Builder, node: Node, xs: list[str]) -> str:
+    # Rank 2: one Gemm (ONNX Runtime's fused GEMM + bias); otherwise MatMul then Add.
+    if node.inputs[0].type.rank == 2:
+        z = b.op("Gemm", xs)
+    else:
+        z = b.op("MatMul", xs[:2])
+        if len(xs) == 3:
+            z = b.op("Add", [z, xs[2]])
+    return fused_act(b, node.attrs["act"], z)
+
+
+def fused_act(b: Builder, act: str, z: str) -> str:
+    """Apply a fused activation (``linear``'s ``act``) to tensor ``z`` with the unfused op's emitter."""
+    from dlir.ops.linalg import FUSED_ACTS
+
+    from .table import EMITTERS
+
+    spec = FUSED_ACTS[act]
+    if spec is None:
+        return z
+    op, attrs = spec
+    got = EMITTERS[op](b, Node(op, [], dict(attrs), []), [z])
+    assert isinstance(got, str)
+    return got
+
+
 @emitter("transpose", moves=True)
 def _transpose(b: Builder, node: Node, xs: list[str]) -> str:
     rank = node.inputs[0].type.rank

@@ -297,6 +297,24 @@ def _softmax(ctx: Ctx, node: Node) -> str:
 # -- linear algebra ------------------------------------------------------------------------
 
 
+@_reg("linear")
+def _linear(ctx: Ctx, node: Node) -> str:
+    x, w = ctx.arg(node.inputs[0]), ctx.arg(node.inputs[1])
+    if node.inputs[0].type.rank == 1:
+        z = f"tf.squeeze(tf.linalg.matmul(tf.expand_dims({x}, 0), {w}), axis=-2)"
+    else:
+        z = f"tf.linalg.matmul({x}, {w})"
+    if len(node.inputs) == 3:
+        z = f"tf.nn.bias_add({z}, {ctx.arg(node.inputs[2])})"
+    act = node.attrs["act"]
+    if act == "none":
+        return z
+    if act in ("gelu", "gelu_tanh"):  # each reads z several times: a helper binds it once
+        return f"{ctx.helper({'gelu': 'gelu_erf'}.get(act, act))}({z})"
+    acts = {"relu": "tf.nn.relu({})", "tanh": "tf.tanh({})", "sigmoid": "tf.sigmoid({})", "silu": "tf.nn.silu({})"}
+    return acts[act].format(z)
+
+
 @_reg("matmul")
 def _matmul(ctx: Ctx, node: Node) -> str:
     a, b = (ctx.arg(v) for v in node.inputs)
@@ -477,6 +495,15 @@ HELPERS: dict[str, str] = {
     mean, var = tf.nn.moments(xw, axes=axes, keepdims=True)
     y = (xw - mean) / tf.sqrt(var + eps) * tf.cast(gamma, wide) + tf.cast(beta, wide)
     return tf.cast(y, x.dtype)
+''',
+    # The fused activations of `linear`, written as the unfused ops' emitters write them.
+    "gelu_erf": '''def gelu_erf(x: tf.Tensor) -> tf.Tensor:
+    """Exact GELU; erfc(-x/sqrt2) == 1 + erf(x/sqrt2) without the cancellation for negative x."""
+    return 0.5 * x * tf.math.erfc(-x * 0.7071067811865476)
+''',
+    "gelu_tanh": '''def gelu_tanh(x: tf.Tensor) -> tf.Tensor:
+    """GELU, tanh form."""
+    return 0.5 * x * (1.0 + tf.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
 ''',
 }
 

@@ -338,6 +338,23 @@ def _bce(s: Site) -> str:
     return f"F.binary_cross_entropy_with_logits(*torch.broadcast_tensors({a}, {b}))"
 
 
+_TORCH_ACTS = {
+    "relu": "torch.relu({})",
+    "tanh": "torch.tanh({})",
+    "sigmoid": "torch.sigmoid({})",
+    "silu": "F.silu({})",
+    "gelu": "F.gelu({}, approximate='none')",
+    "gelu_tanh": "F.gelu({}, approximate='tanh')",
+}
+
+
+def _linear(s: Site) -> str:
+    # dlir's w is [K, N]; F.linear wants [N, K] and reads the transposed view without a copy.
+    call = f"F.linear({', '.join([s.x, f'{s.args[1]}.t()', *s.args[2:]])})"
+    act = s.attr("act")
+    return call if act == "none" else _TORCH_ACTS[act].format(call)
+
+
 def _scan(s: Site) -> str:
     raise AssertionError("a scan is a loop of statements, written by codegen.scan_lines")
 
@@ -396,6 +413,7 @@ EMITTERS: dict[str, Emitter] = {
     "log_softmax": softmax("torch.log_softmax"),
     # linear algebra
     "matmul": infix("@"),
+    "linear": _linear,
     "transpose": _transpose,
     # shapes
     "reshape": _reshape,

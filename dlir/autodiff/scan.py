@@ -151,7 +151,7 @@ def _replay(src: Graph, dst: Graph, mapping: dict[Value, Value]) -> None:
 
 
 def _replay_body(src: Graph, outer: Graph, mapping: dict[Value, Value]) -> Graph:
-    body = Graph(src.name, loc=src.loc, _used=outer._used)
+    body = Graph(src.name, loc=src.loc, _used=outer._used, _next=outer._next)
     for v in src.inputs:
         new = Value(outer.fresh_name(v.name), v.type, "input", loc=v.loc)
         body.inputs.append(new)

@@ -259,7 +259,7 @@ def prune(graph: Graph, first: int = 0) -> None:
                 live.update(body_reads(node.body))
         else:
             for o in node.outputs:
-                graph._used.discard(o.name)
+                graph.release_name(o.name)
     graph.nodes[first:] = reversed(keep)
 
 

@@ -50,6 +50,7 @@ class Elaborator(ExprMixin):
         d = self.defs[name]
         _, params, outs, body = d.tree.children
         self.graph = Graph(name, loc=self.loc(d.tree.children[0]))
+        self.param_prefixes: set[str] = set()  # "a", "a.b" for a param "a.b.w": instance names in use
         root = Instance(d, "")
         symbols: dict[str, Dim] = {}
         frame = Frame(ChainMap(root.scope), root, symbols)
@@ -175,9 +176,11 @@ class Elaborator(ExprMixin):
         if isinstance(existing, Value) and existing.kind in ("param", "buffer") and existing.name == full:
             owner.scope[str(tok)] = existing  # a model body run again: the same weights
             return
-        if any(p.name == full for p in self.graph.params) or full in self.graph._used:
+        if full in self.graph._used:  # params' names are claimed there (a set: linear in the model's size)
             raise TypeError_(f"{what} name '{full}' is already used", self.loc(st), hint="names of params and layer instances must be unique")
         v = self.graph.add_param(full, t, self.eval_init(init, frame), buffer=buffer, loc=self.loc(tok))
+        parts = full.split(".")
+        self.param_prefixes.update(".".join(parts[:i]) for i in range(1, len(parts)))
         frame.scope.maps[0][str(tok)] = v
         owner.scope[str(tok)] = v
 
@@ -276,7 +279,7 @@ class Elaborator(ExprMixin):
         if key in owner.children and owner.children[key].definition.name == d.name:
             return owner.children[key]  # a model body run again: reuse its layers
         inst = Instance(d, owner.path(key))
-        if any(p.name.startswith(inst.prefix + ".") for p in self.graph.params):
+        if inst.prefix in self.param_prefixes:
             raise TypeError_(f"the name '{inst.prefix}' is already used by another layer instance", self.loc(call))
         pos, kw = self.eval_args(call.children[1], frame)
         self.enter(d.name, call)

@@ -26,6 +26,7 @@ class _Cloner:
         self.map: dict[Value, Value] = {}
         # A body usually shares its outer graph's name set (dlir.ir.scan.scan_body); the copies share too.
         self.name_sets: dict[int, set[str]] = {}
+        self.name_hints: dict[int, dict[str, int]] = {}  # Graph._next, copied as its name set is
 
     def graph(self, g: Graph) -> Graph:
         new = copy.copy(g)  # keeps any field this module does not know about
@@ -35,7 +36,9 @@ class _Cloner:
         new.outputs = [(name, self.use(v)) for name, v in g.outputs]
         if id(g._used) not in self.name_sets:
             self.name_sets[id(g._used)] = set(g._used)
+            self.name_hints[id(g._used)] = dict(g._next)
         new._used = self.name_sets[id(g._used)]
+        new._next = self.name_hints[id(g._used)]
         return new
 
     def value(self, v: Value) -> Value:

@@ -79,6 +79,8 @@ class Graph:
     outputs: list[tuple[str, Value]] = field(default_factory=list)
     loc: SourceLoc = UNKNOWN_LOC
     _used: set[str] = field(default_factory=set, repr=False)
+    # Where fresh_name's search for "base.N" starts next (only a hint: _used decides).
+    _next: dict[str, int] = field(default_factory=dict, repr=False)
 
     # -- naming ---------------------------------------------------------------
     def fresh_name(self, base: str) -> str:
@@ -87,17 +89,25 @@ class Graph:
         if base not in self._used:
             self._used.add(base)
             return base
-        i = 1
+        i = self._next.get(base, 1)  # without it, n values named "t" cost n**2 probes
         while f"{base}.{i}" in self._used:
             i += 1
+        self._next[base] = i + 1
         name = f"{base}.{i}"
         self._used.add(name)
         return name
 
     def rename(self, value: Value, base: str) -> None:
         """Give a node result a new unique name derived from ``base``."""
-        self._used.discard(value.name)
+        self.release_name(value.name)
         value.name = self.fresh_name(base)
+
+    def release_name(self, name: str) -> None:
+        """Free ``name`` for reuse by :meth:`fresh_name`."""
+        self._used.discard(name)
+        stem, _, n = name.rpartition(".")
+        if stem and n.isdigit() and int(n) < self._next.get(stem, 1):
+            self._next[stem] = int(n)
 
     def claim_name(self, name: str) -> None:
         """Reserve an exact name (inputs, params); the caller checks for clashes."""

@@ -135,6 +135,7 @@ class _Parser:
         g = Graph(self.name("a graph name"))
         if parent is not None:
             g._used = parent._used  # a body shares its parent's value names: they are unique across the nest
+            g._next = parent._next
         self.scopes.append({})
         self.expect("(")
         while not self.at(")"):

@@ -49,7 +49,7 @@ def scan_body(
     ``locs`` their source locations. Fill in nodes with ``builder.emit`` and set
     ``body.outputs`` to the new carries, then the emits.
     """
-    body = Graph(name, loc=loc, _used=outer._used)
+    body = Graph(name, loc=loc, _used=outer._used, _next=outer._next)
     bases = list(names) or ["x_t"] + [f"h{i + 1}" for i in range(len(carry_types))]
     assert len(bases) == 1 + len(carry_types), "one name for x_t and one per carry"
     for i, (base, t) in enumerate(zip(bases, [x_type, *carry_types])):
@@ -110,11 +110,12 @@ def _adopt(graph: Graph, body: Graph) -> None:
         raise TypeError_(f"scan: body value name(s) {names} are also used in the outer graph",
                          hint="build the body with dlir.ir.scan.scan_body(outer, ...), which shares the outer names")
     graph._used |= body._used
-    _share(body, graph._used)
+    _share(body, graph._used, graph._next)
 
 
-def _share(g: Graph, used: set[str]) -> None:
+def _share(g: Graph, used: set[str], hints: dict[str, int]) -> None:
     g._used = used
+    g._next = hints
     for n in g.nodes:
         if n.body is not None:
-            _share(n.body, used)
+            _share(n.body, used, hints)

@@ -8,7 +8,7 @@ import numpy as np
 
 from dlir.errors import TypeError_
 from dlir.ir.types import TensorType
-from dlir.ops.registry import Attr, OpDef, register
+from dlir.ops.registry import Attr, OpDef, get_op, register, type_list
 from dlir.ops.shape_rules import broadcast_shapes, require_numeric, same_dtype
 
 if TYPE_CHECKING:
@@ -47,7 +47,15 @@ def _matmul_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     x, y = xs
     if x.dtype.kind == "f" or x.dtype.name == "bfloat16":
         x, y = x.astype(np.float64), y.astype(np.float64)
-    return [np.matmul(x, y)]
+    return [matmul_2d_rhs(x, y)]
+
+
+def matmul_2d_rhs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``np.matmul``; a batched x against a matrix y goes through one 2-D GEMM (numpy's
+    broadcasting matmul loop is far slower than BLAS there)."""
+    if x.ndim > 2 and y.ndim == 2 and x.size and y.size:
+        return np.matmul(x.reshape(-1, x.shape[-1]), y).reshape(*x.shape[:-1], y.shape[-1])
+    return np.matmul(x, y)
 
 
 def _swap_last(b: GradBuilder, v: Value) -> Value:
@@ -130,3 +138,104 @@ def _transpose_vjp(b: GradBuilder, x: Value, a: dict[str, Any], g: Value) -> Val
     for i, p in enumerate(perm):
         inverse[p] = i
     return b.op("transpose", g, perm=inverse)
+
+
+# -- linear: the fused dense layer ---------------------------------------------------------
+
+# The activations `linear` fuses, as (op, attributes) of the unfused op.
+FUSED_ACTS: dict[str, tuple[str, dict[str, Any]] | None] = {
+    "none": None,
+    "relu": ("relu", {}),
+    "tanh": ("tanh", {}),
+    "sigmoid": ("sigmoid", {}),
+    "gelu": ("gelu", {"approximate": "none"}),
+    "gelu_tanh": ("gelu", {"approximate": "tanh"}),
+    "silu": ("silu", {}),
+}
+
+
+def fused_act_name(op: str, attrs: dict[str, Any]) -> str | None:
+    """The ``act`` name of the unfused activation node ``op {attrs}``, or None if none fits."""
+    for name, spec in FUSED_ACTS.items():
+        if spec is not None and spec[0] == op and all(attrs.get(k) == v for k, v in spec[1].items()):
+            return name
+    return None
+
+
+def apply_act_ref(act: str, z: np.ndarray) -> np.ndarray:
+    """The numpy reference of activation ``act`` applied to ``z``."""
+    spec = FUSED_ACTS[act]
+    if spec is None:
+        return z
+    return get_op(spec[0]).ref([z], dict(spec[1]))[0]
+
+
+def act_vjp(b: GradBuilder, act: str, z: Value, y: Value, g: Value) -> Value:
+    """The cotangent of ``z`` where ``y = act(z)`` (the unfused op's own VJP rule)."""
+    from dlir.ir.graph import Node
+
+    spec = FUSED_ACTS[act]
+    if spec is None:
+        return g
+    op, attrs = spec
+    view = Node(op, [z], dict(attrs), [y])  # not in any graph: the rule reads inputs and outputs only
+    rule = get_op(op).vjp
+    assert rule is not None
+    got = rule(b, view, [g])[0]
+    assert got is not None
+    return got
+
+
+def _linear_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, w = ts[0], ts[1]
+    dt = same_dtype("linear", ts)
+    if not dt.is_float:
+        raise TypeError_(f"linear: operands must be floats, got {type_list(ts)}")
+    if x.rank < 1 or w.rank != 2:
+        raise TypeError_(f"linear: expects x: [..., K] and w: [K, N], got {x} and {w}")
+    if not x.shape[-1].compatible(w.shape[0]):
+        raise TypeError_(f"linear: inner dims differ ({x.shape[-1]} vs {w.shape[0]}) for {x} and {w}")
+    if len(ts) == 3 and (ts[2].rank != 1 or not ts[2].shape[0].compatible(w.shape[1])):
+        raise TypeError_(f"linear: b: {ts[2]} must be [N] = [{w.shape[1]}] for w: {w}")
+    return [x.with_shape([*x.shape[:-1], w.shape[1]])]
+
+
+def _linear_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    z = matmul_2d_rhs(xs[0].astype(np.float64), xs[1].astype(np.float64))
+    if len(xs) == 3:
+        z = z + xs[2].astype(np.float64)
+    return [apply_act_ref(a["act"], z)]
+
+
+def _linear_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    """Through the decomposition ``act(x @ w + b)``: the activation's rule, then matmul's."""
+    x, w = node.inputs[0], node.inputs[1]
+    y = node.outputs[0]
+    g = cts[0]
+    if node.attrs["act"] != "none":
+        z = b.op("matmul", x, w)
+        if len(node.inputs) == 3:
+            z = b.op("add", z, node.inputs[2])
+        g = act_vjp(b, node.attrs["act"], z, y, g)
+    gx = b.op("matmul", g, _swap_last(b, w)) if b.needs(0) else None
+    x2 = x if x.type.rank > 1 else b.op("unsqueeze", x, axes=[0])
+    g2 = g if x.type.rank > 1 else b.op("unsqueeze", g, axes=[0])
+    gw = b.op("matmul", _swap_last(b, x2), g2) if b.needs(1) else None
+    out: list[Value | None] = [gx, gw]
+    if len(node.inputs) == 3:
+        out.append(g)  # summed down to [N] by the driver
+    return out
+
+
+register(
+    OpDef(
+        "linear",
+        ("x", "w", "b?"),
+        (Attr("act", "str", "none", tuple(FUSED_ACTS)),),
+        _linear_infer,
+        _linear_ref,
+        doc="act(x @ w + b) with w: [K, N], b: [N] (made by the fuse pass)",
+        vjp=_linear_vjp,
+        family="linalg",
+    )
+)

@@ -188,8 +188,11 @@ def _softmax_ref(log: bool) -> Callable[[list[np.ndarray], dict[str, Any]], list
     def ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
         x = _wide(xs[0])
         ax = norm_axis("softmax", a["axis"], x.ndim)
-        lse = _logsumexp(x, (ax,), True)
-        return [x - lse if log else np.exp(x - lse)]
+        # Shift by the max first: x - logsumexp(x) loses everything when |x| is huge (1e31 - (1e31 + 7) == 0).
+        z = x - np.max(x, axis=ax, keepdims=True)
+        e = np.exp(z)
+        s = np.sum(e, axis=ax, keepdims=True)
+        return [z - np.log(s) if log else e / s]
 
     return ref
 

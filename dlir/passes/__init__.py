@@ -1,9 +1,9 @@
 """Optimisation passes and the pass manager (see :mod:`dlir.passes.manager`).
 
-Importing this package registers every pass: ``dce``, ``cse``, ``fold``, ``simplify``, ``autodiff``.
+Importing this package registers every pass: ``dce``, ``cse``, ``fold``, ``simplify``, ``fuse``, ``licm``, ``autodiff``.
 """
 
-from dlir.passes import autodiff, cse, dce, fold, simplify  # noqa: F401  (register the passes)
+from dlir.passes import autodiff, cse, dce, fold, fuse, licm, simplify  # noqa: F401  (register the passes)
 from dlir.passes.manager import (
     LEVELS,
     PASSES,

@@ -11,7 +11,7 @@ IR around the fault. Instruments watch the run: :class:`PrintIR`
 and :class:`DumpIR`.
 
 Levels (DESIGN §5): ``-O0`` runs nothing; ``-O1`` fold, dce, cse; ``-O2`` adds
-simplify (fusion comes later); ``-O3`` is ``-O2`` until the layout pass lands.
+simplify, licm (scan bodies) and fuse; ``-O3`` is ``-O2`` until the layout pass lands.
 """
 
 from __future__ import annotations
@@ -86,8 +86,9 @@ LEVELS: dict[int, tuple[str, ...]] = {
     0: (),
     1: ("fold", "dce", "cse"),
     # simplify leaves the nodes it bypassed for dce; cse after simplify merges what it made alike.
-    2: ("fold", "simplify", "dce", "cse"),
-    3: ("fold", "simplify", "dce", "cse"),  # + layout for the tensorflow target, later
+    # fuse after cse, so that values cse merged are seen with all their users.
+    2: ("fold", "simplify", "dce", "cse", "licm", "fuse"),
+    3: ("fold", "simplify", "dce", "cse", "licm", "fuse"),  # + layout for the tensorflow target, later
 }
 
 

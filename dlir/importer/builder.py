@@ -1,0 +1,382 @@
+"""The importer's graph builder: ONNX values as IR values or import-time arrays, and folding.
+
+A handler (``onnx_ops``, ``onnx_composite``) gets the node's inputs as :class:`Value`
+(run-time tensors), numpy arrays (known at import time; ``object`` arrays hold
+symbolic dims, e.g. the ``Shape`` of a ``[B, 16, 5, 5]`` tensor) or None (omitted
+optional inputs), and returns its outputs in the same forms. :meth:`Builder.op`
+folds a dlir op whose inputs are all known with the op's numpy reference, so shape
+arithmetic never reaches the IR.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from dlir.errors import DlirError, SourceLoc
+from dlir.ir.builder import emit
+from dlir.ir.graph import Graph, Init, Value
+from dlir.ir.types import Dim, DType, TensorType
+from dlir.importer.onnx_import import ImportError_, ident, tensor_value, value_type
+from dlir.ops.registry import check_attrs, get_op
+
+Operand = Any  # Value | np.ndarray | None
+SMALL_CONST = 64  # known tensors up to this many elements become `constant` nodes; bigger ones buffers
+END = 2**63 - 1
+
+
+def node_inputs(n: Any) -> list[str]:
+    """A node's inputs, with the outer names its subgraphs (Scan bodies) read."""
+    out = list(n.input)
+    for a in n.attribute:
+        if a.HasField("g"):
+            out += sorted(free_names(a.g))
+    return out
+
+
+def free_names(g: Any) -> set[str]:
+    defined = {i.name for i in g.input} | {t.name for t in g.initializer}
+    free: set[str] = set()
+    for n in g.node:
+        free |= {i for i in node_inputs(n) if i and i not in defined}
+        defined |= set(n.output)
+    return free | ({o.name for o in g.output} - defined)
+
+
+def all_nodes(g: Any) -> list[Any]:
+    out = []
+    for n in g.node:
+        out.append(n)
+        for a in n.attribute:
+            if a.HasField("g"):
+                out += all_nodes(a.g)
+    return out
+
+
+class NeedsConstant(ImportError_):
+    """A graph input is used where dlir needs a value known at import (axes, shapes, pads)."""
+
+    onnx_name: str = ""
+
+
+class Builder:
+    """Builds one dlir graph from an ONNX GraphProto."""
+
+    def __init__(self, graph: Graph, opset: int, path: str, constants: dict[str, np.ndarray] | None = None) -> None:
+        self.constants = constants or {}
+        self.root: "Builder" = self
+        self.graph = graph
+        self.opset = opset
+        self.path = path
+        self.params: dict[str, np.ndarray] = {}
+        self.env: dict[str, Operand] = {}
+        self.used: set[str] = set()
+        self.node_name = ""
+        self._materialized: dict[int, tuple[np.ndarray, Value]] = {}
+        self.consumed: set[str] = set()
+        self.input_names: dict[str, str] = {}  # ONNX input name -> dlir input name
+        self.const_names: dict[int, tuple[np.ndarray, str]] = {}
+
+    # -- errors ---------------------------------------------------------------
+    def error(self, msg: str, hint: str | None = None) -> ImportError_:
+        where = f"node '{self.node_name}': " if self.node_name else ""
+        return ImportError_(where + msg, SourceLoc(self.path, 0, 0), hint=hint)
+
+    # -- the graph ------------------------------------------------------------
+    def build(self, g: Any) -> None:
+        symbols: dict[str, str] = {}
+        self.consumed = {i for n in all_nodes(g) for i in n.input} | {o.name for o in g.output}
+        inits = {t.name: t for t in g.initializer}
+        for t in g.initializer:
+            a = tensor_value(t, self.path)
+            self.env[t.name] = a
+            self._param(t.name, a)
+        for name, a in self.constants.items():
+            self.env[name] = np.asarray(a)
+        for vi in g.input:
+            if vi.name in self.constants:
+                continue
+            if vi.name in inits or vi.name not in self.consumed:
+                continue  # old exporters list initializers as inputs too; unused inputs are dropped
+            self.env[vi.name] = self.graph.add_input(ident(vi.name, self.used), value_type(vi, self.path, symbols))
+            self.input_names[vi.name] = self.env[vi.name].name
+        order = self._toposort(g)
+        self._check_supported(all_nodes(g))
+        for n in order:
+            self._node(n)
+        self.node_name = ""
+        for vo in g.output:
+            if vo.name not in self.env:
+                raise self.error(f"graph output '{vo.name}' is produced by no node", "the file is inconsistent")
+            v = self.tensor(self.env[vo.name])
+            self.graph.outputs.append((ident(vo.name, set(self.graph.output_names()) | RESERVED_OUT), v))
+        self._prune_params()
+
+    def child(self, body: Graph) -> "Builder":
+        """A builder for a body graph: it sees this graph's values (closure); its params go to the root graph."""
+        c = Builder(body, self.opset, self.path)
+        c.root = self.root
+        c.env = dict(self.env)
+        c.params, c.used, c.consumed = self.params, self.used, self.consumed
+        c.const_names, c.input_names = self.const_names, self.input_names
+        c._materialized = self._materialized
+        return c
+
+    def _param(self, name: str, a: np.ndarray) -> Value:
+        if self.root is not self:
+            return self.root._param(name, a)
+        dt = DType.from_numpy(a.dtype)
+        assert dt is not None
+        pname = ident(name, self.used)
+        kind_buffer = not dt.is_float
+        v = self.graph.add_param(pname, TensorType.make(dt, a.shape), Init("zeros"), buffer=kind_buffer)
+        self.params[pname] = a
+        self._materialized[id(a)] = (a, v)
+        return v
+
+    def _prune_params(self) -> None:
+        """Initializers only used at import time (shapes, axes) are not params."""
+        used: set[int] = set()
+
+        def visit(g: Graph) -> None:
+            used.update(id(v) for _, v in g.outputs)
+            for n in g.nodes:
+                used.update(id(v) for v in n.inputs)
+                if n.body is not None:
+                    visit(n.body)
+
+        visit(self.graph)
+        keep = [p for p in self.graph.params if id(p) in used]
+        for p in self.graph.params:
+            if id(p) not in used:
+                self.params.pop(p.name, None)
+        self.graph.params = keep
+
+    def _toposort(self, g: Any) -> list[Any]:
+        known = set(self.env) | {""}
+        produced: dict[str, Any] = {}
+        for n in g.node:
+            for o in n.output:
+                if o and (o in produced or o in known):
+                    raise self.error(f"value '{o}' is defined twice (by node '{n.name or n.op_type}')", "the file is inconsistent")
+                if o:
+                    produced[o] = n
+        for n in g.node:
+            for i in node_inputs(n):
+                if i not in known and i not in produced:
+                    raise self.error(f"node '{n.name or n.op_type}' reads '{i}', which nothing defines", "a dangling name: the file is inconsistent")
+        order: list[Any] = []
+        pending = list(g.node)
+        while pending:  # file order when the file is sorted (one pass), else as sorted as it can be
+            rest = []
+            for n in pending:
+                if all(i in known for i in node_inputs(n)):
+                    order.append(n)
+                    known.update(o for o in n.output if o)
+                else:
+                    rest.append(n)
+            if len(rest) == len(pending):
+                names = ", ".join(f"'{n.name or n.op_type}'" for n in rest[:8])
+                raise self.error(f"the graph has a cycle through nodes {names}", "ONNX graphs must be acyclic")
+            pending = rest
+        return order
+
+    def _toposort_body(self, g: Any) -> list[Any]:
+        saved = self.env
+        try:
+            self.env = {**self.env, **{vi.name: None for vi in g.input}}
+            return self._toposort(g)
+        finally:
+            self.env = saved
+
+    def _check_supported(self, nodes: list[Any]) -> None:
+        missing = [f"{n.op_type} (node '{n.name or '?'}')" for n in nodes if n.domain not in ("", "ai.onnx") or n.op_type not in HANDLERS]
+        if missing:
+            ops = sorted({m.split(" ")[0] for m in missing})
+            raise ImportError_(
+                f"the model uses {len(missing)} node(s) of ops dlir cannot import: " + "; ".join(missing[:50])
+                + (f"; ... {len(missing) - 50} more" if len(missing) > 50 else ""),
+                SourceLoc(self.path, 0, 0),
+                hint="unsupported ops: " + ", ".join(ops),
+            )
+
+    def _node(self, n: Any) -> None:
+        from onnx import helper
+
+        self.node_name = n.name or f"{n.op_type}#{len(self.graph.nodes)}"
+        ins = [self.env[i] if i else None for i in n.input]
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        self.out_names = [o if o in self.consumed else "" for o in n.output]
+        self.node_op = n.op_type
+        start = len(self.graph.nodes)
+        try:
+            outs = HANDLERS[n.op_type](self, ins, attrs)
+        except ImportError_:
+            raise
+        except DlirError as e:
+            raise self.error(f"{n.op_type}: {e.message}", e.hint) from None
+        except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError, OverflowError) as e:
+            # Malformed attributes (a missing kernel_shape, a string where ints belong) end here.
+            raise self.error(f"{n.op_type}: cannot import this node ({type(e).__name__}: {e})",
+                             "the node's attributes or inputs do not match the ONNX spec") from None
+        if not isinstance(outs, list):
+            outs = [outs]
+        for name, v in zip(self.out_names, outs):
+            if name:
+                if v is None:
+                    raise self.error(f"{n.op_type}: output '{name}' is not supported (only the first outputs are)")
+                fresh = any(v.producer is m for m in self.graph.nodes[start:]) if isinstance(v, Value) else False
+                if fresh and v.producer is not None and len(v.producer.outputs) == 1:
+                    self.graph.rename(v, ident(name, set()).replace("__", "_"))
+                self.env[name] = v
+                if isinstance(v, np.ndarray):
+                    self.const_names[id(v)] = (v, name)
+        for name in self.out_names[len(outs):]:
+            if name:
+                raise self.error(f"{n.op_type}: output '{name}' is not supported")
+
+    # -- operands -------------------------------------------------------------
+    def tensor(self, x: Operand) -> Value:
+        """``x`` as an IR value: known arrays become constants (small) or buffers."""
+        if isinstance(x, Value):
+            return x
+        a = np.asarray(x)
+        if a.dtype == object:
+            raise self.error("a shape with symbolic dims is used as a tensor; dlir keeps shapes static", "export the model with static shapes")
+        if id(x) in self._materialized:
+            return self._materialized[id(x)][1]
+        dt = DType.from_numpy(a.dtype)
+        if dt is None:
+            raise self.error(f"a constant of numpy dtype {a.dtype} has no dlir dtype")
+        if a.size <= SMALL_CONST and dt is not DType.bf16:
+            v = emit(self.graph, "constant", [], {"value": a.tolist(), "dtype": dt})[0]
+        else:
+            v = self._param(self.const_names[id(x)][1] if id(x) in self.const_names else f"const_{len(self.params)}", a)
+        self._materialized[id(x)] = (x, v)
+        return v
+
+    def known(self, x: Operand, what: str) -> np.ndarray:
+        if isinstance(x, Value) and x.kind == "input":
+            onnx_name = next(k for k, v in self.input_names.items() if v == x.name)
+            e = NeedsConstant(f"node '{self.node_name}': {what} is the graph input '{onnx_name}', but must be known when the model is imported",
+                              SourceLoc(self.path, 0, 0), hint="dlir's shapes and axes are compile-time attributes: make it an initializer")
+            e.onnx_name = onnx_name
+            raise e
+        if isinstance(x, Value) or x is None:
+            raise self.error(f"{what} must be known when the model is imported (a constant or initializer)",
+                             "dlir's shapes and axes are compile-time attributes")
+        return np.asarray(x)
+
+    def ints(self, x: Operand, what: str) -> list[int]:
+        out = []
+        for v in self.known(x, what).reshape(-1):
+            if isinstance(v, Dim):
+                if not v.is_static:
+                    raise self.error(f"{what} holds the symbolic dim {v}, but must be a number", "export the model with static shapes")
+                v = v.value
+            out.append(int(v))
+        return out
+
+    def dims(self, x: Operand, what: str) -> list[Any]:
+        """A shape vector: ints and symbolic dims (``Shape`` of a tensor with named dims)."""
+        return [(v.value if v.is_static else v) if isinstance(v, Dim) else int(v) for v in self.known(x, what).reshape(-1)]
+
+    def type_of(self, x: Operand) -> TensorType:
+        if isinstance(x, Value):
+            return x.type
+        a = np.asarray(x)
+        dt = DType.i64 if a.dtype == object else DType.from_numpy(a.dtype)
+        if dt is None:
+            raise self.error(f"numpy dtype {a.dtype} has no dlir dtype")
+        return TensorType.make(dt, a.shape)
+
+    def shape(self, x: Operand) -> tuple[Dim, ...]:
+        return self.type_of(x).shape
+
+    def rank(self, x: Operand) -> int:
+        return self.type_of(x).rank
+
+    def op(self, name: str, inputs: list[Operand], **attrs: Any) -> Any:
+        """``name(inputs) {attrs}``: folded when every input is known, else emitted."""
+        if inputs and all(isinstance(x, np.ndarray) for x in inputs) and any(x.dtype == object for x in inputs):
+            return self._sym_fold(name, inputs, attrs)
+        if inputs and all(isinstance(x, np.ndarray) for x in inputs) and not _symbolic(attrs):
+            opdef = get_op(name)
+            full = check_attrs(opdef, attrs)
+            types = [self.type_of(x) for x in inputs]
+            if opdef.canonical is not None:
+                full = opdef.canonical(types, full)
+            opdef.infer(types, full)  # the shape rule's errors, even when folding
+            outs = [np.asarray(o) for o in opdef.ref([np.asarray(x) for x in inputs], full)]
+            outs = [o.astype(t.dtype.numpy) for o, t in zip(outs, opdef.infer(types, full))]
+            return outs[0] if len(outs) == 1 else outs
+        vals = [self.tensor(x) for x in inputs]
+        outs = emit(self.graph, name, vals, attrs)
+        return outs[0] if len(outs) == 1 else outs
+
+
+    def _sym_fold(self, name: str, inputs: list[np.ndarray], attrs: dict[str, Any]) -> Any:
+        """Shape arithmetic on vectors holding symbolic dims (``Shape`` of a ``[B, 16, 5, 5]`` tensor)."""
+        xs = [_as_dims(x) for x in inputs]
+        if name in ("add", "sub", "mul", "div"):
+            f = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": _dim_div}[name]
+            out = np.frompyfunc(f, 2, 1)(xs[0], xs[1])
+        elif name == "cast":
+            out = xs[0]
+        elif name in ("gather", "slice", "concat", "unsqueeze", "squeeze", "reshape", "flatten", "transpose", "prod", "broadcast_to"):
+            opdef = get_op(name)
+            full = check_attrs(opdef, attrs)
+            if opdef.canonical is not None:
+                full = opdef.canonical([TensorType.make(DType.i64, x.shape) for x in inputs], full)
+            if name == "gather":
+                out = np.take(xs[0], np.asarray(inputs[1]).astype(np.int64), axis=full["axis"])
+            else:
+                out = opdef.ref(xs, full)[0]
+        else:
+            raise self.error(f"{name} on a shape with symbolic dims cannot be folded at import",
+                             "export the model with static shapes")
+        out = np.asarray(out, dtype=object)
+        if all(isinstance(d, Dim) and d.is_static for d in out.reshape(-1)):
+            return np.array([d.value for d in out.reshape(-1)], np.int64).reshape(out.shape)
+        return out
+
+
+def _symbolic(v: Any) -> bool:
+    """Whether an attribute value holds a symbolic dim (then the op runs, it is not folded)."""
+    if isinstance(v, Dim):
+        return not v.is_static
+    if isinstance(v, dict):
+        return any(_symbolic(x) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return any(_symbolic(x) for x in v)
+    return False
+
+
+def _as_dims(x: np.ndarray) -> np.ndarray:
+    out = np.empty(x.shape, dtype=object)
+    for i, v in np.ndenumerate(x):
+        out[i] = v if isinstance(v, Dim) else Dim.of(int(v))
+    return out
+
+
+def _dim_div(a: Dim, b: Dim) -> Dim:
+    q = a.exact_div(b)
+    if q is None:
+        raise DlirError(f"cannot divide the dim {a} by {b} exactly at import")
+    return q
+
+
+RESERVED_OUT = {"model", "param", "return"}
+
+Handler = Callable[[Builder, list[Operand], dict[str, Any]], Any]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(*names: str) -> Callable[[Handler], Handler]:
+    def deco(f: Handler) -> Handler:
+        for n in names:
+            HANDLERS[n] = f
+        return f
+
+    return deco

@@ -1,0 +1,144 @@
+"""A dlir graph written back as readable ``.dlir`` source: one statement per node.
+
+Params are declared with ``param NAME: TYPE = zeros`` (buffers for integer tensors);
+their values travel beside the source as safetensors, loaded with ``--params``.
+Every op is written as a call with keyword attributes, so the frontend rebuilds the
+same node: ``t = conv2d(x, w, b, stride=[1, 1], padding=[0, 0, 0, 0], ...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from dlir.errors import DlirError
+from dlir.ir.graph import Graph, Value
+from dlir.ir.types import Dim, DType, TensorType
+from dlir.ops.registry import get_op
+
+RESERVED = set(
+    "model layer fn param buffer forward return for in range scan along carry emit reverse use true false "
+    "f16 bf16 f32 f64 i32 i64 bool".split()
+)
+
+
+class _Names:
+    """Legal, unique dlir identifiers for graph values."""
+
+    def __init__(self, taken: set[str]) -> None:
+        self.used = set(taken) | RESERVED
+        self.of: dict[int, str] = {}
+
+    def __call__(self, v: Value) -> str:
+        if id(v) not in self.of:
+            s = re.sub(r"[^A-Za-z0-9_]", "_", v.name) or "t"
+            if not re.match(r"[A-Za-z_]", s):
+                s = "v" + s
+            base, i = s, 1
+            while s in self.used:
+                s = f"{base}_{i}"
+                i += 1
+            self.used.add(s)
+            self.of[id(v)] = s
+        return self.of[id(v)]
+
+
+def fmt_type(t: TensorType) -> str:
+    return f"{t.dtype}[{', '.join(fmt_dim(d) for d in t.shape)}]"
+
+
+def fmt_dim(d: Dim) -> str:
+    if d.unknown:
+        return "?"
+    return str(d.value) if d.is_static else str(d).replace(" ", "")
+
+
+def fmt_attr(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, DType):
+        return str(v)
+    if isinstance(v, Dim):
+        return fmt_dim(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            raise DlirError(f"cannot write the number {v} in .dlir source")
+        r = repr(v)
+        return r if any(c in r for c in ".en") else r + ".0"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(fmt_attr(x) for x in v) + "]"
+    raise DlirError(f"cannot write the attribute value {v!r} in .dlir source")
+
+
+def _statements(graph: Graph, names: _Names, lines: list[str], ind: str) -> None:
+    """One line per node; a scan node becomes a ``scan ... { ... }`` block."""
+    for n in graph.nodes:
+        lhs = ", ".join(names(v) for v in n.outputs)
+        if n.body is not None:
+            _scan_block(n, lhs, names, lines, ind)
+            continue
+        opdef = get_op(n.op)
+        args = [names(v) for v in n.inputs]
+        if opdef.variadic and len(opdef.inputs) == 1:
+            args = ["[" + ", ".join(args) + "]"]
+        for a in opdef.attrs:
+            if a.name in n.attrs and n.attrs[a.name] is not None:
+                args.append(f"{a.name}={fmt_attr(n.attrs[a.name])}")
+        lines.append(f"{ind}{lhs} = {n.op}({', '.join(args)})")
+
+
+def _scan_block(n: Any, lhs: str, names: _Names, lines: list[str], ind: str) -> None:
+    body = n.body
+    assert body is not None
+    k = n.attrs["n_carry"]
+    x_t, carries = body.inputs[0], body.inputs[1:]
+    inits = ", ".join(f"{names(h)} = {names(v)}" for h, v in zip(carries, n.inputs[1:]))
+    rev = "reverse " if n.attrs["reverse"] else ""
+    lines.append(f"{ind}{lhs} = scan {rev}{names(x_t)} in {names(n.inputs[0])} along {n.attrs['axis']} carry {inits} {{")
+    _statements(body, names, lines, ind + "    ")
+    outs = [v for _, v in body.outputs]
+    for h, new in zip(carries, outs[:k]):
+        if new is not h:
+            lines.append(f"{ind}    {names(h)} = {names(new)}")
+    for e in outs[k:]:
+        lines.append(f"{ind}    emit {names(e)}")
+    lines.append(f"{ind}}}")
+
+
+def _names_in(graph: Graph) -> set[str]:
+    out: set[str] = set()
+    for v in graph.inputs:
+        for d in v.type.shape:
+            out |= d.symbols
+    return out
+
+
+def graph_source(graph: Graph, header: str = "") -> str:
+    """``graph`` as a .dlir model definition that ``dlirc check`` accepts."""
+    return source_and_param_names(graph, header)[0]
+
+
+def source_and_param_names(graph: Graph, header: str = "") -> tuple[str, dict[str, str]]:
+    """The source and, for each param, the name it is declared with there (weights are saved by it)."""
+    names = _Names(_names_in(graph))
+    lines = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
+    ins = ", ".join(f"{names(v)}: {fmt_type(v.type)}" for v in graph.inputs)
+    outs = ", ".join(f"{re.sub(r'[^A-Za-z0-9_]', '_', n)}: {fmt_type(v.type)}" for n, v in graph.outputs)
+    lines.append(f"model {graph.name}({ins}) -> ({outs}) {{")
+    for p in graph.params:
+        kw = "buffer" if p.kind == "buffer" else "param"
+        lines.append(f"    {kw} {names(p)}: {fmt_type(p.type)} = zeros")
+    _statements(graph, names, lines, "    ")
+    rets = [names(v) for _, v in graph.outputs]
+    lines.append(f"    return {rets[0]}" if len(rets) == 1 else f"    return ({', '.join(rets)})")
+    lines.append("}")
+    return "\n".join(lines) + "\n", {p.name: names(p) for p in graph.params}
+
+
+__all__ = ["graph_source", "source_and_param_names", "fmt_type"]

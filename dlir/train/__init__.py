@@ -1,0 +1,24 @@
+"""Training: optimizers as IR (``optim.py``), the trainer (``trainer.py``), data sets (``data.py``).
+
+``train_step_graph(loss_graph, Adam(lr=...))`` is one whole training step as a
+graph; :class:`Trainer` compiles it for a target and runs it on minibatches.
+"""
+
+from dlir.train.data import Dataset, digits, load_dataset
+from dlir.train.optim import SGD, Adam, Optimizer, make_optimizer, train_step_graph
+from dlir.train.trainer import Evaluator, Trainer, find_forward_model, loss_curve_png
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "Optimizer",
+    "make_optimizer",
+    "train_step_graph",
+    "Trainer",
+    "Evaluator",
+    "find_forward_model",
+    "loss_curve_png",
+    "Dataset",
+    "digits",
+    "load_dataset",
+]

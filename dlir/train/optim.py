@@ -1,0 +1,181 @@
+"""Optimizers as IR: one static training-step graph (forward, backward, update).
+
+:func:`train_step_graph` takes a loss model, differentiates it with
+:func:`dlir.autodiff.autodiff`, and appends the optimizer's update as ordinary
+dlir ops. The result is a graph with no trainable params:
+
+- inputs: the loss model's data inputs, then every trainable param (``fc1.w``),
+  then the optimizer state (``state.momentum.fc1.w``; ``state.m.fc1.w``,
+  ``state.v.fc1.w`` and the scalar step counter ``state.step``);
+- outputs: the loss (under its own name), then ``new.<name>`` for every param and
+  state input, in the same order.
+
+Because it is ordinary IR it verifies, runs through ``-O2`` and lowers on every
+target: a whole step is one ``tf.function``, one ONNX model, one torch
+``forward``. Buffers (non-trainable params) stay params of the step graph.
+
+The updates follow PyTorch's ``torch.optim.SGD`` and ``torch.optim.Adam``
+(single-tensor, ``maximize=False``): zero-initialised state reproduces PyTorch's
+first step, since SGD's buffer starts as the first gradient (no dampening) and
+Adam's moments start at zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from dlir.autodiff import GradBuilder, autodiff
+from dlir.autodiff.transform import prune
+from dlir.errors import UsageError, did_you_mean
+from dlir.ir.graph import Graph, Value
+from dlir.ir.types import DType, TensorType
+
+NEW = "new."  # prefix of an updated input among the step graph's outputs
+STATE = "state."  # prefix of optimizer-state inputs
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An update rule that emits dlir ops. Subclasses set ``name``, ``slots``, ``counters``."""
+
+    name: ClassVar[str] = ""
+    slots: ClassVar[tuple[str, ...]] = ()  # per-param state, each shaped like the param
+    counters: ClassVar[tuple[str, ...]] = ()  # scalar f32 state shared by all params
+
+    @property
+    def state_slots(self) -> tuple[str, ...]:
+        return self.slots
+
+    def begin(self, b: GradBuilder, counters: dict[str, Value]) -> dict[str, Value]:
+        """Emit what every param's update shares; returns the new counters (and scratch values)."""
+        return {}
+
+    def update(self, b: GradBuilder, p: Value, g: Value, state: dict[str, Value], shared: dict[str, Value]) -> tuple[Value, dict[str, Value]]:
+        """``(new param, new per-param state)`` for one param ``p`` with gradient ``g``."""
+        raise NotImplementedError
+
+    def init_state(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Zero state for ``params``, keyed by the step graph's input names."""
+        out = {f"{STATE}{s}.{n}": np.zeros_like(v) for s in self.state_slots for n, v in params.items()}
+        out.update({f"{STATE}{c}": np.zeros((), np.float32) for c in self.counters})
+        return out
+
+
+@dataclass(frozen=True)
+class SGD(Optimizer):
+    """``torch.optim.SGD``: ``d = g + wd*p``; ``buf = momentum*buf + d``; ``p -= lr*buf``
+    (``p -= lr*(d + momentum*buf)`` with ``nesterov``)."""
+
+    name: ClassVar[str] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+
+    @property
+    def state_slots(self) -> tuple[str, ...]:
+        return ("momentum",) if self.momentum else ()
+
+    def update(self, b: GradBuilder, p: Value, g: Value, state: dict[str, Value], shared: dict[str, Value]) -> tuple[Value, dict[str, Value]]:
+        d = b.add(g, b.scale(p, self.weight_decay)) if self.weight_decay else g
+        new_state: dict[str, Value] = {}
+        if self.momentum:
+            buf = b.add(b.scale(state["momentum"], self.momentum), d)
+            new_state["momentum"] = buf
+            d = b.add(d, b.scale(buf, self.momentum)) if self.nesterov else buf
+        return b.sub(p, b.scale(d, self.lr)), new_state
+
+
+@dataclass(frozen=True)
+class Adam(Optimizer):
+    """``torch.optim.Adam`` with bias correction; ``state.step`` counts the steps taken."""
+
+    name: ClassVar[str] = "adam"
+    slots: ClassVar[tuple[str, ...]] = ("m", "v")
+    counters: ClassVar[tuple[str, ...]] = ("step",)
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def begin(self, b: GradBuilder, counters: dict[str, Value]) -> dict[str, Value]:
+        t = b.add(counters["step"], b.const(1.0, counters["step"]))
+        one = b.const(1.0, t)
+        bc1 = b.sub(one, b.op("pow", b.const(self.beta1, t), t))  # 1 - beta1**t
+        bc2 = b.sub(one, b.op("pow", b.const(self.beta2, t), t))
+        step_size = b.div(b.const(self.lr, t), bc1)
+        return {"step": t, "_step_size": step_size, "_bc2_sqrt": b.op("sqrt", bc2)}
+
+    def update(self, b: GradBuilder, p: Value, g: Value, state: dict[str, Value], shared: dict[str, Value]) -> tuple[Value, dict[str, Value]]:
+        if self.weight_decay:
+            g = b.add(g, b.scale(p, self.weight_decay))
+        m = b.add(state["m"], b.scale(b.sub(g, state["m"]), 1.0 - self.beta1))  # torch: m.lerp_(g, 1 - beta1)
+        v = b.add(b.scale(state["v"], self.beta2), b.scale(b.mul(g, g), 1.0 - self.beta2))
+        denom = b.add(b.div(b.op("sqrt", v), shared["_bc2_sqrt"]), b.const(self.eps, v))
+        new_p = b.sub(p, b.mul(shared["_step_size"], b.div(m, denom)))
+        return new_p, {"m": m, "v": v}
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam}
+
+
+def make_optimizer(name: str, **options: float) -> Optimizer:
+    """An optimizer by name (``sgd``, ``adam``) with keyword options (``lr=0.1``)."""
+    if name not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer '{name}'", hint=did_you_mean(name, OPTIMIZERS) or "optimizers: sgd, adam")
+    return OPTIMIZERS[name](**options)  # type: ignore[arg-type]
+
+
+def train_step_graph(graph: Graph, optimizer: Optimizer, output: str | None = None, opt_level: int = 2) -> Graph:
+    """One training step of the loss model ``graph`` as a graph of its own (see the module doc).
+
+    Args:
+        graph: a model with a float scalar output (the loss); not changed.
+        optimizer: the update rule (:class:`SGD`, :class:`Adam`).
+        output: which output is the loss (default: the only one).
+        opt_level: the ``dlir.passes`` level run over the result.
+    """
+    from dlir.ir.verifier import verify
+    from dlir.passes import optimize
+
+    g = autodiff(graph, output=output)
+    n_grads = len(graph.trainable)
+    loss_name, loss = g.outputs[0] if output is None else next(o for o in g.outputs if o[0] == output)
+    grads = [v for _, v in g.outputs[-n_grads:]] if n_grads else []
+    params = list(g.trainable)
+    _params_to_inputs(g, params)
+    b = GradBuilder(g, graph.loc, "upd")
+    state = {s: [g.add_input(f"{STATE}{s}.{p.name}", p.type) for p in params] for s in optimizer.state_slots}
+    counters = {c: g.add_input(f"{STATE}{c}", TensorType(DType.f32, ())) for c in optimizer.counters}
+    shared = optimizer.begin(b, counters)
+    outputs: list[tuple[str, Value]] = [(loss_name, loss)]
+    new_state: dict[str, list[Value]] = {s: [] for s in optimizer.state_slots}
+    for i, (p, gr) in enumerate(zip(params, grads)):
+        b.name = "new." + p.name
+        new_p, st = optimizer.update(b, p, gr, {s: vs[i] for s, vs in state.items()}, shared)
+        outputs.append((NEW + p.name, new_p))
+        for s in optimizer.state_slots:
+            new_state[s].append(st[s])
+    for s in optimizer.state_slots:
+        outputs += [(NEW + v.name, nv) for v, nv in zip(state[s], new_state[s])]
+    outputs += [(NEW + v.name, shared[c]) for c, v in counters.items()]
+    g.outputs = outputs
+    g.name = f"{graph.name}Step"
+    prune(g)
+    verify(g)
+    return optimize(g, opt_level)
+
+
+def _params_to_inputs(g: Graph, params: list[Value]) -> None:
+    """Trainable params become inputs (same Values, so every use follows); buffers stay."""
+    for p in params:
+        g.params.remove(p)
+        p.kind, p.init = "input", None
+        g.inputs.append(p)
+
+
+__all__ = ["Optimizer", "SGD", "Adam", "OPTIMIZERS", "make_optimizer", "train_step_graph", "NEW", "STATE"]

@@ -1,0 +1,245 @@
+"""The trainer: one compiled step graph per target, params and state kept as numpy.
+
+:class:`Trainer` compiles :func:`~dlir.train.optim.train_step_graph` with the
+target's ordinary runner (params are inputs of the step graph, so the runner
+holds no weights of its own), feeds it a minibatch plus the current params and
+optimizer state, and keeps the updated ones it returns. The same seed gives the
+same init, the same minibatch order and so the same loss curve on every target.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any, Sequence, TextIO
+
+import numpy as np
+
+from dlir.errors import DlirError, UsageError
+from dlir.ir.graph import Graph
+from dlir.runtime.init import init_params
+from dlir.targets import runner_class
+from dlir.train.data import Dataset, bind_inputs
+from dlir.train.optim import NEW, Optimizer, train_step_graph
+
+
+class Trainer:
+    """Trains the loss model ``graph`` on ``target`` with ``optimizer``.
+
+    ``params`` (dotted name -> array) and ``state`` (``state.m.fc1.w``, ...) are
+    numpy between steps; ``losses`` records every step's loss.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        optimizer: Optimizer,
+        target: str = "numpy",
+        seed: int = 0,
+        device: str = "auto",
+        opt_level: int = 2,
+        output: str | None = None,
+    ) -> None:
+        check_loss_model(graph, output)
+        self.graph = graph
+        self.optimizer = optimizer
+        self.target = target
+        self.seed = seed
+        self.step_graph = train_step_graph(graph, optimizer, output, opt_level)
+        self.runner = runner_class(target)(self.step_graph, seed=seed, device=device)
+        init = init_params(graph, seed)
+        self.params: dict[str, np.ndarray] = {p.name: init[p.name] for p in graph.trainable}
+        self.state: dict[str, np.ndarray] = optimizer.init_state(self.params)
+        self.losses: list[float] = []
+        self._inputs = [v.name for v in self.step_graph.inputs]
+
+    def step(self, **batch: np.ndarray) -> float:
+        """One step on a minibatch (the loss model's data inputs by name); returns its loss."""
+        known = {**batch, **self.params, **self.state}
+        outs = self.runner(**{n: known[n] for n in self._inputs if n in known})
+        names = self.step_graph.output_names()
+        for name, a in zip(names[1:], outs[1:]):
+            key = name[len(NEW) :]
+            (self.params if key in self.params else self.state)[key] = a
+        loss = float(outs[0])
+        self.losses.append(loss)
+        return loss
+
+    def fit(
+        self,
+        data: Dataset,
+        epochs: int,
+        batch_size: int = 64,
+        progress: TextIO | None = None,
+        max_steps: int | None = None,
+    ) -> list[float]:
+        """Train on ``data``'s training split; the minibatch order is shuffled with ``seed``."""
+        if epochs < 1 or batch_size < 1:
+            raise UsageError(f"epochs and batch size must be positive (got {epochs}, {batch_size})")
+        binding = bind_inputs(self.graph, data)
+        arrays = {"x": data.x_train, "y": data.y_train}
+        rng = np.random.default_rng(self.seed)
+        n = len(data.y_train)
+        per_epoch = (n + batch_size - 1) // batch_size
+        bar = Progress(epochs, per_epoch, progress) if progress is not None else None
+        for epoch in range(epochs):
+            order = rng.permutation(n)
+            for i in range(per_epoch):
+                idx = order[i * batch_size : (i + 1) * batch_size]
+                loss = self.step(**{name: arrays[key][idx] for name, key in binding.items()})
+                if bar is not None:
+                    bar.update(epoch, i + 1, loss)
+                if max_steps is not None and len(self.losses) >= max_steps:
+                    return self.losses
+            if bar is not None:
+                bar.end_epoch(epoch, self.losses[-per_epoch:])
+        return self.losses
+
+
+def check_loss_model(graph: Graph, output: str | None = None) -> None:
+    """A UsageError unless ``graph`` returns a float scalar (``output``, or its only output) and has params."""
+    outs = dict(graph.outputs)
+    if output is None and len(outs) == 1:
+        output = next(iter(outs))
+    v = outs.get(output) if output is not None else None
+    if v is None or v.type.rank != 0 or not v.type.dtype.is_float:
+        got = ", ".join(f"{n}: {o.type}" for n, o in graph.outputs) or "none"
+        raise UsageError(
+            f"model {graph.name} is not a loss model: it must return one float scalar (it returns {got})",
+            graph.loc,
+            hint="train a loss model, e.g. `model Loss(x: ..., labels: i64[B]) -> f32[] { ... cross_entropy(...) }`",
+        )
+    if not graph.trainable:
+        raise UsageError(f"model {graph.name} has no trainable params", graph.loc)
+
+
+# -- evaluation with the forward model --------------------------------------------------------
+
+
+def find_forward_model(prog: Any, loss_graph: Graph, data: Dataset, name: str | None = None) -> tuple[Graph, str]:
+    """The forward model whose params are the loss model's (``net.fc1.w`` is ``fc1.w`` with prefix ``net.``).
+
+    Returns ``(graph, prefix)``. With ``name`` that model must fit; otherwise the
+    first model of the file that takes the images and returns ``[B, classes]``.
+    """
+    loss_names = {p.name for p in loss_graph.trainable}
+    candidates = [name] if name else [m for m in prog.models if m != loss_graph.name]
+    for m in candidates:
+        try:
+            g = prog.graph(m)
+        except DlirError:
+            if name:
+                raise
+            continue
+        prefix = _prefix(loss_names, {p.name for p in g.trainable})
+        shape_ok = len(g.outputs) == 1 and g.outputs[0][1].type.rank == 2 and g.outputs[0][1].type.shape[1].value == data.classes
+        if prefix is None or not shape_ok:
+            if name:
+                raise UsageError(f"model {m} is not the forward model of {loss_graph.name}", hint=f"it must take the images, return [B, {data.classes}] logits and have the loss model's params")
+            continue
+        try:
+            bind_inputs(g, data, role="forward model")
+        except DlirError:
+            if name:
+                raise
+            continue
+        return g, prefix
+    raise UsageError(
+        f"no model in the file computes the logits of {loss_graph.name}, so test accuracy cannot be measured",
+        hint=f"add a forward model that takes the images and returns [B, {data.classes}] logits, "
+        "and use it in the loss model as an instance (`net = Digits()`)",
+    )
+
+
+def _prefix(loss_names: set[str], fwd_names: set[str]) -> str | None:
+    if not fwd_names:
+        return None
+    some = next(iter(fwd_names))
+    for ln in loss_names:
+        if ln.endswith(some):
+            prefix = ln[: len(ln) - len(some)]
+            if prefix in ("",) or prefix.endswith("."):
+                if {prefix + n for n in fwd_names} == loss_names:
+                    return prefix
+    return None
+
+
+class Evaluator:
+    """The forward model compiled for a target, for test accuracy with the trained params."""
+
+    def __init__(self, graph: Graph, prefix: str, target: str, seed: int = 0, device: str = "auto") -> None:
+        from dlir.passes import optimize
+
+        self.graph = graph
+        self.prefix = prefix
+        self.runner = runner_class(target)(optimize(graph, 2), seed=seed, device=device)
+
+    def weights(self, loss_params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The trained params under the forward model's names (``net.`` dropped)."""
+        return {p.name: loss_params[self.prefix + p.name] for p in self.graph.trainable}
+
+    def accuracy(self, loss_params: dict[str, np.ndarray], data: Dataset) -> float:
+        self.runner.load_params(self.weights(loss_params))
+        (x_name,) = bind_inputs(self.graph, data, role="forward model")
+        logits = self.runner(**{x_name: data.x_test})
+        return float(np.mean(np.argmax(logits, axis=1) == data.y_test))
+
+
+# -- progress and the loss curve -------------------------------------------------------------
+
+
+class Progress:
+    """A plain-text progress bar on a stream: redrawn in place on a terminal, a line per epoch otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, epochs: int, per_epoch: int, stream: TextIO) -> None:
+        self.epochs, self.per_epoch, self.stream = epochs, per_epoch, stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.start = time.perf_counter()
+
+    def update(self, epoch: int, done: int, loss: float) -> None:
+        if not self.tty:
+            return
+        filled = self.WIDTH * done // self.per_epoch
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\repoch {epoch + 1}/{self.epochs} [{bar}] {done}/{self.per_epoch} loss {loss:.4f}")
+        self.stream.flush()
+
+    def end_epoch(self, epoch: int, losses: Sequence[float]) -> None:
+        mean = float(np.mean(losses)) if losses else float("nan")
+        line = f"epoch {epoch + 1}/{self.epochs} [{'#' * self.WIDTH}] {self.per_epoch}/{self.per_epoch} loss {mean:.4f} ({time.perf_counter() - self.start:.1f}s)"
+        self.stream.write(("\r" if self.tty else "") + line + "\n")
+        self.stream.flush()
+
+
+def loss_curve_png(losses: Sequence[float], per_epoch: int, title: str) -> bytes:
+    """A PNG of the per-step loss and its per-epoch mean (matplotlib, Agg backend)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("--plot needs matplotlib", hint="pip install matplotlib") from None
+    steps = np.arange(1, len(losses) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=80)
+    ax.plot(steps, losses, lw=0.8, alpha=0.6, label="step loss")
+    if per_epoch > 0 and len(losses) >= per_epoch:
+        n = len(losses) // per_epoch
+        means = np.asarray(losses[: n * per_epoch]).reshape(n, per_epoch).mean(axis=1)
+        ax.plot(np.arange(1, n + 1) * per_epoch, means, "o-", ms=3, label="epoch mean")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+__all__ = ["Trainer", "check_loss_model", "Evaluator", "Progress", "find_forward_model", "loss_curve_png"]
