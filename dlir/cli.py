@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dlir.importer.cli_import import add_parsers as _add_import_parsers
 
     _add_import_parsers(sub, TARGETS)
+    from dlir.diff import add_parser as _add_diff_parser
+
+    _add_diff_parser(sub)
     return ap
 
 
@@ -317,6 +320,12 @@ def _importer_cli() -> Any:
     return cli_import
 
 
+def _diff_cli() -> Any:
+    from dlir import diff
+
+    return diff
+
+
 COMMANDS = {
     "check": cmd_check,
     "compile": cmd_compile,
@@ -327,6 +336,7 @@ COMMANDS = {
     "import": lambda a, s: _importer_cli().cmd_import(a, s),
     "conformance": lambda a, s: _importer_cli().cmd_conformance(a, s),
     "train": cmd_train,
+    "diff": lambda a, s: _diff_cli().cmd_diff(a, s),
 }
 
 if __name__ == "__main__":  # pragma: no cover

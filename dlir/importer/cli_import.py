@@ -26,17 +26,13 @@ def add_parsers(sub: Any, targets: tuple[str, ...]) -> None:
 
 def cmd_import(args: argparse.Namespace, sources: dict[str, str]) -> int:
     from dlir.cli import write_atomic
-    from dlir.importer import from_onnx
-    from dlir.importer.to_source import source_and_param_names
     from dlir.runtime.weights import save_safetensors
 
     src = Path(args.file)
     out = Path(args.output) if args.output else src.with_suffix(".dlir")
     if out.suffix != ".dlir":
         raise UsageError(f"-o {out}: the output must be a .dlir file")
-    m = from_onnx(src, args.name)
-    header = f"Imported from {src.name} (ONNX opset {m.opset}) by `dlirc import`.\nWeights: {out.with_suffix('.safetensors').name} (load with `dlirc run --params`)."
-    text, renamed = source_and_param_names(m.graph, header)
+    m, text, renamed = imported_source(src, out, args.name)
     import dlir
 
     dlir.loads(text, str(out)).graph()  # what `dlirc check` does: nothing is written unless it passes
@@ -46,6 +42,17 @@ def cmd_import(args: argparse.Namespace, sources: dict[str, str]) -> int:
     write_atomic(out, text.encode())
     print(f"wrote {out}" + (f" and {weights} ({len(m.params)} tensors)" if m.params else ""))
     return 0
+
+
+def imported_source(src: Path, out: Path, name: str | None) -> tuple[Any, str, dict[str, str]]:
+    """Import ``src``; return the model, the .dlir text written to ``out`` and param name -> declared name."""
+    from dlir.importer import from_onnx
+    from dlir.importer.to_source import source_and_param_names
+
+    m = from_onnx(src, name)
+    header = f"Imported from {src.name} (ONNX opset {m.opset}) by `dlirc import`.\nWeights: {out.with_suffix('.safetensors').name} (load with `dlirc run --params`)."
+    text, renamed = source_and_param_names(m.graph, header)
+    return m, text, renamed
 
 
 def cmd_conformance(args: argparse.Namespace, sources: dict[str, str]) -> int:
