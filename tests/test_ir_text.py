@@ -425,23 +425,28 @@ def _linear(draw: Draw, g: Graph, v: Value, pool: list[Value]) -> list[Value]:
 STEPS = [_unary, _binary, _reduce, _shape, _linear]
 
 
-@st.composite
-def random_graphs(draw: Draw) -> Graph:
+def build_random_graph(draw: Draw, steps: list[Any], max_steps: int) -> Graph:
+    """A random well-typed graph: inputs with static and symbolic dims, then up to ``max_steps`` steps."""
     g = Graph("Random")
     pool: list[Value] = []
     for i in range(draw(st.integers(1, 2))):
         shape = draw(st.lists(st.sampled_from(["B", "T", 1, 2, 3]), max_size=3))
         pool.append(g.add_input(f"x{i}", TensorType.make("f32", shape)))
-    for _ in range(draw(st.integers(1, 12))):
+    for _ in range(draw(st.integers(1, max_steps))):
         v = draw(st.sampled_from(pool))
         try:
-            pool += draw(st.sampled_from(STEPS))(draw, g, v, pool)
+            pool += draw(st.sampled_from(steps))(draw, g, v, pool)
         except DlirError:
             continue  # an ill-typed choice: skip it, the graph stays well-typed
     outs = [pool[-1]] + draw(st.lists(st.sampled_from(pool), max_size=2))
     for i, v in enumerate(outs):
         g.outputs.append((f"y{i}", v))
     return g
+
+
+@st.composite
+def random_graphs(draw: Draw) -> Graph:
+    return build_random_graph(draw, STEPS, 12)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

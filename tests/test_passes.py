@@ -762,21 +762,7 @@ STEPS = base.STEPS + [_identity, _duplicate, _constant_expr, _dense]
 
 @st.composite
 def pass_graphs(draw: Draw) -> Graph:
-    g = Graph("Random")
-    pool: list[Value] = []
-    for i in range(draw(st.integers(1, 2))):
-        shape = draw(st.lists(st.sampled_from(["B", "T", 1, 2, 3]), max_size=3))
-        pool.append(g.add_input(f"x{i}", TensorType.make("f32", shape)))
-    for _ in range(draw(st.integers(1, 14))):
-        v = draw(st.sampled_from(pool))
-        try:
-            pool += draw(st.sampled_from(STEPS))(draw, g, v, pool)
-        except DlirError:
-            continue  # an ill-typed choice: skip it, the graph stays well-typed
-    outs = [pool[-1]] + draw(st.lists(st.sampled_from(pool), max_size=2))
-    for i, v in enumerate(outs):
-        g.outputs.append((f"y{i}", v))
-    return g
+    return base.build_random_graph(draw, STEPS, 14)
 
 
 def _run(g: Graph, feeds: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 
 def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
-    from dlir.autodiff.transform import body_reads
+    from dlir.ir.graph import body_reads
 
     body = node.body
     assert body is not None

@@ -27,13 +27,13 @@ input) the positions mix and the selection stops.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dlir.autodiff.builder import GradBuilder
 from dlir.errors import PassError, did_you_mean
 from dlir.ir.clone import clone_graph
-from dlir.ir.graph import Graph, Node, Value
+from dlir.ir.graph import Graph, Node, Value, body_reads
 from dlir.ops.registry import get_op
 
 
@@ -232,16 +232,6 @@ def _active_values(nodes: list[Node], variables: Sequence[Value]) -> set[Value]:
         if any(v in active for v in reads):
             active.update(o for o in node.outputs if o.type.dtype.is_float)
     return active
-
-
-def body_reads(body: Graph) -> Iterator[Value]:
-    """Every value a body graph (and the bodies inside it) reads, its own and the enclosing graphs'."""
-    for n in body.nodes:
-        yield from n.inputs
-        if n.body is not None:
-            yield from body_reads(n.body)
-    for _, v in body.outputs:
-        yield v
 
 
 # -- graph utilities -------------------------------------------------------------------------

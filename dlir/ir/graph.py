@@ -176,6 +176,16 @@ class Graph:
         return [n for n, _ in self.outputs]
 
 
+def body_reads(body: Graph) -> Iterator[Value]:
+    """Every value a body graph (and the bodies inside it) reads: its own and the enclosing graphs'."""
+    for n in body.nodes:
+        yield from n.inputs
+        if n.body is not None:
+            yield from body_reads(n.body)
+    for _, v in body.outputs:
+        yield v
+
+
 def dim_attr(d: Dim | int) -> "int | Dim":
     """Attributes keep static dims as plain ints and symbolic ones as Dim."""
     d = Dim.of(d)

@@ -22,7 +22,7 @@ from dlir.ir.builder import emit1
 from dlir.ir.graph import Graph, Node, Value
 from dlir.ops.linalg import fused_act_name
 from dlir.passes.manager import Pass, register_pass
-from dlir.passes.rewrite import body_reads
+from dlir.ir.graph import body_reads
 
 
 def use_counts(graph: Graph) -> Counter[Value]:

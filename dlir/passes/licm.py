@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dlir.ir.builder import emit, emit1
-from dlir.ir.graph import Graph, Node, Value
+from dlir.ir.graph import Graph, Node, Value, body_reads
 from dlir.ops.control import step_type
 from dlir.passes.manager import Pass, register_pass
-from dlir.passes.rewrite import Replacer, body_reads, is_pure
+from dlir.passes.rewrite import Replacer, is_pure
 
 
 @register_pass

@@ -9,12 +9,12 @@ graph (``scan``) is opaque to the passes, but its reads of the enclosing graph
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from dlir.errors import DlirError
-from dlir.ir.graph import Graph, Node, Value
+from dlir.ir.graph import Graph, Node, Value, body_reads
 from dlir.ir.types import Dim, TensorType
 from dlir.ops.registry import REGISTRY, OpDef, check_attrs, get_op
 
@@ -55,16 +55,6 @@ class Replacer:
         """Outputs keep their names and point at the replacements."""
         if self.map:
             graph.outputs = [(name, self.resolve(v)) for name, v in graph.outputs]
-
-
-def body_reads(body: Graph) -> Iterator[Value]:
-    """Every value a body graph (and the bodies inside it) reads: its own and the enclosing graphs'."""
-    for n in body.nodes:
-        yield from n.inputs
-        if n.body is not None:
-            yield from body_reads(n.body)
-    for _, v in body.outputs:
-        yield v
 
 
 def opdef_or_none(node: Node) -> OpDef | None:
