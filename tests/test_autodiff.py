@@ -218,6 +218,18 @@ def _prefix(gg: Graph, name: str) -> str:
     raise AssertionError(f"no gradient output for {name}: {gg.output_names()}")
 
 
+def _with_grad_dot(g1: Graph, wrt: list[str]) -> Graph:
+    """Adds the output h = sum_n <grad.n, v.n> (v.n new inputs), whose gradient is a Hessian-vector product."""
+    h = None
+    for n in wrt:
+        grad = dict(g1.outputs)[f"grad.{n}"]
+        term = emit1(g1, "sum", [emit1(g1, "mul", [grad, g1.add_input(f"v.{n}", grad.type)])])
+        h = term if h is None else emit1(g1, "add", [h, term])
+    assert h is not None
+    g1.outputs.append(("h", h))
+    return g1
+
+
 def _needs_vjp(case: Case) -> None:
     if get_op(case.op).vjp is None:
         pytest.skip(f"{case.op} has no VJP rule yet (test_every_differentiable_op_has_a_vjp fails for it)")
@@ -241,14 +253,7 @@ def test_vjp_of_vjp_matches_finite_differences(case: Case) -> None:
     """Grad of grad: h = <grad s, v> is differentiated again and checked the same way."""
     _needs_vjp(case)
     graph, wrt, _ = _scalar_graph(case)
-    g1 = autodiff(graph, wrt=wrt)
-    h = None
-    for n in wrt:
-        grad = dict(g1.outputs)[f"grad.{n}"]
-        term = emit1(g1, "sum", [emit1(g1, "mul", [grad, g1.add_input(f"v.{n}", grad.type)])])
-        h = term if h is None else emit1(g1, "add", [h, term])
-    assert h is not None
-    g1.outputs.append(("h", h))
+    g1 = _with_grad_dot(autodiff(graph, wrt=wrt), wrt)
     env = case.bindings[0]
     feeds = _feeds(case, graph, env, 0)
     rng = np.random.default_rng(1)
@@ -322,14 +327,7 @@ def test_scan_grad_of_grad_with_a_static_length() -> None:
     """Differentiating the backward scan again (its gathers need a static sequence length)."""
     graph = dlir.loads(SCAN_MODELS["elman"].replace("f64[B, T, 3]", "f64[B, 4, 3]")).graph()
     wrt = [v.name for v in graph.inputs]
-    g1 = autodiff(graph, wrt=wrt)
-    h = None
-    for n in wrt:
-        grad = dict(g1.outputs)[f"grad.{n}"]
-        term = emit1(g1, "sum", [emit1(g1, "mul", [grad, g1.add_input(f"v.{n}", grad.type)])])
-        h = term if h is None else emit1(g1, "add", [h, term])
-    assert h is not None
-    g1.outputs.append(("h", h))
+    g1 = _with_grad_dot(autodiff(graph, wrt=wrt), wrt)
     _check_directional(g1, "h", wrt, _scan_feeds(g1), np.random.default_rng(1), rtol=1e-7)
 
 
