@@ -139,7 +139,8 @@ def compile(  # noqa: A001 - the pinned API name
 ) -> Any:
     """Compile a model of ``prog`` for ``target`` and return its runner.
 
-    ``opt_level`` 0..3 picks the optimisation pipeline (``dlir.passes.LEVELS``);
+    ``opt_level`` 0..3 picks the optimisation pipeline (``dlir.passes.LEVELS``, and at 3 the
+    passes of ``target``: ``dlir.passes.TARGET_PASSES``);
     ``passes`` (e.g. ``"cse,dce"``) replaces it with a pipeline of your own.
     """
     if isinstance(prog, str):
@@ -157,7 +158,7 @@ def compile(  # noqa: A001 - the pinned API name
         from dlir.passes import optimize
 
         # A copy: the program's cached graph stays as the frontend built it.
-        graph = optimize(graph, opt_level, passes)
+        graph = optimize(graph, opt_level, passes, target=target)
     runner = runner_class(target)(graph, seed=seed, device=device)
     if grad:
         from dlir.autodiff import GradRunner

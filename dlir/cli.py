@@ -51,7 +51,8 @@ def _optimized(args: argparse.Namespace, graph: Any, stream: Any) -> Any:
         instruments.append(PassTiming(stream))
     if args.dump_ir:
         instruments.append(DumpIR(args.dump_ir))
-    return optimize(graph, args.opt_level, args.passes, instruments=instruments)
+    # -O3 adds the passes of the target (layout for tensorflow); `dlirc ir` takes --target for it.
+    return optimize(graph, args.opt_level, args.passes, instruments=instruments, target=getattr(args, "target", None))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ir", help="print the IR of a model")
     _add_model_args(p)
     p.add_argument("-O", dest="opt_level", type=int, default=0, choices=[0, 1, 2, 3], help="optimisation level")
+    p.add_argument("--target", choices=TARGETS, help="the target the IR is for (-O3 adds its passes, e.g. layout)")
     _add_pass_args(p)
     p.add_argument("--grad", action="store_true", help="print the model with its gradient (needs a scalar output)")
 

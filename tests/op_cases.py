@@ -417,6 +417,11 @@ case("conv2d", "same_even_kernel_stride2", inp("f32", ["B", 2, 9, 8]), inp("f32"
 case("conv2d", "same_even_kernel_stride1", inp("f32", ["B", 2, 6, 6]), inp("f32", [3, 2, 2, 4]), padding="same")
 case("conv2d", "valid_f64", inp("f64", ["B", 2, 6, 5]), inp("f64", [3, 2, 3, 2]), inp("f64", [3]), padding="valid")
 case("conv2d", "symbolic_hw_same_stride1", inp("f32", ["B", 2, "T", "T"]), inp("f32", [3, 2, 3, 3]), padding="same")
+# fused activations (the fuse pass makes these; act as linear's)
+case("conv2d", "bias_relu", inp("f32", ["B", 3, 6, 6]), inp("f32", [4, 3, 3, 3]), inp("f32", [4]), padding=1, act="relu")
+case("conv2d", "stride2_gelu_tanh_f64", inp("f64", ["B", 2, 7, 6]), inp("f64", [3, 2, 3, 3]), stride=2, act="gelu_tanh")
+case("conv2d", "groups2_bias_sigmoid", inp("f32", ["B", 4, 5, 5]), inp("f32", [4, 2, 3, 3]), inp("f32", [4]), groups=2,
+     act="sigmoid")
 
 case("max_pool2d", "k2", inp("f32", ["B", 3, 8, 8]), kernel=2)
 case("max_pool2d", "k3_s2_pad1", inp("f32", ["B", 2, 7, 7], TIES), kernel=3, stride=2, padding=1)
@@ -452,6 +457,34 @@ case("batch_norm", "rank2", inp("f32", ["B", 5]), inp("f32", [5]), inp("f32", [5
      inp("f32", [5], _VAR))
 case("batch_norm", "rank3_symbolic", inp("f32", ["B", 3, "T"]), inp("f32", [3]), inp("f32", [3]), inp("f32", [3]),
      inp("f32", [3], _VAR))
+
+# layout="NHWC" (the layout pass makes these for the tensorflow target): x is [N, H, W, C]
+case("conv2d", "nhwc_bias_relu_stride2", inp("f32", ["B", 7, 6, 3]), inp("f32", [4, 3, 3, 3]), inp("f32", [4]), stride=2,
+     padding=1, act="relu", layout="NHWC")
+case("conv2d", "nhwc_same_groups2_f64", inp("f64", ["B", 5, 6, 4]), inp("f64", [2, 2, 2, 3]), groups=2, padding="same",
+     layout="NHWC")
+case("max_pool2d", "nhwc_k3_s2_pad1_ceil", inp("f32", ["B", 8, 6, 2]), kernel=3, stride=2, padding=1, ceil_mode=True,
+     layout="NHWC")
+case("avg_pool2d", "nhwc_pad1_exclude_pad", inp("f32", ["B", 7, 7, 2]), kernel=3, stride=2, padding=1,
+     count_include_pad=False, layout="NHWC")
+case("batch_norm", "nhwc", inp("f32", ["B", 5, 4, 3]), inp("f32", [3]), inp("f32", [3]), inp("f32", [3]),
+     inp("f32", [3], _VAR), layout="NHWC")
+
+# lrn: odd sizes (symmetric windows) and even ones (one channel further up), windows wider than C,
+# alpha large enough that the normalization really bites.
+case("lrn", "size3_default", inp("f32", ["B", 5, 4, 3]), size=3)
+case("lrn", "size4_params", inp("f32", ["B", 6, 3, 4]), size=4, alpha=0.5, beta=0.6, bias=1.5)
+case("lrn", "rank3_size2_symbolic", inp("f32", ["B", 4, "T"]), size=2, alpha=0.3, beta=1.0, bias=2.0)
+case("lrn", "rank5_size5_f64", inp("f64", ["B", 4, 2, 3, 2]), size=5, alpha=0.2, beta=0.5, bias=0.5)
+case("lrn", "size2_f64", inp("f64", ["B", 5, 3, 3]), size=2, alpha=0.4, beta=0.75, bias=1.0)
+case("lrn", "size1", inp("f32", ["B", 3, 2, 2]), size=1, alpha=1.0, beta=0.5, bias=1.0)
+case("lrn", "size7_wider_than_c", inp("f32", ["B", 3, 4, 4]), size=7, alpha=0.7, beta=0.75, bias=1.0)
+case("lrn", "size6_rank5_f32", inp("f32", ["B", 7, 2, 2, 3]), size=6, alpha=0.9, beta=0.3, bias=1.2)
+case("lrn", "rank3_size3_symbolic", inp("f32", ["B", 5, "T"]), size=3, alpha=0.8, beta=0.75, bias=1.0)
+case("lrn", "rank5_size3_f32", inp("f32", ["B", 4, 2, 3, 2]), size=3, alpha=0.8, beta=1.0, bias=0.5)
+# layout="NHWC": x is [N, H, W, C]; an odd f32 size is TensorFlow's own kernel, the others its helper
+case("lrn", "nhwc_size3", inp("f32", ["B", 4, 3, 5]), size=3, alpha=0.8, beta=0.75, bias=1.0, layout="NHWC")
+case("lrn", "nhwc_size4_f64", inp("f64", ["B", 3, 2, 6]), size=4, alpha=0.5, beta=0.6, bias=1.5, layout="NHWC")
 
 # -- indexing ----------------------------------------------------------------------------------------
 

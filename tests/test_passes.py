@@ -55,7 +55,7 @@ from dlir.targets import runner_class
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "samples").glob("*.dlir"))
-PASS_NAMES = ["dce", "cse", "fold", "simplify", "fuse", "licm"]
+PASS_NAMES = ["dce", "cse", "fold", "simplify", "fuse", "licm", "layout"]
 
 
 def run_pipeline(pipeline: str, before: str) -> Graph:
@@ -757,7 +757,41 @@ def _dense(draw: Draw, g: Graph, v: Value, pool: list[Value]) -> list[Value]:
     return made if draw(st.booleans()) else [y]  # sometimes the inner values are used again
 
 
-STEPS = base.STEPS + [_identity, _duplicate, _constant_expr, _dense]
+def _images(draw: Draw, g: Graph, v: Value, pool: list[Value]) -> list[Value]:
+    """A new image input through a few conv-stack steps, for layout (and fuse): convs, pools,
+    batch norm, per-channel biases, activations, residual adds; inner values may be read again."""
+    c = draw(st.integers(1, 3))
+    hw = draw(st.sampled_from([[4, 4], [5, 3], ["T", "T"]]))
+    h = g.add_input(f"img{len(g.inputs)}", TensorType.make("f32", ["B", c, *hw]))
+    made = [h]
+    for _ in range(draw(st.integers(1, 4))):
+        c = h.type.shape[1].value
+        i = len(g.params)
+        kind = draw(st.sampled_from(["conv", "pool", "bn", "bias", "act", "residual"]))
+        if kind == "conv":
+            o = draw(st.integers(1, 3))
+            w = g.add_param(f"cw{i}", TensorType.make("f32", [o, c, 3, 3]), Init("normal", (("std", 1.0),)))
+            h = emit1(g, "conv2d", [h, w], {"padding": 1})
+        elif kind == "pool":
+            op = draw(st.sampled_from(["max_pool2d", "avg_pool2d"]))
+            h = emit1(g, op, [h], {"kernel": 3, "stride": 1, "padding": 1})
+        elif kind == "bn":
+            ps = [g.add_param(f"bn{i}_{k}", TensorType.make("f32", [c]), Init("uniform", (("lo", 0.5), ("hi", 2.0))))
+                  for k in range(4)]
+            h = emit1(g, "batch_norm", [h, *ps])
+        elif kind == "bias":
+            b = g.add_param(f"cb{i}", TensorType.make("f32", [c, 1, 1]), Init("normal", (("std", 1.0),)))
+            h = emit1(g, "add", [h, b] if draw(st.booleans()) else [b, h])
+        elif kind == "act":
+            h = emit1(g, draw(st.sampled_from(["relu", "tanh", "sigmoid"])), [h])
+        else:
+            same = [m for m in made if m.type == h.type]
+            h = emit1(g, "add", [h, draw(st.sampled_from(same))])
+        made.append(h)
+    return made if draw(st.booleans()) else [h]
+
+
+STEPS = base.STEPS + [_identity, _duplicate, _constant_expr, _dense, _images]
 
 
 @st.composite
@@ -771,7 +805,7 @@ def _run(g: Graph, feeds: dict[str, np.ndarray], params: dict[str, np.ndarray]) 
         return run_graph(g, feeds, params)
 
 
-PIPELINES = [*PASS_NAMES, *(f"O{level}" for level in LEVELS)]
+PIPELINES = [*PASS_NAMES, *(f"O{level}" for level in LEVELS), "O3-tensorflow"]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -786,7 +820,8 @@ def test_every_pass_and_level_keeps_numpy_results(g: Graph, sizes: tuple[int, in
     want = _run(g, feeds, params)
     before = print_graph(g)
     for name in PIPELINES:
-        passes = level_pipeline(int(name[1:])) if name.startswith("O") else [make_pass(name)]
+        level, _, target = name[1:].partition("-")
+        passes = level_pipeline(int(level), target or None) if name.startswith("O") else [make_pass(name)]
         opt = optimize(g, passes=passes)  # verifies after every pass that changed the graph
         verify(opt)
         assert opt.output_names() == g.output_names()
@@ -889,3 +924,75 @@ def test_dlirc_compile_optimised_onnx_agrees(tmp_path: Path) -> None:
     import onnx
 
     assert len(onnx.load(str(out)).graph.node) < len(onnx.load(str(o0)).graph.node)
+
+
+# -- fuse: conv + bias + activation ----------------------------------------------------------
+
+_CONV = 'stride=[1, 1], padding=[1, 1, 1, 1], dilation=[1, 1], groups=1'
+
+
+def test_fuse_conv_bias_activation_into_one_conv2d() -> None:
+    check(
+        "fuse",
+        f"""model M(%x: f32[B, 2, 5, 5]) -> (y: f32[B, 3, 5, 5], z: f32[B, 3, 5, 5]) {{
+          param %w: f32[3, 2, 3, 3] = normal(std=1.0)
+          param %b: f32[3, 1, 1] = normal(std=1.0)
+          %c: f32[B, 3, 5, 5] = conv2d(%x, %w) {{{_CONV}}}
+          %a: f32[B, 3, 5, 5] = add(%c, %b)
+          %y: f32[B, 3, 5, 5] = relu(%a)
+          %c2: f32[B, 3, 5, 5] = conv2d(%x, %w) {{{_CONV}}}
+          %z: f32[B, 3, 5, 5] = gelu(%c2) {{approximate="tanh"}}
+          return y=%y, z=%z
+        }}""",
+        f"""model M(%x: f32[B, 2, 5, 5]) -> (y: f32[B, 3, 5, 5], z: f32[B, 3, 5, 5]) {{
+          param %w: f32[3, 2, 3, 3] = normal(std=1.0)
+          param %b: f32[3, 1, 1] = normal(std=1.0)
+          %b.flat: f32[3] = reshape(%b) {{shape=[3]}}
+          %y: f32[B, 3, 5, 5] = conv2d(%x, %w, %b.flat) {{{_CONV}, act="relu"}}
+          %z: f32[B, 3, 5, 5] = conv2d(%x, %w) {{{_CONV}, act="gelu_tanh"}}
+          return y=%y, z=%z
+        }}""",
+    )
+
+
+def test_fuse_leaves_a_shared_conv_result_and_conv_false_alone() -> None:
+    text = f"""model M(%x: f32[B, 2, 5, 5]) -> (y: f32[B, 3, 5, 5], c: f32[B, 3, 5, 5]) {{
+          param %w: f32[3, 2, 3, 3] = normal(std=1.0)
+          %c: f32[B, 3, 5, 5] = conv2d(%x, %w) {{{_CONV}}}
+          %y: f32[B, 3, 5, 5] = relu(%c)
+          return y=%y, c=%c
+        }}"""
+    check("fuse", text, text)  # the conv result is an output too: no fusion
+    single = text.replace(", c: f32[B, 3, 5, 5])", ")").replace(", c=%c", "")
+    check("fuse{conv=false}", single, single)
+    g = run_pipeline("fuse{linear=false}", single)
+    assert [(n.op, n.attrs.get("act")) for n in g.nodes] == [("conv2d", "relu")]
+
+
+
+def test_fuse_keeps_a_bias_added_after_the_fused_activation() -> None:
+    # relu(conv) + b: the relu joins the conv; the bias, added after it, must stay an add.
+    g = run_pipeline(
+        "fuse",
+        f"""model M(%x: f32[B, 2, 5, 5]) -> (y: f32[B, 3, 5, 5]) {{
+          param %w: f32[3, 2, 3, 3] = normal(std=1.0)
+          param %b: f32[3, 1, 1] = normal(std=1.0)
+          %c: f32[B, 3, 5, 5] = conv2d(%x, %w) {{{_CONV}}}
+          %r: f32[B, 3, 5, 5] = relu(%c)
+          %y: f32[B, 3, 5, 5] = add(%r, %b)
+          return y=%y
+        }}""",
+    )
+    assert [(n.op, n.attrs.get("act")) for n in g.nodes] == [("conv2d", "relu"), ("add", None)]
+
+
+@pytest.mark.parametrize("target", ["torch", "tensorflow", "onnx"])
+def test_cnn_at_O2_has_fused_conv_activations_and_agrees(target: str) -> None:
+    prog = dlir.load(ROOT / "samples" / "cnn.dlir")
+    g = optimize(prog.graph("LeNet"), 2)
+    assert [n.attrs["act"] for n in g.nodes if n.op == "conv2d"] == ["relu", "relu"]
+    assert "relu" not in {n.op for n in g.nodes}
+    feeds = random_inputs(prog.graph("LeNet"), seed=1, size=2)
+    want = dlir.compile(prog, "numpy", model="LeNet")(**feeds)
+    got = dlir.compile(prog, target, model="LeNet", opt_level=2)(**feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

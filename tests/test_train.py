@@ -122,6 +122,37 @@ def test_step_graph_is_one_onnx_model(tiny_graph) -> None:  # type: ignore[no-un
     assert not model.graph.initializer or all(not i.name.startswith("fc.") for i in model.graph.initializer)
 
 
+TINY_CONV = """
+model ConvLoss(x: f32[B, 1, 6, 6], y: f32[B, 2]) -> f32[] {
+    param w: f32[3, 1, 3, 3] = glorot_uniform
+    param fc: f32[27, 2] = glorot_uniform
+    h = max_pool2d(relu(conv2d(x, w, padding=1)), kernel=2)
+    d = flatten(h, start=1) @ fc - y
+    return mean(d * d)
+}
+"""
+
+
+def _layouts(step) -> set[str]:  # type: ignore[no-untyped-def]
+    return {n.attrs["layout"] for n in step.nodes if "layout" in n.attrs}
+
+
+def test_step_graph_at_O3_runs_the_targets_passes() -> None:
+    """-O3 for tensorflow lays the step's convs out channels-last (the ``layout`` pass), with the same steps."""
+    g = dlir.loads(TINY_CONV).graph("ConvLoss")
+    assert _layouts(train_step_graph(g, SGD(lr=0.1), opt_level=3)) == {"NCHW"}
+    assert _layouts(train_step_graph(g, SGD(lr=0.1), opt_level=3, target="tensorflow")) == {"NHWC"}
+    tf_run = Trainer(g, SGD(lr=0.1, momentum=0.9), target="tensorflow", opt_level=3)
+    assert _layouts(tf_run.step_graph) == {"NHWC"}
+    ref = Trainer(g, SGD(lr=0.1, momentum=0.9), target="numpy")
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        x, y = rng.normal(size=(4, 1, 6, 6)).astype(np.float32), rng.normal(size=(4, 2)).astype(np.float32)
+        np.testing.assert_allclose(tf_run.step(x=x, y=y), ref.step(x=x, y=y), rtol=1e-5)
+    for k, v in ref.params.items():
+        np.testing.assert_allclose(tf_run.params[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
 EPOCHS, LR = 6, 0.005  # seed 0: 98-99% on every target (97% from 5 epochs on)
 _TRAINED: dict[str, Trainer] = {}  # target -> a full training run, shared by the tests below
 

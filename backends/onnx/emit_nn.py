@@ -1,4 +1,4 @@
-"""Emitters for conv2d, max_pool2d, avg_pool2d and batch_norm (layout NCHW, as ONNX).
+"""Emitters for conv2d, max_pool2d, avg_pool2d, batch_norm and lrn (layout NCHW, as ONNX).
 
 The attributes arrive canonical (each op's ``canonical`` hook): ``padding`` is
 four ints [top, left, bottom, right], already the order of a 2-D ONNX ``pads``
@@ -15,11 +15,17 @@ Where ONNX and the spec part ways, the lowering builds the spec's result:
 - ONNX Runtime has no double Conv or AveragePool, and BatchNormalization's
   epsilon is a float32 attribute: f64 is built from parts, every window cell a
   strided Slice of the padded input, contracted (conv) or summed (average).
+
+A conv2d's fused ``act`` is the activation's own node after the Conv (ONNX
+Runtime fuses Conv + Relu/Sigmoid/Tanh/... itself). A node in NHWC layout (made
+by the ``layout`` pass, which runs for the tensorflow target only) is its NCHW
+twin between two Transposes: correct, not fast.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from onnx import TensorProto, numpy_helper
@@ -27,9 +33,12 @@ from onnx import TensorProto, numpy_helper
 from dlir.errors import LoweringError
 from dlir.ir.graph import Node
 from dlir.ir.types import Dim, DType
+from dlir.ops.conv import TO_NCHW, TO_NHWC, nchw_twin
+from dlir.ops.nn import lrn_window
 from dlir.ops.shape import END
 
 from .builder import Builder
+from .emit_shape import fused_act
 from .table import emitter
 
 Pair = tuple[int, int]
@@ -71,16 +80,31 @@ def _end(back: int) -> int:
     return -back if back else END
 
 
+def _channels_last(fn: Callable[[Builder, Node, list[str]], str]) -> Callable[[Builder, Node, list[str]], str]:
+    """``fn`` for NCHW nodes; an NHWC node as its NCHW twin between two Transposes."""
+
+    def emit(b: Builder, node: Node, xs: list[str]) -> str:
+        if node.attrs["layout"] == "NCHW":
+            return fn(b, node, xs)
+        y = fn(b, nchw_twin(node), [b.op("Transpose", [xs[0]], perm=TO_NCHW), *xs[1:]])
+        return b.op("Transpose", [y], perm=TO_NHWC)
+
+    return functools.update_wrapper(emit, fn)
+
+
 # -- conv2d ---------------------------------------------------------------------------
 
 
 @emitter("conv2d")
+@_channels_last
 def _conv2d(b: Builder, node: Node, xs: list[str]) -> str:
     a = node.attrs
     stride, dilation, pads = _pair(a["stride"]), _pair(a["dilation"]), list(a["padding"])
     if b.dt is not DType.f64:
-        return b.op("Conv", xs, strides=list(stride), pads=pads, dilations=list(dilation), group=a["groups"])
-    return _conv2d_f64(b, node, xs, stride, dilation, pads)
+        y = b.op("Conv", xs, strides=list(stride), pads=pads, dilations=list(dilation), group=a["groups"])
+    else:
+        y = _conv2d_f64(b, node, xs, stride, dilation, pads)
+    return fused_act(b, a["act"], y)
 
 
 def _conv2d_f64(b: Builder, node: Node, xs: list[str], stride: Pair, dilation: Pair, pads: list[int]) -> str:
@@ -196,6 +220,7 @@ class Pool:
 
 
 @emitter("max_pool2d")
+@_channels_last
 def _max_pool2d(b: Builder, node: Node, xs: list[str]) -> str:
     # MaxPool has float and double kernels; its pads (overhang included) never win a max.
     pool = Pool(node)
@@ -207,6 +232,7 @@ def _max_pool2d(b: Builder, node: Node, xs: list[str]) -> str:
 
 
 @emitter("avg_pool2d")
+@_channels_last
 def _avg_pool2d(b: Builder, node: Node, xs: list[str]) -> str:
     pool = Pool(node)
     include_pad = bool(node.attrs["count_include_pad"])
@@ -254,6 +280,7 @@ def _count_mask(b: Builder, x: str, pool: Pool, include_pad: bool) -> str:
 
 
 @emitter("batch_norm")
+@_channels_last
 def _batch_norm(b: Builder, node: Node, xs: list[str]) -> str:
     eps = node.attrs["eps"]
     rank = node.inputs[0].type.rank
@@ -268,3 +295,43 @@ def _batch_norm(b: Builder, node: Node, xs: list[str]) -> str:
 
     inv = b.op("Div", [per_channel(scale), b.op("Sqrt", [b.op("Add", [per_channel(var), b.scalar(eps)])])])
     return b.op("Add", [b.op("Mul", [b.op("Sub", [x, per_channel(mean)]), inv]), per_channel(bias)])
+
+
+# -- lrn ----------------------------------------------------------------------------------
+
+
+@emitter("lrn")
+@_channels_last
+def _lrn(b: Builder, node: Node, xs: list[str]) -> str:
+    # ONNX Runtime's LRN kernel takes 4-D float and an odd size only (its CUDA one, cuDNN's,
+    # also a size <= 15, beta >= 0.01 and bias >= 1e-5): other ranks are viewed as
+    # [N, C, rest, 1] (the window runs over channels only), the rest is built from parts.
+    a = node.attrs
+    x, rank = xs[0], node.inputs[0].type.rank
+    size = a["size"]
+    if b.dt is DType.f64 or size % 2 == 0 or size > 15 or a["beta"] < 0.01 or a["bias"] < 1e-5:
+        return _lrn_parts(b, node, x)
+    attrs = dict(size=a["size"], alpha=a["alpha"], beta=a["beta"], bias=a["bias"])
+    if rank == 4:
+        return b.op("LRN", [x], **attrs)
+    if rank == 3:
+        axis = b.ints([3])
+        return b.op("Squeeze", [b.op("LRN", [b.op("Unsqueeze", [x, axis])], **attrs), axis])
+    y = b.op("LRN", [b.op("Reshape", [x, b.ints([0, 0, -1, 1])])], **attrs)
+    return b.op("Reshape", [y, b.op("Shape", [x])])
+
+
+def _lrn_parts(b: Builder, node: Node, x: str) -> str:
+    """x / (bias + alpha/size * window sum of x^2) ** beta: one channel Slice per window cell, summed."""
+    a = node.attrs
+    size = a["size"]
+    lo, hi = lrn_window(size)
+    rank = node.inputs[0].type.rank
+    pads = [0, lo] + [0] * (rank - 2) + [0, hi] + [0] * (rank - 2)
+    sq = b.op("Pad", [b.op("Mul", [x, x]), b.ints(pads)], mode="constant")
+    cells = [
+        b.op("Slice", [sq, b.ints([k]), b.ints([_end(size - 1 - k)]), b.ints([1])]) for k in range(size)
+    ]
+    total = cells[0] if size == 1 else b.op("Sum", cells)
+    den = b.op("Add", [b.scalar(a["bias"]), b.op("Mul", [b.scalar(a["alpha"] / size), total])])
+    return b.op("Div", [x, b.op("Pow", [den, b.scalar(a["beta"])])])

@@ -1,4 +1,4 @@
-"""Convolution, pooling and batch norm for TensorFlow, computed channels-last.
+"""Convolution, pooling, batch norm and LRN for TensorFlow, computed channels-last.
 
 dlir's images are NCHW; TensorFlow's CPU conv and pool kernels take NHWC only.
 These emitters read their image with ``ctx.nhwc(x)`` and return an :class:`Nhwc`
@@ -14,15 +14,22 @@ as dlir's ``"same"``), ``"VALID"`` when zero, and a ``tf.pad`` (zeros; -inf for
 a max) before ``"VALID"`` otherwise. ``ceil_mode`` windows that reach past the
 padding get that overhang padded too (it never wins a max and never counts in
 an average), following the op's numpy reference.
+
+A node in NHWC layout (the ``layout`` pass, ``-O3``) has an image that is
+channels-last in the IR already: it is read and returned as it is, with no
+transpose (:func:`_image`). A conv2d's fused ``act`` applies after the bias add,
+which grappler fuses into the conv kernel.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 from dlir.backends.codegen import py_num
-from dlir.backends.tensorflow.lowering import HELPERS, Ctx, Nhwc, _reg
+from dlir.backends.tensorflow.lowering import HELPERS, Ctx, Nhwc, _reg, fused_act
 from dlir.ir.graph import Node
-from dlir.ir.types import Dim, TensorType
-from dlir.ops.conv import extent, out_len
+from dlir.ir.types import Dim, DType, TensorType
+from dlir.ops.conv import extent, nchw_twin, out_len
 
 # -- geometry ----------------------------------------------------------------------------
 
@@ -86,16 +93,25 @@ def _pool_geometry(node: Node) -> tuple[list[int], list[int], list[int]]:
     return kernel, stride, list(a.get("dilation", [1, 1]))
 
 
+def _image(ctx: Ctx, node: Node) -> tuple[Node, str, Callable[[str], str]]:
+    """The node as NCHW geometry sees it, the expression of its image channels-last, and how
+    to mark the channels-last result: :class:`Nhwc` for an NCHW node (the code generator
+    keeps its NHWC copy), nothing for an NHWC node (its IR value is channels-last)."""
+    if node.attrs["layout"] == "NHWC":
+        return nchw_twin(node), ctx.arg(node.inputs[0]), str
+    return node, ctx.nhwc(node.inputs[0]), Nhwc
+
+
 # -- conv2d ------------------------------------------------------------------------------
 
 
 @_reg("conv2d")
 def _conv2d(ctx: Ctx, node: Node) -> str:
+    node, x, result = _image(ctx, node)
     x_t, w_t = node.inputs[0].type, node.inputs[1].type
     a = node.attrs
     stride, dilation, pads = list(a["stride"]), list(a["dilation"]), list(a["padding"])
     kernel = [d.value for d in w_t.shape[2:]]
-    x = ctx.nhwc(node.inputs[0])
     if any(pads) and pads == _tf_same_pads(x_t, kernel, stride, dilation):
         padding = '"SAME"'
     else:
@@ -115,8 +131,10 @@ def _conv2d(ctx: Ctx, node: Node) -> str:
         expr = f"tf.nn.conv2d({x}, {w}, strides={_pair(stride)}, padding={padding}{dil})"
         if groups > 1 and bias is not None:
             # Grappler would fuse a BiasAdd into a conv kernel that rejects groups: a plain add.
-            return Nhwc(f"{expr} + {bias}")
-    return Nhwc(f"tf.nn.bias_add({expr}, {bias})" if bias is not None else expr)
+            return result(fused_act(ctx, a["act"], f"({expr} + {bias})"))
+    if bias is not None:
+        expr = f"tf.nn.bias_add({expr}, {bias})"
+    return result(fused_act(ctx, a["act"], expr))
 
 
 # -- pooling -----------------------------------------------------------------------------
@@ -124,9 +142,9 @@ def _conv2d(ctx: Ctx, node: Node) -> str:
 
 @_reg("max_pool2d")
 def _max_pool2d(ctx: Ctx, node: Node) -> str:
+    node, x, result = _image(ctx, node)
     kernel, stride, dilation = _pool_geometry(node)
     pads = list(node.attrs["padding"])
-    x = ctx.nhwc(node.inputs[0])
     extra = _overhang(ctx, node, x, kernel, stride, dilation)
     padding = '"VALID"'
     same = _tf_same_pads(node.inputs[0].type, kernel, stride, dilation)
@@ -135,32 +153,32 @@ def _max_pool2d(ctx: Ctx, node: Node) -> str:
     elif any(pads) or extra != ["0", "0"]:
         x = f"tf.pad({x}, {_paddings(pads, extra)}, constant_values=float('-inf'))"
     if dilation == [1, 1]:
-        return Nhwc(f"tf.nn.max_pool2d({x}, ksize={_pair(kernel)}, strides={_pair(stride)}, padding={padding})")
+        return result(f"tf.nn.max_pool2d({x}, ksize={_pair(kernel)}, strides={_pair(stride)}, padding={padding})")
     # tf.nn.pool takes dilations with stride 1 only: pool every position, then keep every stride-th.
     window = f"window_shape={_pair(kernel)}, dilations={_pair(dilation)}"
     expr = f'tf.nn.pool({x}, {window}, pooling_type="MAX", padding="VALID")'
     if stride != [1, 1]:
         expr = f"{expr}[:, ::{stride[0]}, ::{stride[1]}, :]"
-    return Nhwc(expr)
+    return result(expr)
 
 
 @_reg("avg_pool2d")
 def _avg_pool2d(ctx: Ctx, node: Node) -> str:
+    node, x, result = _image(ctx, node)
     kernel, stride, _ = _pool_geometry(node)
     pads = list(node.attrs["padding"])
     include_pad = node.attrs["count_include_pad"]
-    x = ctx.nhwc(node.inputs[0])
     extra = _overhang(ctx, node, x, kernel, stride, [1, 1])
     args = f"ksize={_pair(kernel)}, strides={_pair(stride)}"
     if extra == ["0", "0"]:
         if not any(pads):
-            return Nhwc(f'tf.nn.avg_pool2d({x}, {args}, padding="VALID")')
+            return result(f'tf.nn.avg_pool2d({x}, {args}, padding="VALID")')
         if include_pad:  # every window lies in the zero-padded input: divide by its size
-            return Nhwc(f'tf.nn.avg_pool2d(tf.pad({x}, {_paddings(pads)}), {args}, padding="VALID")')
+            return result(f'tf.nn.avg_pool2d(tf.pad({x}, {_paddings(pads)}), {args}, padding="VALID")')
         if pads == _tf_same_pads(node.inputs[0].type, kernel, stride, [1, 1]):
-            return Nhwc(f'tf.nn.avg_pool2d({x}, {args}, padding="SAME")')  # TF's SAME counts real cells only
+            return result(f'tf.nn.avg_pool2d({x}, {args}, padding="SAME")')  # TF's SAME counts real cells only
     fn = ctx.helper("avg_pool2d")
-    return Nhwc(
+    return result(
         f"{fn}({x}, {_pair(kernel)}, {_pair(stride)}, pads={list(pads)}, overhang=[{extra[0]}, {extra[1]}], "
         f"count_include_pad={include_pad})"
     )
@@ -175,11 +193,58 @@ def _batch_norm(ctx: Ctx, node: Node) -> str:
     fn = ctx.helper("batch_norm")
     eps = py_num(node.attrs["eps"])
     rest = ", ".join(ctx.arg(p) for p in params)
+    if node.attrs["layout"] == "NHWC":  # channels last in the IR already
+        return f"{fn}({ctx.arg(x)}, {rest}, eps={eps})"
     if x.type.rank == 4 and ctx.prefer_nhwc(node, [x]):
         # channels last: the [C] params broadcast as they are
         return Nhwc(f"{fn}({ctx.nhwc(x)}, {rest}, eps={eps})")
     shape = None if x.type.rank == 2 else [-1] + [1] * (x.type.rank - 2)
     return f"{fn}({ctx.arg(x)}, {rest}, eps={eps}, shape={shape})"
+
+
+# -- lrn ---------------------------------------------------------------------------------
+
+
+def _tf_lrn_fits(node: Node) -> bool:
+    """Whether tf.nn.local_response_normalization computes this lrn exactly.
+
+    Its window is symmetric (an odd size), its kernels are float32 (and half on
+    CPU), and on a GPU cuDNN wants depth_radius in [1, 7], beta >= 0.01 and
+    bias >= 1e-5; everything else goes through the ``lrn`` helper.
+    """
+    a = node.attrs
+    size = a["size"]
+    return (
+        node.inputs[0].type.dtype is DType.f32
+        and size % 2 == 1
+        and 3 <= size <= 15
+        and a["beta"] >= 0.01
+        and a["bias"] >= 1e-5
+    )
+
+
+@_reg("lrn")
+def _lrn(ctx: Ctx, node: Node) -> str:
+    x = node.inputs[0]
+    a = node.attrs
+    size = a["size"]
+    nums = f"bias={py_num(a['bias'])}, beta={py_num(a['beta'])}"
+    if a["layout"] == "NHWC":  # channels last in the IR already: computed as it is
+        return _lrn_channels_last(ctx, node, ctx.arg(x), nums)
+    if x.type.rank == 4 and ctx.prefer_nhwc(node, [x]):
+        return Nhwc(_lrn_channels_last(ctx, node, ctx.nhwc(x), nums))
+    return f"{ctx.helper('lrn')}({ctx.arg(x)}, {size}, alpha={py_num(a['alpha'])}, {nums}, axis=1)"
+
+
+def _lrn_channels_last(ctx: Ctx, node: Node, x_nhwc: str, nums: str) -> str:
+    """The lrn of ``x_nhwc``, channels on its last axis: TensorFlow's own kernel where it fits."""
+    a = node.attrs
+    size = a["size"]
+    if _tf_lrn_fits(node):
+        # TensorFlow's alpha is not divided by the window size, ONNX's is.
+        alpha = py_num(a["alpha"] / size)
+        return f"tf.nn.local_response_normalization({x_nhwc}, depth_radius={size // 2}, alpha={alpha}, {nums})"
+    return f"{ctx.helper('lrn')}({x_nhwc}, {size}, alpha={py_num(a['alpha'])}, {nums}, axis=3)"
 
 
 HELPERS.update(
@@ -213,6 +278,24 @@ HELPERS.update(
         full = [[0, 0], [0, overhang[0]], [0, overhang[1]], [0, 0]]
     # the share of each window's cells that count, the same divided by the window size
     return mean / tf.nn.avg_pool2d(tf.pad(cells, full), kernel, stride, "VALID")
+''',
+        "lrn": '''def lrn(x: tf.Tensor, size: int, alpha: float, bias: float, beta: float, axis: int) -> tf.Tensor:
+    """ONNX's LRN across ``axis``: x / (bias + alpha/size * sum of x^2 over channels c-lo..c+hi) ** beta.
+
+    lo = (size - 1) // 2 and hi = size // 2 (an even window reaches one channel further
+    up). The window sum is an average pool of the zero-padded squares viewed as
+    [A, C + size - 1, B, 1], A and B the sizes of the axes before and after ``axis``.
+    """
+    lo, hi = (size - 1) // 2, size // 2
+    # Half-precision inputs are computed in float32 and rounded once, as the reference does.
+    xw = tf.cast(x, tf.float32) if x.dtype in (tf.float16, tf.bfloat16) else x
+    shape = tf.shape(xw)
+    pads = [[0, 0]] * len(x.shape)
+    pads[axis] = [lo, hi]
+    squares = tf.pad(tf.square(xw), pads)
+    view = tf.stack([tf.reduce_prod(shape[:axis]), shape[axis] + size - 1, tf.reduce_prod(shape[axis + 1 :]), 1])
+    mean = tf.nn.avg_pool2d(tf.reshape(squares, view), [size, 1], 1, "VALID")
+    return tf.cast(xw / (bias + alpha * tf.reshape(mean, shape)) ** beta, x.dtype)
 ''',
         "batch_norm": '''def batch_norm(
     x: tf.Tensor,

@@ -2,8 +2,10 @@
 
 dlir's images are NCHW; TensorFlow's CPU conv and pool kernels take NHWC only.
 Conv and pool nodes (:data:`NATIVE`) read their image channels-last and give
-their result channels-last. A node that can run either way (an elementwise op,
-``batch_norm``, ``pad`` with a rank-4 result) is decided when it is written, by
+their result channels-last. (Nodes the ``layout`` pass already put in NHWC
+layout, at ``-O3``, are ordinary readers here: their IR values are channels-last
+as they are.) A node that can run either way (an elementwise op,
+``batch_norm``, ``lrn``, ``pad`` with a rank-4 result) is decided when it is written, by
 counting the transposes each choice costs (``prefer_nhwc`` in :mod:`.codegen`): it runs on the
 NHWC copies when its images have them and its result is not needed channels-first
 more than its inputs would be. Every other reader sees NCHW, transposed once,
@@ -25,16 +27,26 @@ from dlir.ops import get_op
 # Ops computed channels-last: their first input is the image.
 NATIVE = frozenset({"conv2d", "max_pool2d", "avg_pool2d"})
 # Non-elementwise ops that can run on either layout.
-EITHER = frozenset({"batch_norm", "pad"})
+EITHER = frozenset({"batch_norm", "lrn", "pad"})
 
 TO_NHWC = "[0, 2, 3, 1]"
 TO_NCHW = "[0, 3, 1, 2]"
+
+
+def is_native(node: Node) -> bool:
+    """A conv or pool node in NCHW layout, computed on an NHWC copy of its image.
+
+    One in NHWC layout (the ``layout`` pass made it) reads its image as it is.
+    """
+    return node.op in NATIVE and node.attrs["layout"] == "NCHW"
 
 
 def runs_either_way(node: Node) -> bool:
     """Whether ``node`` can compute its rank-4 result on NHWC copies of its inputs."""
     if len(node.outputs) != 1 or node.outputs[0].type.rank != 4 or node.body is not None:
         return False
+    if node.attrs.get("layout", "NCHW") != "NCHW":
+        return False  # channels-last in the IR already
     return node.op in EITHER or get_op(node.op).elementwise
 
 
@@ -49,7 +61,7 @@ class Uses:
 def uses(graph: Graph) -> Uses:
     out = Uses()
     for node in graph.nodes:
-        if node.op in NATIVE:
+        if is_native(node):
             out.nhwc.add(node.inputs[0])
             out.nchw.update(node.inputs[1:])
         elif runs_either_way(node):

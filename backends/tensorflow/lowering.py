@@ -306,7 +306,11 @@ def _linear(ctx: Ctx, node: Node) -> str:
         z = f"tf.linalg.matmul({x}, {w})"
     if len(node.inputs) == 3:
         z = f"tf.nn.bias_add({z}, {ctx.arg(node.inputs[2])})"
-    act = node.attrs["act"]
+    return fused_act(ctx, node.attrs["act"], z)
+
+
+def fused_act(ctx: Ctx, act: str, z: str) -> str:
+    """A fused activation (``linear``'s and ``conv2d``'s ``act``) applied to expression ``z``."""
     if act == "none":
         return z
     if act in ("gelu", "gelu_tanh"):  # each reads z several times: a helper binds it once

@@ -338,7 +338,7 @@ def _bce(s: Site) -> str:
     return f"F.binary_cross_entropy_with_logits(*torch.broadcast_tensors({a}, {b}))"
 
 
-_TORCH_ACTS = {
+TORCH_ACTS = {
     "relu": "torch.relu({})",
     "tanh": "torch.tanh({})",
     "sigmoid": "torch.sigmoid({})",
@@ -352,7 +352,7 @@ def _linear(s: Site) -> str:
     # dlir's w is [K, N]; F.linear wants [N, K] and reads the transposed view without a copy.
     call = f"F.linear({', '.join([s.x, f'{s.args[1]}.t()', *s.args[2:]])})"
     act = s.attr("act")
-    return call if act == "none" else _TORCH_ACTS[act].format(call)
+    return call if act == "none" else TORCH_ACTS[act].format(call)
 
 
 def _scan(s: Site) -> str:

@@ -1,4 +1,4 @@
-"""Torch emitters for convolution, pooling, batch norm, padding and indexing.
+"""Torch emitters for convolution, pooling, batch norm, LRN, padding and indexing.
 
 In the IR a conv or pool's padding is always four explicit ints ``[top, left,
 bottom, right]`` (the OpDefs' ``canonical`` hook). Torch's own ``padding=`` is
@@ -6,6 +6,10 @@ symmetric, and for pools at most half the kernel, so any other padding becomes a
 explicit ``F.pad`` first: ``-inf`` for a max, zeros and a count of the cells that
 really are averaged for a mean. Where torch's own arguments fit, the call is
 exactly the one a person writes.
+
+A node in NHWC layout (made by the ``layout`` pass, which runs for the
+tensorflow target only) is lowered as its NCHW twin between two ``permute``s:
+correct, not fast. A conv2d's fused ``act`` wraps the call, as linear's does.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from dataclasses import dataclass
 
 from dlir.backends.codegen import py_num
 from dlir.backends.torch.site import Emitter, Site, torch_dtype
-from dlir.ir.types import Dim
+from dlir.ir.types import Dim, DType
+from dlir.ops.conv import nchw_twin
 
 Pair = tuple[int, int]
 
@@ -40,6 +45,18 @@ def _torch_pad(left: object, right: object, top: object, bottom: object) -> str:
     return f"({left}, {right}, {top}, {bottom})"
 
 
+def _channels_last(emit: Emitter) -> Emitter:
+    """``emit`` for NCHW nodes; an NHWC node as its NCHW twin between two permutes."""
+
+    def emitter(s: Site) -> str:
+        if s.attr("layout") == "NCHW":
+            return emit(s)
+        twin = Site(nchw_twin(s.node), [f"{s.x}.permute(0, 3, 1, 2)", *s.args[1:]], s.dim, s.device)
+        return f"({emit(twin)}).permute(0, 2, 3, 1)"
+
+    return emitter
+
+
 # -- conv2d ----------------------------------------------------------------------------
 
 
@@ -60,7 +77,13 @@ def _conv2d(s: Site) -> str:
         kw.append(f"dilation={_pair_src(dilation)}")
     if groups != 1:
         kw.append(f"groups={groups}")
-    return f"F.conv2d({', '.join([x, *s.args[1:], *kw])})"
+    call = f"F.conv2d({', '.join([x, *s.args[1:], *kw])})"
+    act = s.attr("act")
+    if act == "none":
+        return call
+    from dlir.backends.torch.lowering import TORCH_ACTS  # (that module imports this one)
+
+    return TORCH_ACTS[act].format(call)
 
 
 # -- pooling ---------------------------------------------------------------------------
@@ -204,6 +227,24 @@ def _pad(s: Site) -> str:
     return f"F.pad({s.x}, ({', '.join(flat)}){val})"
 
 
+def _lrn(s: Site) -> str:
+    size = s.attr("size")
+    args = f"{size}, alpha={py_num(s.attr('alpha'))}, beta={py_num(s.attr('beta'))}, k={py_num(s.attr('bias'))}"
+    # torch views x of rank >= 5 as [N, 1, C, D1, -1], which needs contiguous trailing axes.
+    x = f"{s.x}.contiguous()" if s.in_type.rank >= 5 else s.x
+    dt = s.in_type.dtype
+    narrow = dt in (DType.f16, DType.bf16)
+    if narrow:  # torch's CPU avg_pool3d has no half kernels; computed wide and rounded once, as the reference
+        x = f"{x}.float()"
+    if size % 2:
+        y = f"F.local_response_norm({x}, {args})"
+    else:
+        # For an even size torch's window reaches one channel further down, ONNX's (dlir's) one
+        # further up: mirrored channels swap the two.
+        y = f"F.local_response_norm({x}.flip(1), {args}).flip(1)"
+    return f"{y}.to({torch_dtype(dt)})" if narrow else y
+
+
 # -- indexing ----------------------------------------------------------------------------------
 
 
@@ -223,10 +264,11 @@ def _one_hot(s: Site) -> str:
 
 
 NN_EMITTERS: dict[str, Emitter] = {
-    "conv2d": _conv2d,
-    "max_pool2d": _max_pool2d,
-    "avg_pool2d": _avg_pool2d,
-    "batch_norm": _batch_norm,
+    "conv2d": _channels_last(_conv2d),
+    "max_pool2d": _channels_last(_max_pool2d),
+    "avg_pool2d": _channels_last(_avg_pool2d),
+    "batch_norm": _channels_last(_batch_norm),
+    "lrn": _channels_last(_lrn),
     "pad": _pad,
     "gather": _gather,
     "one_hot": _one_hot,

@@ -309,24 +309,9 @@ def _bn(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
 
 @handles("LRN")
 def _lrn(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
-    """x / (bias + alpha/size * sum of squares over `size` channels) ** beta, with an average pool over channels."""
-    x = ins[0]
-    size = int(a["size"])
-    alpha, beta, bias = float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)), float(a.get("bias", 1.0))
-    t = b.type_of(x)
-    if t.rank != 4:
-        raise b.error(f"LRN: only 4-D inputs are supported, got {t}")
-    dt = t.dtype.numpy
-    n, c, h, w = t.shape
-    sq = b.op("mul", [x, x])
-    flat = b.op("reshape", [sq], shape=[_dimattr(n), 1, _dimattr(c), _dimattr(h * w)])
-    lo = (size - 1) // 2
-    hi = size - 1 - lo
-    avg = b.op("avg_pool2d", [flat], kernel=[size, 1], stride=[1, 1], padding=[lo, 0, hi, 0], count_include_pad=True)
-    avg = b.op("reshape", [avg], shape=[_dimattr(d) for d in t.shape])
-    den = b.op("add", [np.array(bias, dt), b.op("mul", [np.array(alpha, dt), avg])])
-    den = b.op("pow", [den, np.array(beta, dt)])
-    return b.op("div", [x, den])
+    """dlir's lrn is ONNX's LRN (same window, alpha divided by size); size is required by both."""
+    attrs = {k: a[k] for k in ("size", "alpha", "beta", "bias") if k in a}
+    return b.op("lrn", [ins[0]], **attrs)
 
 
 def _dimattr(d: Dim) -> Any:

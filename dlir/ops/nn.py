@@ -1,4 +1,4 @@
-"""Neural-network ops: layer_norm, dropout, activation, and the losses."""
+"""Neural-network ops: layer_norm, lrn, dropout, activation, and the losses."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import numpy as np
 
 from dlir.errors import TypeError_
 from dlir.ir.types import TensorType
+from dlir.ops.conv import _LAYOUT, _layout_infer, _layout_ref
+from dlir.ops.conv_grad import in_nchw
 from dlir.ops.registry import Attr, OpDef, register
+from dlir.ops.shape import END
 from dlir.ops.shape_rules import broadcast_shapes, norm_axis, require_float, same_dtype
 
 if TYPE_CHECKING:
@@ -240,3 +243,97 @@ register(
     )
 )
 
+
+# -- lrn (local response normalization, ONNX LRN) ----------------------------------------------
+
+
+def lrn_window(size: int) -> tuple[int, int]:
+    """Channels before and after ``c`` in LRN's window: ONNX's floor/ceil((size - 1) / 2).
+
+    For an even ``size`` the window reaches one channel further up than down
+    (torch's ``local_response_norm`` does the opposite; see docs/conventions.md).
+    """
+    lo = (size - 1) // 2
+    return lo, size - 1 - lo
+
+
+def _lrn_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x = ts[0]
+    if x.rank < 3:
+        raise TypeError_(
+            f"lrn expects x: [N, C, D1, ...] of rank >= 3, got {x}",
+            hint="channels are on axis 1; add a trailing axis with unsqueeze(x, axes=[-1]) for [N, C]",
+        )
+    require_float("lrn", x)
+    if a["size"] < 1:
+        raise TypeError_(f"lrn: size={a['size']} must be >= 1", hint="size counts the channels each window sums")
+    return [x]
+
+
+def _lrn_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x = xs[0].astype(np.float64)
+    size = a["size"]
+    lo, hi = lrn_window(size)
+    sq = np.pad(x * x, [(0, 0), (lo, hi)] + [(0, 0)] * (x.ndim - 2))
+    c = x.shape[1]
+    square_sum = sum(sq[:, k : k + c] for k in range(size))
+    return [x / (a["bias"] + a["alpha"] / size * square_sum) ** a["beta"]]
+
+
+def _channel_window_sum(b: GradBuilder, v: Value, before: int, after: int) -> Value:
+    """The sum of ``v`` [N, C, ...] over channels c-before..c+after (zeros outside).
+
+    One channel slice of the zero-padded ``v`` per window cell, added up: pad and
+    slice differentiate again over any symbolic dims (a pool's rule wants a static image).
+    """
+    size = before + after + 1
+    if size == 1:
+        return v
+    padded = b.op("pad", v, pads=[0, 0, before, after] + [0, 0] * (v.type.rank - 2))
+    total: Value | None = None
+    for k in range(size):
+        back = size - 1 - k
+        cell = b.op("slice", padded, starts=[k], ends=[-back if back else END], axes=[1], steps=[1])
+        total = cell if total is None else b.add(total, cell)
+    assert total is not None
+    return total
+
+
+def _lrn_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    """y = x d^-beta with d = bias + alpha/size * window_sum(x^2).
+
+    ``dx = g d^-beta - 2 beta alpha/size x * window_sum^T(g y / d)``; the transpose of
+    the window sum is the sum over the mirrored window (before and after swapped).
+    """
+    x, y, g = node.inputs[0], node.outputs[0], cts[0]
+    a = node.attrs
+    size = a["size"]
+    lo, hi = lrn_window(size)
+    k = a["alpha"] / size
+    d = b.add(b.const(a["bias"], x), b.scale(_channel_window_sum(b, b.mul(x, x), lo, hi), k))
+    direct = b.mul(g, b.op("pow", d, b.const(-a["beta"], x)))
+    back = _channel_window_sum(b, b.div(b.mul(g, y), d), hi, lo)
+    return [b.sub(direct, b.mul(b.scale(x, 2.0 * a["beta"] * k), back))]
+
+
+register(
+    OpDef(
+        "lrn",
+        ("x",),
+        (
+            Attr("size", "int"),
+            Attr("alpha", "float", 1e-4),
+            Attr("beta", "float", 0.75),
+            Attr("bias", "float", 1.0),
+            _LAYOUT,
+        ),
+        # layout="NHWC" (rank 4, channels last; made by the layout pass) is the NCHW op with its
+        # image and result transposed: the rules below see it through conv's NCHW view.
+        _layout_infer("lrn", _lrn_infer),
+        _layout_ref(_lrn_ref),
+        doc="local response normalization across channels (ONNX LRN): x / (bias + alpha/size * sum of x^2 over "
+        "channels c-floor((size-1)/2)..c+ceil((size-1)/2)) ** beta, x [N, C, ...] (NHWC: [N, H, W, C])",
+        vjp=lambda b, node, cts: in_nchw(b, node, cts, _lrn_vjp),
+        family="nn",
+    )
+)

@@ -1,12 +1,13 @@
 """Optimisation passes and the pass manager (see :mod:`dlir.passes.manager`).
 
-Importing this package registers every pass: ``dce``, ``cse``, ``fold``, ``simplify``, ``fuse``, ``licm``, ``autodiff``.
+Importing this package registers every pass: ``dce``, ``cse``, ``fold``, ``simplify``, ``fuse``, ``licm``, ``layout``, ``autodiff``.
 """
 
-from dlir.passes import autodiff, cse, dce, fold, fuse, licm, simplify  # noqa: F401  (register the passes)
+from dlir.passes import autodiff, cse, dce, fold, fuse, layout, licm, simplify  # noqa: F401  (register the passes)
 from dlir.passes.manager import (
     LEVELS,
     PASSES,
+    TARGET_PASSES,
     DumpIR,
     Instrument,
     Pass,
@@ -26,6 +27,7 @@ from dlir.passes.manager import (
 __all__ = [
     "LEVELS",
     "PASSES",
+    "TARGET_PASSES",
     "DumpIR",
     "Instrument",
     "Pass",

@@ -1,11 +1,15 @@
-"""Fusion: matmul + bias (+ activation) into ``linear``; a bias added after a conv into its ``b``.
+"""Fusion: matmul + bias (+ activation) into ``linear``; conv + bias (+ activation) into ``conv2d``.
 
 ``x @ w + b`` with ``w: [K, N]`` and ``b: [N]`` becomes ``linear(x, w, b)``, which
 the backends lower to ``F.linear``, ONNX ``Gemm`` (rank 2) and ``tf.nn.bias_add``
-of a ``tf.linalg.matmul``; a following ``relu``, ``tanh``, ``sigmoid``, ``gelu``
-(either form) or ``silu`` joins it as ``act=``. ``conv2d(x, w) + b`` where ``b``
-is ``[O, 1, 1]`` or ``[1, O, 1, 1]`` (the per-channel bias broadcast over NCHW)
-becomes ``conv2d(x, w, reshape(b, [O]))``.
+of a ``tf.linalg.matmul``. ``conv2d(x, w) + b`` where ``b`` is ``[O, 1, 1]`` or
+``[1, O, 1, 1]`` (the per-channel bias broadcast over NCHW) becomes
+``conv2d(x, w, reshape(b, [O]))``. A ``relu``, ``tanh``, ``sigmoid``, ``gelu``
+(either form) or ``silu`` of a ``linear`` or a ``conv2d`` joins it as its
+``act=`` attribute: ``relu(conv2d(x, w) + b)`` is one ``conv2d {act="relu"}``,
+lowered as ``F.relu(F.conv2d(...))``, ONNX ``Conv`` then ``Relu`` (which ONNX
+Runtime fuses) and TensorFlow's conv, ``bias_add`` and ``relu`` (which grappler
+fuses).
 
 A node is fused into another only when the other is its single user (a value
 also read by a graph output, a later node or a scan body stays as it is), and
@@ -39,7 +43,8 @@ def use_counts(graph: Graph) -> Counter[Value]:
 @register_pass
 @dataclass
 class Fusion(Pass):
-    """Fuse matmul + bias (+ activation) into ``linear`` and fold a broadcast bias into ``conv2d``."""
+    """Fuse matmul + bias (+ activation) into ``linear``, and a broadcast bias and an activation
+    into ``conv2d``. ``linear=false`` / ``conv=false`` leave the one kind alone."""
 
     name = "fuse"
     linear: bool = True
@@ -63,7 +68,7 @@ class Fusion(Pass):
                 elif self.conv and self._bias_conv(graph, node, uses, out, pos):
                     changed = True
                     continue
-            elif self.linear and len(node.inputs) == 1 and len(node.outputs) == 1 and self._act(node, uses, pos):
+            elif len(node.inputs) == 1 and len(node.outputs) == 1 and self._act(node, uses, pos):
                 changed = True
                 continue
             pos[id(node)] = len(out)
@@ -73,16 +78,19 @@ class Fusion(Pass):
             graph.nodes = [n for n in out if n is not None]
         return changed
 
-    @staticmethod
-    def _act(node: Node, uses: Counter[Value], pos: dict[int, int]) -> bool:
-        """``act(linear(...))`` -> ``linear(..., act=act)``: the linear takes over the activation's result."""
+    def _act(self, node: Node, uses: Counter[Value], pos: dict[int, int]) -> bool:
+        """``act(linear(...))`` -> ``linear(..., act=act)``, and the same for ``conv2d``: the fused op
+        takes over the activation's result."""
         act = fused_act_name(node.op, node.attrs)
         src = node.inputs[0].producer
+        ops = {"linear"} if self.linear else set()
+        if self.conv:
+            ops.add("conv2d")
         if (
             act is None
             or src is None
             or id(src) not in pos  # e.g. a closure value from the enclosing graph
-            or src.op != "linear"
+            or src.op not in ops
             or src.attrs["act"] != "none"
             or uses[node.inputs[0]] != 1
             or src.outputs[0].type != node.outputs[0].type
@@ -120,6 +128,8 @@ class Fusion(Pass):
             cv = cv_v.producer
             if cv is None or cv.op != "conv2d" or id(cv) not in pos or len(cv.inputs) != 2 or uses[cv_v] != 1:
                 continue
+            if cv.attrs["act"] != "none":
+                continue  # act(conv) + b: the bias comes after the activation
             if cv_v is b:
                 continue
             o = cv.inputs[1].type.shape[0]

@@ -11,7 +11,8 @@ IR around the fault. Instruments watch the run: :class:`PrintIR`
 and :class:`DumpIR`.
 
 Levels (DESIGN §5): ``-O0`` runs nothing; ``-O1`` fold, dce, cse; ``-O2`` adds
-simplify, licm (scan bodies) and fuse; ``-O3`` is ``-O2`` until the layout pass lands.
+simplify, licm (scan bodies) and fuse; ``-O3`` adds the passes of its target
+(:data:`TARGET_PASSES`: ``layout`` for tensorflow, whose CPU conv kernels want NHWC).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Sequence, TextIO
 
 from dlir.errors import UNKNOWN_LOC, DlirError, PassError, UsageError, VerifyError, did_you_mean
+from dlir.ir.gc_pause import gc_paused
 from dlir.ir.graph import Graph, Node
 from dlir.ir.printer import print_graph
 from dlir.ir.verifier import ir_excerpt, verify
@@ -88,15 +90,21 @@ LEVELS: dict[int, tuple[str, ...]] = {
     # simplify leaves the nodes it bypassed for dce; cse after simplify merges what it made alike.
     # fuse after cse, so that values cse merged are seen with all their users.
     2: ("fold", "simplify", "dce", "cse", "licm", "fuse"),
-    3: ("fold", "simplify", "dce", "cse", "licm", "fuse"),  # + layout for the tensorflow target, later
+    3: ("fold", "simplify", "dce", "cse", "licm", "fuse"),  # + TARGET_PASSES
+}
+
+# Passes a level adds for one target, after the level's own.
+TARGET_PASSES: dict[tuple[int, str], tuple[str, ...]] = {
+    (3, "tensorflow"): ("layout",),  # conv stacks channels-last, transposed at their ends only
 }
 
 
-def level_pipeline(level: int) -> list[Pass]:
-    """The passes of ``-O{level}``."""
+def level_pipeline(level: int, target: str | None = None) -> list[Pass]:
+    """The passes of ``-O{level}`` for ``target`` (None: the target-independent ones)."""
     if level not in LEVELS:
         raise UsageError(f"unknown optimisation level {level}", hint="use 0, 1, 2 or 3")
-    return [make_pass(n) for n in LEVELS[level]]
+    names = LEVELS[level] + TARGET_PASSES.get((level, target or ""), ())
+    return [make_pass(n) for n in names]
 
 
 def make_pass(name: str, options: dict[str, str | Any] | None = None) -> Pass:
@@ -388,20 +396,29 @@ def optimize(
     *,
     instruments: Sequence[Instrument] = (),
     verify: bool = True,
+    target: str | None = None,
 ) -> Graph:
     """An optimised copy of ``graph`` (``graph`` itself is never changed).
 
     ``passes`` (a pipeline text such as ``"cse,dce"`` or a list of passes)
-    replaces the pipeline of ``opt_level``. With nothing to run and no
+    replaces the pipeline of ``opt_level``, which includes the passes of
+    ``target`` (:data:`TARGET_PASSES`). With nothing to run and no
     instruments, ``graph`` itself is returned.
     """
     from dlir.ir.clone import clone_graph
 
-    pipeline = parse_pipeline(passes) if isinstance(passes, str) else list(passes) if passes is not None else level_pipeline(opt_level)
+    pipeline = (
+        parse_pipeline(passes)
+        if isinstance(passes, str)
+        else list(passes)
+        if passes is not None
+        else level_pipeline(opt_level, target)
+    )
     if not pipeline and not instruments:
         return graph
-    work = clone_graph(graph)
-    PassManager(pipeline, verify=verify, instruments=instruments).run(work)
+    with gc_paused():  # see dlir.ir.gc_pause: keeps the cost per node flat in big models
+        work = clone_graph(graph)
+        PassManager(pipeline, verify=verify, instruments=instruments).run(work)
     return work
 
 
@@ -414,6 +431,7 @@ __all__ = [
     "parse_pipeline",
     "level_pipeline",
     "LEVELS",
+    "TARGET_PASSES",
     "PassManager",
     "PassRecord",
     "Instrument",

@@ -130,7 +130,9 @@ def make_optimizer(name: str, **options: float) -> Optimizer:
     return OPTIMIZERS[name](**options)  # type: ignore[arg-type]
 
 
-def train_step_graph(graph: Graph, optimizer: Optimizer, output: str | None = None, opt_level: int = 2) -> Graph:
+def train_step_graph(
+    graph: Graph, optimizer: Optimizer, output: str | None = None, opt_level: int = 2, target: str | None = None
+) -> Graph:
     """One training step of the loss model ``graph`` as a graph of its own (see the module doc).
 
     Args:
@@ -138,6 +140,8 @@ def train_step_graph(graph: Graph, optimizer: Optimizer, output: str | None = No
         optimizer: the update rule (:class:`SGD`, :class:`Adam`).
         output: which output is the loss (default: the only one).
         opt_level: the ``dlir.passes`` level run over the result.
+        target: the target the step is compiled for, whose passes join the level's
+            (``-O3`` for tensorflow adds ``layout``); None: the target-independent ones.
     """
     from dlir.ir.verifier import verify
     from dlir.passes import optimize
@@ -167,7 +171,7 @@ def train_step_graph(graph: Graph, optimizer: Optimizer, output: str | None = No
     g.name = f"{graph.name}Step"
     prune(g)
     verify(g)
-    return optimize(g, opt_level)
+    return optimize(g, opt_level, target=target)
 
 
 def _params_to_inputs(g: Graph, params: list[Value]) -> None:

@@ -45,7 +45,7 @@ class Trainer:
         self.optimizer = optimizer
         self.target = target
         self.seed = seed
-        self.step_graph = train_step_graph(graph, optimizer, output, opt_level)
+        self.step_graph = train_step_graph(graph, optimizer, output, opt_level, target=target)
         self.runner = runner_class(target)(self.step_graph, seed=seed, device=device)
         init = init_params(graph, seed)
         self.params: dict[str, np.ndarray] = {p.name: init[p.name] for p in graph.trainable}
@@ -172,7 +172,7 @@ class Evaluator:
 
         self.graph = graph
         self.prefix = prefix
-        self.runner = runner_class(target)(optimize(graph, 2), seed=seed, device=device)
+        self.runner = runner_class(target)(optimize(graph, 2, target=target), seed=seed, device=device)
 
     def weights(self, loss_params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The trained params under the forward model's names (``net.`` dropped)."""
