@@ -105,6 +105,31 @@ def test_imported_source_checks_and_runs(path: Path, model: str, tmp_path: Path)
     _agree(_tuple(run(**_feeds_for(m, feeds))), want)
 
 
+def test_imported_source_leaves_default_attributes_out() -> None:
+    """Only attributes that differ from the op's defaults are written (no ``layout="NCHW"``,
+    ``act="none"``, a pool's stride equal to its kernel), and the source rebuilds the same nodes."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("w1", (4, 2, 3, 3)), ("w2", (4, 4, 1, 1)), ("b2", (4,)))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r"]),
+        helper.make_node("Conv", ["r", "w2", "b2"], ["c2"], strides=[2, 2], auto_pad="SAME_UPPER"),
+        helper.make_node("LRN", ["c2"], ["n"], size=3),
+        helper.make_node("MaxPool", ["n"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("AveragePool", ["p"], ["q"], kernel_shape=[2, 2], strides=[1, 1], pads=[1, 1, 0, 0]),
+    ]
+    m = from_onnx(_model(nodes, [_vi("x", ["N", 2, 8, 8])], [_vi("q", None)], inits))
+    text, _ = source_and_param_names(m.graph)
+    assert "layout=" not in text and "act=" not in text, text
+    assert "c1 = conv2d(x, w1, padding=[1, 1, 1, 1])\n" in text, text
+    assert "c2 = conv2d(r, w2, b2, stride=[2, 2])\n" in text, text
+    assert "n = lrn(c2, size=3)\n" in text and "p = max_pool2d(n, kernel=[2, 2])\n" in text, text
+    assert "stride=[1, 1], padding=[1, 1, 0, 0], count_include_pad=false)" in text, text  # not the defaults
+    again = dlir.loads(text, "imported.dlir").graph()
+    assert [(n.op, n.attrs) for n in again.nodes] == [(n.op, n.attrs) for n in m.graph.nodes]
+
+
 def test_dlirc_import_check_run(tmp_path: Path) -> None:
     from dlir.backends.onnx.export import to_model
 

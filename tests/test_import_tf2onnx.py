@@ -1,7 +1,10 @@
 """The tf2onnx conversion of each sample's generated tensorflow module imports and agrees on every target.
 
-Some conversions are not importable yet; each is listed in ``NOT_IMPORTABLE`` with the
-reason, and its test is a strict xfail, so fixing the importer flags the entry for removal.
+Two importer features are what make these conversions readable: tf2onnx gives every unknown
+dim of every input its own symbol (unk__N), which the importer unifies where the graph needs
+them equal (dlir/importer/dim_unify.py: attention, digits, transformer); and tf's while loops
+become ONNX ``Loop`` (plus ``ReverseSequence`` for the backward GRU), which the importer turns
+into a ``scan`` where the trip count is provable (dlir/importer/onnx_loop.py: lstm, gru).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import pytest
 
 import dlir
 from dlir.compare import random_inputs
-from dlir.errors import DlirError
 from dlir.importer import from_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,28 +24,9 @@ SAMPLES = sorted((ROOT / "samples").glob("*.dlir"))
 TARGETS = ["numpy", "torch", "tensorflow", "onnx"]
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 
-# tf2onnx gives every unknown dim of every input and value_info its own symbol (unk__N),
-# so B of one input and B of another are unrelated there and dlir's static broadcast check
-# refuses the graph; tf's while loops become ONNX Loop, which dlir does not import.
-NOT_IMPORTABLE = {
-    "attention:SelfAttention": "unrelated unk__N dims of x and mask meet in a broadcast (Mul)",
-    "digits:DigitsLoss": "unrelated unk__N batch dims of logits and labels meet in a broadcast (Mul)",
-    "gru:BiGRUTagger": "ONNX Loop (tf while) and ReverseSequence are not imported",
-    "lstm:LSTMClassifier": "ONNX Loop (tf while) is not imported",
-    "transformer:Encoder": "unrelated unk__N batch dims in a Reshape of the mask",
-}
-
 
 def _params() -> list[Any]:
-    out = []
-    for p in SAMPLES:
-        for m in dlir.load(p).models:
-            key = f"{p.stem}:{m}"
-            marks = []
-            if key in NOT_IMPORTABLE:
-                marks = [pytest.mark.xfail(strict=True, raises=DlirError, reason=NOT_IMPORTABLE[key])]
-            out.append(pytest.param(p, m, id=key, marks=marks))
-    return out
+    return [pytest.param(p, m, id=f"{p.stem}:{m}") for p in SAMPLES for m in dlir.load(p).models]
 
 
 def _tuple(x: Any) -> tuple[np.ndarray, ...]:

@@ -18,6 +18,7 @@ from dlir.errors import DlirError, SourceLoc
 from dlir.ir.builder import emit
 from dlir.ir.graph import Graph, Init, Value
 from dlir.ir.types import Dim, DType, TensorType
+from dlir.importer.dim_unify import DimKey, DimUnion, MergeDims, pinned_symbol, required_equal, symbol_pair
 from dlir.importer.onnx_import import ImportError_, ident, tensor_value, value_type
 from dlir.ops.registry import check_attrs, get_op
 
@@ -63,8 +64,11 @@ class NeedsConstant(ImportError_):
 class Builder:
     """Builds one dlir graph from an ONNX GraphProto."""
 
-    def __init__(self, graph: Graph, opset: int, path: str, constants: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(self, graph: Graph, opset: int, path: str, constants: dict[str, np.ndarray] | None = None,
+                 dims: DimUnion | None = None) -> None:
         self.constants = constants or {}
+        self.dim_union = dims or DimUnion()  # input dims unified so far (tf2onnx's unk__N that must be equal)
+        self.sym_keys: dict[str, DimKey] = {}  # dlir symbol of an input dim -> its ONNX dim key
         self.root: "Builder" = self
         self.graph = graph
         self.opset = opset
@@ -85,7 +89,7 @@ class Builder:
 
     # -- the graph ------------------------------------------------------------
     def build(self, g: Any) -> None:
-        symbols: dict[str, str] = {}
+        symbols: dict[DimKey, str] = {}
         self.consumed = {i for n in all_nodes(g) for i in n.input} | {o.name for o in g.output}
         inits = {t.name: t for t in g.initializer}
         for t in g.initializer:
@@ -99,8 +103,10 @@ class Builder:
                 continue
             if vi.name in inits or vi.name not in self.consumed:
                 continue  # old exporters list initializers as inputs too; unused inputs are dropped
-            self.env[vi.name] = self.graph.add_input(ident(vi.name, self.used), value_type(vi, self.path, symbols))
+            t = value_type(vi, self.path, symbols, self.dim_union)
+            self.env[vi.name] = self.graph.add_input(ident(vi.name, self.used), t)
             self.input_names[vi.name] = self.env[vi.name].name
+        self.sym_keys = {name: key for key, name in symbols.items()}
         order = self._toposort(g)
         self._check_supported(all_nodes(g))
         for n in order:
@@ -312,8 +318,35 @@ class Builder:
             outs = [o.astype(t.dtype.numpy) for o, t in zip(outs, opdef.infer(types, full))]
             return outs[0] if len(outs) == 1 else outs
         vals = [self.tensor(x) for x in inputs]
-        outs = emit(self.graph, name, vals, attrs)
+        try:
+            outs = emit(self.graph, name, vals, attrs)
+        except DlirError as e:
+            self._merge_dims(e, name, vals, attrs)
+            raise
         return outs[0] if len(outs) == 1 else outs
+
+    def _merge_dims(self, e: DlirError, name: str, vals: list[Value], attrs: dict[str, Any]) -> None:
+        """Raise MergeDims when the refused op needs two different input symbols equal; ``from_onnx`` retries.
+
+        An input symbol that must equal a static size is not fixed to it: ``e`` gets a hint saying so.
+        """
+        keys = self.root.sym_keys
+        try:
+            need = required_equal(name, [v.type for v in vals], attrs)
+        except (KeyError, TypeError, ValueError, IndexError):
+            return  # attributes the shape rule refused anyway: its error is the one to report
+        pairs = []
+        for a, b in need:
+            syms = symbol_pair(a, b)
+            if syms is not None and syms[0] in keys and syms[1] in keys:
+                pairs.append((keys[syms[0]], keys[syms[1]]))
+        if pairs:
+            raise MergeDims(pairs)
+        pinned = pinned_symbol(need, set(keys))
+        if pinned is not None:
+            sym, size = pinned
+            e.hint = (f"the input dim {sym} must be {size} here; dlir makes unknown input dims that must be equal one "
+                      f"symbol, but does not fix one to a size: export the model with that dim static")
 
 
     def _sym_fold(self, name: str, inputs: list[np.ndarray], attrs: dict[str, Any]) -> Any:

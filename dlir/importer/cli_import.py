@@ -47,10 +47,12 @@ def cmd_import(args: argparse.Namespace, sources: dict[str, str]) -> int:
 def imported_source(src: Path, out: Path, name: str | None) -> tuple[Any, str, dict[str, str]]:
     """Import ``src``; return the model, the .dlir text written to ``out`` and param name -> declared name."""
     from dlir.importer import from_onnx
-    from dlir.importer.to_source import source_and_param_names
+    from dlir.importer.to_source import source_and_param_names, unified_note
 
     m = from_onnx(src, name)
     header = f"Imported from {src.name} (ONNX opset {m.opset}) by `dlirc import`.\nWeights: {out.with_suffix('.safetensors').name} (load with `dlirc run --params`)."
+    if m.unified:
+        header += "\n" + unified_note(m.unified)
     text, renamed = source_and_param_names(m.graph, header)
     return m, text, renamed
 

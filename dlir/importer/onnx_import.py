@@ -2,7 +2,8 @@
 
 The importer is the inverse of ``backends/onnx``: initializers become params (their
 values kept in :attr:`ImportedModel.params`), inputs with ``dim_param`` become
-symbolic dims, and each ONNX node becomes one or a few dlir ops (``onnx_ops``).
+symbolic dims (unknown dims the graph needs equal become one: ``dim_unify``), and
+each ONNX node becomes one or a few dlir ops (``onnx_ops``).
 Values known at import time (initializers used as shapes, ``Constant``, ``Shape``
 of a static tensor and whatever is computed from them) are folded with the ops'
 numpy references, so a ``Shape -> Gather -> Concat -> Reshape`` chain becomes one
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dlir.errors import DlirError, SourceLoc
+from dlir.importer.dim_unify import DimKey, DimUnion, MergeDims, key_label
 from dlir.ir.graph import Graph
 from dlir.ir.types import Dim, DType, TensorType
 
@@ -57,6 +59,8 @@ class ImportedModel:
     opset: int = 0
     source_path: str = ""
     input_names: dict[str, str] = field(default_factory=dict)  # ONNX input name -> dlir input name (unused ones dropped)
+    # dlir symbol -> the ONNX input dims unified into it (dim_param, or input[axis]), where more than one
+    unified: dict[str, list[str]] = field(default_factory=dict)
 
     def compile(self, target: str = "numpy", device: str = "auto") -> Any:
         """A runner for ``target`` with the imported weights loaded."""
@@ -69,9 +73,9 @@ class ImportedModel:
         return run
 
     def to_source(self) -> str:
-        from dlir.importer.to_source import graph_source
+        from dlir.importer.to_source import graph_source, unified_note
 
-        return graph_source(self.graph)
+        return graph_source(self.graph, unified_note(self.unified))
 
 
 def ident(name: str, used: set[str]) -> str:
@@ -196,8 +200,12 @@ def _check_dims(dims: list[int], what: str, p: str) -> None:
         raise _err(f"{what} declares {n} elements, more than dlir accepts ({MAX_ELEMENTS})", p)
 
 
-def value_type(vi: Any, p: str, symbols: dict[str, str]) -> TensorType:
-    """The dlir type of a graph input/output ValueInfo (dim_param -> symbol)."""
+def value_type(vi: Any, p: str, symbols: dict[DimKey, str], dims: DimUnion | None = None) -> TensorType:
+    """The dlir type of a graph input/output ValueInfo (dim_param -> symbol).
+
+    ``symbols`` maps each dim key already seen to its dlir symbol; ``dims`` says which
+    keys were unified (one symbol, named after the class's representative).
+    """
     tt = vi.type.tensor_type
     if not vi.type.HasField("tensor_type"):
         raise _err(f"'{vi.name}' is not a tensor; dlir imports tensor inputs only", p)
@@ -212,9 +220,13 @@ def value_type(vi: Any, p: str, symbols: dict[str, str]) -> TensorType:
             _check_dims([d.dim_value], f"'{vi.name}'", p)
             shape.append(d.dim_value)
         else:
-            key = d.dim_param or f"{vi.name}_{i}"
+            key: DimKey = ("param", d.dim_param) if d.dim_param else ("anon", vi.name, i)
+            if dims is not None:
+                dims.see(key)
+                key = dims.find(key)
             if key not in symbols:
-                symbols[key] = ident(key if d.dim_param else f"N{len(symbols)}", set(symbols.values()) | RESERVED)
+                base = key[1] if key[0] == "param" else f"N{len(symbols)}"
+                symbols[key] = ident(base, set(symbols.values()) | RESERVED)
             shape.append(Dim.of(symbols[key]))
     return TensorType.make(ONNX_DTYPES[tt.elem_type], shape)
 
@@ -232,7 +244,7 @@ def from_onnx(path: str | os.PathLike[str] | Any, name: str | None = None, const
     ``constants`` fixes graph inputs to known values (ONNX inputs that dlir needs at
     import time, such as a Reshape's shape fed as an input); they leave the signature.
     """
-    from dlir.importer import onnx_composite, onnx_ops  # noqa: F401 - they fill the handler table
+    from dlir.importer import onnx_composite, onnx_loop, onnx_ops  # noqa: F401 - they fill the handler table
     from dlir.importer.builder import Builder
 
     if isinstance(path, (str, os.PathLike)):
@@ -246,9 +258,23 @@ def from_onnx(path: str | os.PathLike[str] | Any, name: str | None = None, const
     gname = ident(name or model.graph.name or Path(p).stem or "Model", set())
     if gname[0].islower():
         gname = gname[0].upper() + gname[1:]
-    b = Builder(Graph(gname), opset, p, constants)
-    b.build(model.graph)
-    return ImportedModel(b.graph, b.params, opset, p, b.input_names)
+    dims = DimUnion()
+    while True:  # each retry merges two classes of input dims, so there are fewer retries than dims
+        b = Builder(Graph(gname), opset, p, constants, dims)
+        try:
+            b.build(model.graph)
+            break
+        except DlirError as e:
+            if dims.classes():  # the message shows merged names: say where they come from
+                e.hint = (f"{e.hint}; " if e.hint else "") + f"input dims unified at import: {dims.describe()}"
+            raise
+        except MergeDims as m:
+            merged = [dims.union(x, y) for x, y in m.pairs]  # every pair, not just up to the first new one
+            if not any(merged):  # cannot happen (the pairs are distinct symbols); never loop forever
+                raise _err(f"internal error: unifying the input dims {m.pairs} made no progress", p) from None
+    names = {key: name for name, key in b.sym_keys.items()}
+    unified = {names[r]: [key_label(k) for k in ks] for r, ks in dims.classes().items() if r in names}
+    return ImportedModel(b.graph, b.params, opset, p, b.input_names, unified)
 
 
 __all__ = ["from_onnx", "ImportedModel", "ImportError_", "read_model"]

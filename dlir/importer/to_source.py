@@ -3,7 +3,8 @@
 Params are declared with ``param NAME: TYPE = zeros`` (buffers for integer tensors);
 their values travel beside the source as safetensors, loaded with ``--params``.
 Every op is written as a call with keyword attributes, so the frontend rebuilds the
-same node: ``t = conv2d(x, w, b, stride=[1, 1], padding=[0, 0, 0, 0], ...)``.
+same node; attributes the op's defaults give anyway are left out:
+``t = conv2d(x, w, b, stride=[2, 2], padding=[1, 1, 1, 1])``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import re
 from typing import Any
 
 from dlir.errors import DlirError
-from dlir.ir.graph import Graph, Value
+from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.types import Dim, DType, TensorType
-from dlir.ops.registry import get_op
+from dlir.ops.registry import REQUIRED, OpDef, check_attrs, get_op
 
 RESERVED = set(
     "model layer fn param buffer forward return for in range scan along carry emit reverse use true false "
@@ -87,10 +88,37 @@ def _statements(graph: Graph, names: _Names, lines: list[str], ind: str) -> None
         args = [names(v) for v in n.inputs]
         if opdef.variadic and len(opdef.inputs) == 1:
             args = ["[" + ", ".join(args) + "]"]
-        for a in opdef.attrs:
-            if a.name in n.attrs and n.attrs[a.name] is not None:
-                args.append(f"{a.name}={fmt_attr(n.attrs[a.name])}")
+        args += [f"{k}={fmt_attr(v)}" for k, v in _written_attrs(n).items()]
         lines.append(f"{ind}{lhs} = {n.op}({', '.join(args)})")
+
+
+def _written_attrs(n: Node) -> dict[str, Any]:
+    """The attributes of ``n`` to write: those that differ from the op's defaults.
+
+    An attribute is left out only when the node built without it (defaults, then the
+    op's ``canonical`` hook over the input types, as the frontend builds it) has the
+    very same attributes: so ``conv2d``'s ``padding=[0, 0, 0, 0]`` and ``layout="NCHW"``
+    go, but a pool's ``stride`` stays unless it equals the kernel the hook fills in.
+    """
+    opdef = get_op(n.op)
+    kept = {a.name: n.attrs[a.name] for a in opdef.attrs if n.attrs.get(a.name) is not None}
+    for a in opdef.attrs:
+        if a.name in kept and a.default is not REQUIRED:
+            trial = {k: v for k, v in kept.items() if k != a.name}
+            if _rebuilt(opdef, n, trial) == n.attrs:
+                kept = trial
+    return kept
+
+
+def _rebuilt(opdef: OpDef, n: Node, attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The attributes a node of ``n``'s op and inputs gets from ``attrs`` (None if they are refused)."""
+    try:
+        full = check_attrs(opdef, attrs)
+        if opdef.canonical is not None:
+            full = opdef.canonical([v.type for v in n.inputs], full)
+    except DlirError:
+        return None
+    return full
 
 
 def _scan_block(n: Any, lhs: str, names: _Names, lines: list[str], ind: str) -> None:
@@ -141,4 +169,10 @@ def source_and_param_names(graph: Graph, header: str = "") -> tuple[str, dict[st
     return "\n".join(lines) + "\n", {p.name: names(p) for p in graph.params}
 
 
-__all__ = ["graph_source", "source_and_param_names", "fmt_type"]
+def unified_note(unified: dict[str, list[str]]) -> str:
+    """A header saying which ONNX input dims the importer made one symbol (they must be equal at run time)."""
+    return "\n".join(f"{sym} stands for the ONNX input dims {', '.join(dims)} (unified at import: they must be equal)"
+                     for sym, dims in unified.items())
+
+
+__all__ = ["graph_source", "source_and_param_names", "fmt_type", "unified_note"]
