@@ -37,13 +37,17 @@ class _Names:
             s = re.sub(r"[^A-Za-z0-9_]", "_", v.name) or "t"
             if not re.match(r"[A-Za-z_]", s):
                 s = "v" + s
-            base, i = s, 1
-            while s in self.used:
-                s = f"{base}_{i}"
-                i += 1
-            self.used.add(s)
-            self.of[id(v)] = s
+            self.of[id(v)] = self.fresh(s)
         return self.of[id(v)]
+
+    def fresh(self, base: str) -> str:
+        """``base``, or ``base_1``, ``base_2``, … : a name nothing else uses."""
+        s, i = base, 1
+        while s in self.used:
+            s = f"{base}_{i}"
+            i += 1
+        self.used.add(s)
+        return s
 
 
 def fmt_type(t: TensorType) -> str:
@@ -131,11 +135,20 @@ def _scan_block(n: Any, lhs: str, names: _Names, lines: list[str], ind: str) -> 
     lines.append(f"{ind}{lhs} = scan {rev}{names(x_t)} in {names(n.inputs[0])} along {n.attrs['axis']} carry {inits} {{")
     _statements(body, names, lines, ind + "    ")
     outs = [v for _, v in body.outputs]
-    for h, new in zip(carries, outs[:k]):
-        if new is not h:
-            lines.append(f"{ind}    {names(h)} = {names(new)}")
+    # An emit reads a name's value where it stands, so the emits come before the carries
+    # are rebound. The rebinding is a parallel assignment: a new carry that is another
+    # carry's old value is read into a fresh name first (``h, c = c, h`` would else lose one).
     for e in outs[k:]:
         lines.append(f"{ind}    emit {names(e)}")
+    updates = [(h, new) for h, new in zip(carries, outs[:k]) if new is not h]
+    rebound = {id(h) for h, _ in updates}
+    saved: dict[int, str] = {}
+    for _, new in updates:
+        if id(new) in rebound and id(new) not in saved:
+            saved[id(new)] = names.fresh(names(new) + "_old")
+            lines.append(f"{ind}    {saved[id(new)]} = {names(new)}")
+    for h, new in updates:
+        lines.append(f"{ind}    {names(h)} = {saved.get(id(new), names(new))}")
     lines.append(f"{ind}}}")
 
 
