@@ -1,26 +1,33 @@
-"""Compile cost and run cost of dlir against the frameworks' own ONNX exporters: tables to read, not a test.
+"""Compile cost and run cost of dlir against the frameworks' own tools: tables to read, not a test.
 
-    .venv/bin/python benchmarks/bench_opt.py [--short] [--full] [--repeat N]
+    .venv/bin/python benchmarks/bench_opt.py [--short] [--full] [--repeat N] [--batch 32] [--seq 32] [--threads 1]
 
 Tables, all measured in this one run (ratios are dlir / theirs, lower is better):
 
-1. compile cost to an ONNX ``ModelProto`` for the samples with a hand-written
-   equivalent (mlp, cnn, lstm) and for deep MLPs of N 64-wide ``Dense`` layers
-   (relu, made with a ``for`` loop in the .dlir source): dlir in process
-   (``dlir.loads`` -> graph -> ``-O2`` -> ``ModelProto``, i.e. from source text)
-   vs ``torch.onnx.export`` (TorchScript exporter; the dynamo exporter only when
-   ``onnxscript`` is installed) and ``tf2onnx.convert.from_function`` of the
-   hand-written models (the export call only: building the framework model is
-   not counted for them), plus dlir's time per IR node, to show the growth in N;
+1. compile cost to an ONNX ``ModelProto`` for every sample (its hand-written
+   equivalents: benchmarks/handwritten.py) and for deep MLPs of N 64-wide
+   ``Dense`` layers (relu, made with a ``for`` loop in the .dlir source): dlir
+   in process (``dlir.loads`` -> graph -> ``-O2`` -> ``ModelProto``, i.e. from
+   source text) vs ``torch.onnx.export`` with the TorchScript exporter and with
+   the dynamo exporter (``dynamo=True``; needs ``onnxscript``, in the dev extra)
+   and ``tf2onnx.convert.from_function`` of the hand-written models (the export
+   call only: building the framework model is not counted; each exporter first
+   exports a tiny model once, so its one-time set-up is not charged to the first
+   row), plus dlir's time per IR node, to show the growth in N;
 2. peak Python memory (tracemalloc) of dlir's compile at the largest N;
 3. run cost of every sample at ``-O0`` vs ``-O2`` on every target (median of
    interleaved calls through the runner, numpy in and out);
 4. a hand-written RNN (``x_t @ w`` inside its ``scan``) at ``-O2`` with and
-   without ``licm``, which turns the T small matmuls into one before the loop.
+   without ``licm``, which turns the T small matmuls into one before the loop;
+5. bench_vs_hand.py's tables: every sample at ``-O2`` against hand-written
+   code (ONNX Runtime, torch, tensorflow; same weights and inputs, agreement
+   checked first) and the goals check of issue 5.
 
-``--short`` (the CI smoke test) keeps N <= 100, the three samples for compile
-cost and mlp/cnn for run cost; ``--full`` adds N = 10 000. Wall times are the best
-of a few runs; on a shared machine they move by tens of percent.
+``--short`` (the CI smoke test) keeps N <= 100, three samples for compile cost
+(the dynamo exporter for mlp and N = 10 only: it takes seconds per model),
+mlp/cnn for run cost and four samples, tiny, against hand-written code;
+``--full`` adds N = 10 000. Compile times are the best of a few runs; on a
+shared machine they move by tens of percent.
 """
 
 from __future__ import annotations
@@ -33,7 +40,6 @@ import statistics
 import sys
 import time
 import tracemalloc
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +53,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import dlir  # noqa: E402
 from dlir.compare import random_inputs  # noqa: E402
 from dlir.passes import optimize  # noqa: E402
+from bench_vs_hand import keras_function, make_case, quiet, run_all, set_threads, silence_loggers  # noqa: E402
 
 WIDTH = 64
 
@@ -115,17 +122,6 @@ def count_ir_nodes(text: str, model: str | None = None) -> int:
     return len(dlir.loads(text).graph(model).nodes)
 
 
-def torch_models(torch: Any) -> dict[str, tuple[Any, tuple[int, ...]]]:
-    import bench_zoo
-
-    nn = torch.nn
-    return {
-        "mlp": (nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)), (2, 784)),
-        "cnn": (bench_zoo.torch_lenet(torch), (2, 1, 28, 28)),
-        "lstm": (bench_zoo.torch_lstm_classifier(torch), (2, 7, 32)),
-    }
-
-
 def torch_deep(torch: Any, n: int) -> Any:
     nn = torch.nn
     layers: list[Any] = []
@@ -134,36 +130,30 @@ def torch_deep(torch: Any, n: int) -> Any:
     return nn.Sequential(*layers)
 
 
-def torch_export(torch: Any, module: Any, shape: tuple[int, ...], dynamo: bool = False) -> float:
-    x = torch.zeros(shape)
+def torch_export(torch: Any, module: Any, args: tuple[Any, ...], dynamic: tuple[dict[int, str], ...],
+                 dynamo: bool = False) -> float:
+    """Seconds of one ``torch.onnx.export`` call (TorchScript, or the dynamo exporter), its chatter silenced."""
     module.eval()
+    names = [f"in{i}" for i in range(len(args))]
 
     def go() -> None:
         buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (x,), buf, dynamo=dynamo, input_names=["x"], dynamic_axes={"x": {0: "B"}})
+        with quiet():
+            # verbose=False: the dynamo exporter prints its steps otherwise.
+            torch.onnx.export(module, args, buf, dynamo=dynamo, verbose=False, input_names=names,
+                              dynamic_axes=dict(zip(names, dynamic)))
 
     return best(1, go)
 
 
-def tf_functions(tf: Any, keras: Any) -> dict[str, tuple[Any, list[Any]]]:
-    import bench_zoo
-
-    rng = np.random.default_rng(0)
-
-    def mlp() -> Any:
-        w1, b1 = tf.Variable(rng.normal(size=(784, 256)).astype("f4")), tf.Variable(rng.normal(size=256).astype("f4"))
-        w2, b2 = tf.Variable(rng.normal(size=(256, 10)).astype("f4")), tf.Variable(rng.normal(size=10).astype("f4"))
-        return lambda x: tf.matmul(tf.nn.relu(tf.matmul(x, w1) + b1), w2) + b2
-
-    cnn_p = dlir.compile(dlir.load(ROOT / "samples" / "cnn.dlir"), "numpy").params
-    lstm_p = dlir.compile(dlir.load(ROOT / "samples" / "lstm.dlir"), "numpy").params
-    return {
-        "mlp": (mlp(), [tf.TensorSpec([None, 784], tf.float32)]),
-        "cnn": (bench_zoo.keras_lenet(keras, cnn_p), [tf.TensorSpec([None, 28, 28, 1], tf.float32)]),
-        "lstm": (bench_zoo.keras_lstm_classifier(keras, lstm_p), [tf.TensorSpec([None, None, 32], tf.float32)]),
-    }
+def warm_exporters(torch: Any, tf: Any, dynamo: bool) -> None:
+    """One tiny export per exporter before any timing: first-call imports and set-up are not the model's cost."""
+    lin = torch.nn.Linear(4, 4)
+    _try(lambda: torch_export(torch, lin, (torch.zeros(2, 4),), ({0: "B"},)))
+    if dynamo:
+        _try(lambda: torch_export(torch, lin, (torch.zeros(2, 4),), ({0: "B"},), dynamo=True))
+    w = tf.Variable(np.ones((4, 4), "f4"))
+    _try(lambda: tf2onnx_export(tf, lambda x: tf.matmul(x, w) + 1.0, [tf.TensorSpec([None, 4], tf.float32)]))
 
 
 def tf_deep(tf: Any, n: int) -> Any:
@@ -181,12 +171,12 @@ def tf_deep(tf: Any, n: int) -> Any:
 
 
 def tf2onnx_export(tf: Any, fn: Any, spec: list[Any]) -> float:
+    """Seconds of one ``tf2onnx.convert.from_function`` call (its tracing of ``fn`` included)."""
     import tf2onnx
 
     def go() -> None:
         f = tf.function(fn, input_signature=spec)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             tf2onnx.convert.from_function(f, input_signature=spec, opset=17)
 
     return best(1, go)
@@ -195,50 +185,61 @@ def tf2onnx_export(tf: Any, fn: Any, spec: list[Any]) -> float:
 # -- the tables ------------------------------------------------------------------------------
 
 
-def compile_tables(ns: list[int], repeat: int, tf2onnx_max: int) -> None:
-    import logging
-
+def compile_tables(ns: list[int], repeat: int, tf2onnx_max: int, samples: list[str], dynamo_max: int = 1000,
+                   dynamo_samples: list[str] | None = None) -> None:
+    """``dynamo_max`` / ``dynamo_samples``: where the (slow: seconds per model) dynamo exporter is timed."""
     import tensorflow as tf
     import torch
 
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    keras = tf.keras
+    silence_loggers()
     try:
         import onnxscript  # noqa: F401
 
         dynamo = True
     except ImportError:
         dynamo = False
+    warm_exporters(torch, tf, dynamo)
+
+    def row(name: str, nodes: int, ours: float, ts: float | None, dy: float | None, t2: float | None) -> list[str]:
+        return [name, str(nodes), ms(ours), ms(ts), ratio(ours, ts), ms(dy), ratio(ours, dy), ms(t2), ratio(ours, t2),
+                f"{ours / nodes * 1e6:.0f}"]
 
     rows = []
-    tmods = torch_models(torch)
-    tfuns = tf_functions(tf, keras)
-    for name in ("mlp", "cnn", "lstm"):
+    for name in samples:
+        case = make_case(name, 2, 7)
         text = (ROOT / "samples" / f"{name}.dlir").read_text()
-        ours = best(repeat, lambda: dlir_compile(text))
-        mod, shape = tmods[name]
-        ts = _try(lambda: torch_export(torch, mod, shape))
-        dy = _try(lambda: torch_export(torch, mod, shape, dynamo=True)) if dynamo else None
-        fn, spec = tfuns[name]
-        t2 = _try(lambda: tf2onnx_export(tf, fn, spec))
-        rows.append([name, str(count_ir_nodes(text)), ms(ours), ms(ts), ratio(ours, ts), ms(dy), ratio(ours, dy), ms(t2), ratio(ours, t2)])
+        model = case.hand.model
+        ours = best(repeat, lambda: dlir_compile(text, model))
+        mod = case.hand.torch(torch, case.params)
+        args = tuple(torch.from_numpy(a) for a in case.hand.torch_in(case.feeds))
+        ts = _try(lambda: torch_export(torch, mod, args, case.hand.dynamic))
+        use_dynamo = dynamo and (dynamo_samples is None or name in dynamo_samples)
+        dy = _try(lambda: torch_export(torch, mod, args, case.hand.dynamic, dynamo=True)) if use_dynamo else None
+        k_in = case.hand.keras_in(case.feeds)
+        kmodel = case.hand.keras(tf.keras, case.params)
+        _, spec = keras_function(tf, kmodel, k_in)
+        t2 = _try(lambda: tf2onnx_export(tf, lambda *xs: kmodel(list(xs) if len(xs) > 1 else xs[0], training=False),
+                                         spec))
+        rows.append(row(name, count_ir_nodes(text, model), ours, ts, dy, t2))
     for n in ns:
         text = deep_mlp_source(n)
-        nodes = count_ir_nodes(text)
         ours = best(repeat if n <= 1000 else 1, lambda: dlir_compile(text))
         mod = torch_deep(torch, n)
-        ts = _try(lambda: torch_export(torch, mod, (2, WIDTH)))
-        dy = _try(lambda: torch_export(torch, mod, (2, WIDTH), dynamo=True)) if dynamo else None
-        t2 = _try(lambda: tf2onnx_export(tf, tf_deep(tf, n), [tf.TensorSpec([None, WIDTH], tf.float32)])) if n <= tf2onnx_max else None
-        rows.append([f"deep MLP N={n}", str(nodes), ms(ours), ms(ts), ratio(ours, ts), ms(dy), ratio(ours, dy), ms(t2), ratio(ours, t2)])
-        rows[-1].append(f"{ours / nodes * 1e6:.0f}")
-    for r in rows:
-        if len(r) == 9:
-            r.append(f"{float(r[2]) * 1e3 / int(r[1]):.0f}")
-    header = ["model", "IR nodes", "dlir ms", "torch.onnx (TS) ms", "ratio", "dynamo ms", "ratio", "tf2onnx ms", "ratio", "dlir us/node"]
+        x = (torch.zeros(2, WIDTH),)
+        ts = _try(lambda: torch_export(torch, mod, x, ({0: "B"},)))
+        dy = _try(lambda: torch_export(torch, mod, x, ({0: "B"},), dynamo=True)) if dynamo and n <= dynamo_max else None
+        t2 = (_try(lambda: tf2onnx_export(tf, tf_deep(tf, n), [tf.TensorSpec([None, WIDTH], tf.float32)]))
+              if n <= tf2onnx_max else None)
+        rows.append(row(f"deep MLP N={n}", count_ir_nodes(text), ours, ts, dy, t2))
+    header = ["model", "IR nodes", "dlir ms", "torch.onnx (TS) ms", "ratio", "dynamo ms", "ratio", "tf2onnx ms",
+              "ratio", "dlir us/node"]
     table("compile cost to an ONNX ModelProto (dlir: from source text, -O2; others: the export call)", header, rows)
     if not dynamo:
         print("  (dynamo exporter: not measured, onnxscript is not installed)")
+    elif max(ns) > dynamo_max or dynamo_samples is not None:
+        print(f"  (dynamo exporter: measured up to N={dynamo_max}"
+              + (f" and for {', '.join(dynamo_samples)} only" if dynamo_samples is not None else "")
+              + "; it takes seconds per model)")
     if tf2onnx_max < max(ns):
         print(f"  (tf2onnx: measured up to N={tf2onnx_max}; it grows faster than linearly)")
 
@@ -329,22 +330,34 @@ def hoist_table(repeat: int, t_len: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--short", action="store_true", help="the CI smoke mode (under about a minute)")
+    ap.add_argument("--short", action="store_true", help="the CI smoke mode (tiny sizes, a few calls each)")
     ap.add_argument("--full", action="store_true", help="add N = 10000")
     ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=32, help="batch of the dlir vs hand-written run-cost tables")
+    ap.add_argument("--seq", type=int, default=32, help="time steps of their RNN and attention inputs")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads of every runtime (0: each one's default)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    print(f"machine: {machine()}")
+    # One thread count for every table: with more threads than idle cores, OpenMP's barriers turn a
+    # 0.1 ms matmul into tens of ms whenever another job takes a core (seen on the shared 2-core VM).
+    set_threads(args.threads)
+    print(f"machine: {machine()}; intra-op threads: {args.threads or 'each runtime default'}")
+    every = sorted(p.stem for p in (ROOT / "samples").glob("*.dlir"))
     if args.short:
         ns, repeat, tf2onnx_max, samples = [10, 100], args.repeat or 2, 100, ["mlp", "cnn"]
+        compiled, batch, seq, hand_repeat = ["mlp", "cnn", "lstm"], 2, 4, 3
+        # bench_gpu.py --cpu-dry-run (the other smoke test) covers lstm, attention, transformer and digits.
+        hand_samples, dynamo_max, dynamo_samples = ["mlp", "resmlp", "cnn", "gru"], 10, ["mlp"]
     else:
         ns = [10, 100, 1000] + ([10000] if args.full else [])
-        repeat, tf2onnx_max = args.repeat or 3, 1000
-        samples = sorted(p.stem for p in (ROOT / "samples").glob("*.dlir"))
-    compile_tables(ns, repeat, tf2onnx_max)
+        repeat, tf2onnx_max, samples = args.repeat or 3, 1000, every
+        compiled, batch, seq, hand_repeat = every, args.batch, args.seq, 30
+        hand_samples, dynamo_max, dynamo_samples = every, 1000, None
+    compile_tables(ns, repeat, tf2onnx_max, compiled, dynamo_max, dynamo_samples)
     memory_table(max(ns))
     run_table(samples, 5 if args.short else 20)
     hoist_table(5 if args.short else 20, 16 if args.short else 64)
+    run_all(hand_samples, batch, seq, hand_repeat, args.threads)
     print(f"\n(total {time.perf_counter() - t0:.1f} s)")
     return 0
 

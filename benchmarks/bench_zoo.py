@@ -35,6 +35,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def timeit(
@@ -55,75 +56,15 @@ def timeit(
     return statistics.median(ta), min(ta), statistics.median(tb), min(tb)
 
 
-# -- hand-written equivalents ---------------------------------------------------------------
-def torch_lenet(torch: Any) -> Any:
-    nn = torch.nn
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
-    )
-
-
-def torch_lenet_state(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    sd = {"0.weight": p["conv1.w"], "0.bias": p["conv1.b"], "3.weight": p["conv2.w"], "3.bias": p["conv2.b"]}
-    for i, name in ((7, "fc1"), (9, "fc2"), (11, "fc3")):
-        sd[f"{i}.weight"] = p[f"{name}.w"].T.copy()
-        sd[f"{i}.bias"] = p[f"{name}.b"]
-    return sd
-
-
-
-def torch_lstm_classifier(torch: Any) -> Any:
-    nn = torch.nn
-
-    class LSTMClassifier(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lstm = nn.LSTM(32, 64, batch_first=True)
-            self.head = nn.Linear(64, 5)
-
-        def forward(self, x: Any) -> Any:
-            _, (h, _) = self.lstm(x)
-            return self.head(h[0])
-
-    return LSTMClassifier()
-
-
-def torch_lstm_state(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from dlir import interop
-
-    sd = {f"lstm.{k}": v for k, v in interop.to_torch_recurrent(p, "lstm").items()}
-    sd["head.weight"] = p["head.w"].T.copy()
-    sd["head.bias"] = p["head.b"]
-    return sd
-
-
-def keras_lenet(keras: Any, p: dict[str, np.ndarray]) -> Any:
-    L = keras.layers
-    model = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        L.Conv2D(6, 5, padding="same", activation="relu"), L.MaxPooling2D(2),
-        L.Conv2D(16, 5, activation="relu"), L.MaxPooling2D(2),
-        L.Flatten(),
-        L.Dense(120, activation="relu"), L.Dense(84, activation="relu"), L.Dense(10),
-    ])
-    hwio = lambda w: w.transpose(2, 3, 1, 0)  # noqa: E731 - [O, I, kh, kw] -> [kh, kw, I, O]
-    # Keras flattens NHWC features in (H, W, C) order; dlir (NCHW) in (C, H, W): permute fc1's rows.
-    fc1 = p["fc1.w"].reshape(16, 5, 5, 120).transpose(1, 2, 0, 3).reshape(400, 120)
-    model.set_weights([
-        hwio(p["conv1.w"]), p["conv1.b"], hwio(p["conv2.w"]), p["conv2.b"],
-        fc1, p["fc1.b"], p["fc2.w"], p["fc2.b"], p["fc3.w"], p["fc3.b"],
-    ])
-    return model
-
-
-def keras_lstm_classifier(keras: Any, p: dict[str, np.ndarray]) -> Any:
-    L = keras.layers
-    model = keras.Sequential([keras.Input((None, 32)), L.LSTM(64), L.Dense(5)])
-    model.set_weights([p["lstm.w_ih"], p["lstm.w_hh"], p["lstm.b_ih"] + p["lstm.b_hh"], p["head.w"], p["head.b"]])
-    return model
+# The hand-written equivalents live in handwritten.py (bench_opt and bench_vs_hand use them too).
+from handwritten import (  # noqa: E402
+    keras_lenet,
+    keras_lstm_classifier,
+    torch_lenet,
+    torch_lenet_state,
+    torch_lstm_classifier,
+    torch_lstm_state,
+)
 
 
 # -- the benchmark ----------------------------------------------------------------------------
