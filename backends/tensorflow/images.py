@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Callable
 
 from dlir.backends.codegen import py_num
-from dlir.backends.tensorflow.lowering import HELPERS, Ctx, Nhwc, _reg, fused_act
+from dlir.backends.tensorflow.lowering import HELPERS, TF_DTYPES, Ctx, Nhwc, _reg, fused_act
 from dlir.ir.graph import Node
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops.conv import extent, nchw_twin, out_len
@@ -126,7 +126,12 @@ def _conv2d(ctx: Ctx, node: Node) -> str:
     if groups > 1 and w_t.shape[1] == Dim.of(1) and w_t.shape[0].is_static and (dilation == [1, 1] or stride == [1, 1]):
         # depthwise: output channel c * m + j reads input channel c, as [kh, kw, C, m] says
         w = f"tf.reshape({w}, [{kernel[0]}, {kernel[1]}, {groups}, {w_t.shape[0].value // groups}])"
+        half = TF_DTYPES[x_t.dtype] if x_t.dtype in (DType.f16, DType.bf16) else None
+        if half:  # TF's half depthwise kernel sums in half precision (2 ulp off): sum in f32, round once
+            x, w = f"tf.cast({x}, tf.float32)", f"tf.cast({w}, tf.float32)"
         expr = f"tf.nn.depthwise_conv2d({x}, {w}, strides=[1, {stride[0]}, {stride[1]}, 1], padding={padding}{dil})"
+        if half:
+            expr = f"tf.cast({expr}, {half})"
     else:
         expr = f"tf.nn.conv2d({x}, {w}, strides={_pair(stride)}, padding={padding}{dil})"
         if groups > 1 and bias is not None:

@@ -129,7 +129,6 @@ for _op, _text in {
     "cos": "tf.cos({0})",
     "tanh": "tf.tanh({0})",
     "sigmoid": "tf.sigmoid({0})",
-    "silu": "tf.nn.silu({0})",
     "softplus": "tf.math.softplus({0})",
     "erf": "tf.math.erf({0})",
     "floor": "tf.floor({0})",
@@ -139,6 +138,24 @@ for _op, _text in {
     "dropout": "tf.identity({0})",
 }.items():
     _template(_op, _text)
+
+
+def _rounded_once(node: Node, expr: Callable[[str], str], x: str) -> str:
+    """``expr(x)``, computed in float32 for a half-precision ``x`` and rounded once.
+
+    TF's f16/bf16 kernels for elu (exp, then - 1) and silu (sigmoid, then *) round
+    between their steps and land an ulp or more off the correctly rounded result that
+    numpy, torch and ONNX give (ONNX's bf16 Celu case misses by 0.004).
+    """
+    dt = node.outputs[0].type.dtype
+    if dt not in (DType.f16, DType.bf16):
+        return expr(x)
+    return f"tf.cast({expr(f'tf.cast({x}, tf.float32)')}, {TF_DTYPES[dt]})"
+
+
+@_reg("silu")
+def _silu(ctx: Ctx, node: Node) -> str:
+    return _rounded_once(node, lambda x: f"tf.nn.silu({x})", ctx.arg(node.inputs[0]))
 
 
 @_reg("relu")
@@ -167,10 +184,10 @@ def _leaky_relu(ctx: Ctx, node: Node) -> str:
 
 @_reg("elu")
 def _elu(ctx: Ctx, node: Node) -> str:
-    x, alpha = ctx.arg(node.inputs[0]), node.attrs["alpha"]
+    alpha = node.attrs["alpha"]
     if alpha == 1.0:
-        return f"tf.nn.elu({x})"
-    return f"tf.where({x} > 0, {x}, {py_num(alpha)} * tf.math.expm1({x}))"
+        return _rounded_once(node, lambda x: f"tf.nn.elu({x})", ctx.arg(node.inputs[0]))
+    return _rounded_once(node, lambda x: f"tf.where({x} > 0, {x}, {py_num(alpha)} * tf.math.expm1({x}))", ctx.arg(node.inputs[0]))
 
 
 def _int_bound(v: float, dt: DType) -> int:
