@@ -22,7 +22,7 @@ from dlir.importer import from_onnx
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "samples").glob("*.dlir"))
 TARGETS = ["numpy", "torch", "tensorflow", "onnx"]
-TOL = {"rtol": 1e-4, "atol": 1e-5}
+TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def _params() -> list[Any]:
