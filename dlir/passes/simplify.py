@@ -7,7 +7,8 @@ from typing import Callable
 
 import numpy as np
 
-from dlir.ir.graph import Graph, Node, Value
+from dlir.ir.graph import Graph, Node, Value, body_reads
+from dlir.passes.gelu_match import GeluMatcher
 from dlir.passes.manager import Pass, register_pass
 from dlir.passes.rewrite import Replacer, constant_value, fills_type, has_unknown, retype
 
@@ -32,12 +33,15 @@ class AlgebraicSimplification(Pass):
     """Rewrite algebraic identities: ``x+0``, ``0+x``, ``x-0``, ``x*1``, ``1*x``, ``x/1``, ``x**1``,
     ``neg(neg(x))``, transpose of a transpose (perms composed; an identity perm goes away),
     reshape of a reshape or flatten, reshape/flatten/broadcast_to to the same type, casts to the
-    same dtype, and squeeze of an unsqueeze (or back) on the same axes.
+    same dtype, and squeeze of an unsqueeze (or back) on the same axes. GELU written out
+    (``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3)))`` and its usual variants, or
+    ``0.5 * x * (1 + erf(x / sqrt(2)))``) becomes one ``gelu`` op (see ``gelu_match``).
 
     A rule applies only when the result type is exactly the kept value's type (a
     constant that would broadcast ``x`` to a bigger shape keeps the ``add``). The
     node whose result is replaced goes; nodes it bypassed are left for ``dce``.
-    Results can differ from the original only in the sign of a zero (``-0.0 + 0``).
+    Results can differ from the original only in the sign of a zero (``-0.0 + 0``), and for
+    a recognised GELU by f32 rounding (its constants must match GELU's to f32 precision).
     """
 
     name = "simplify"
@@ -46,22 +50,54 @@ class AlgebraicSimplification(Pass):
         rep = Replacer()
         kept: list[Node] = []
         changed = False
+        uses = _count_uses(graph)
+        gelu = GeluMatcher(uses)
         for node in graph.nodes:
             self.at = node
             rep.fix_node(node)
+            before = list(node.inputs)
             fn = RULES.get(node.op) if node.body is None and len(node.outputs) == 1 else None
             result = fn(node) if fn is not None else None
             if isinstance(result, Value) and result is not node.outputs[0] and result.type == node.outputs[0].type:
+                # The node goes: its readers read `result` instead, and it no longer reads its inputs.
+                uses[result] = uses.get(result, 0) + uses.pop(node.outputs[0], 0)
+                for v in before:
+                    uses[v] -= 1
                 rep.replace(node.outputs[0], result)
                 changed = True
                 continue
-            changed = changed or result is True
+            if result is None and node.op in ("mul", "div") and len(node.outputs) == 1:
+                result = gelu.match(node) or None
+            if result is True:  # rewritten in place: it may read other values now
+                _move_uses(uses, before, node.inputs)
+                changed = True
             kept.append(node)
         self.at = None
         if changed:
             graph.nodes = kept
             rep.fix_outputs(graph)
         return changed
+
+
+def _count_uses(graph: Graph) -> dict[Value, int]:
+    """How many times each value is read: by node inputs, bodies (closures) and graph outputs."""
+    uses: dict[Value, int] = {}
+    for node in graph.nodes:
+        for v in node.inputs:
+            uses[v] = uses.get(v, 0) + 1
+        if node.body is not None:
+            for v in body_reads(node.body):
+                uses[v] = uses.get(v, 0) + 1
+    for _, v in graph.outputs:
+        uses[v] = uses.get(v, 0) + 1
+    return uses
+
+
+def _move_uses(uses: dict[Value, int], before: list[Value], after: list[Value]) -> None:
+    for v in before:
+        uses[v] -= 1
+    for v in after:
+        uses[v] = uses.get(v, 0) + 1
 
 
 # -- arithmetic identities ----------------------------------------------------------------
