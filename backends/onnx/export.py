@@ -17,10 +17,13 @@ from onnx import helper, numpy_helper
 
 from dlir import __version__
 from dlir.errors import LoweringError
+from dlir.ir.gc_pause import gc_paused
 from dlir.ir.graph import Graph, Value
+from dlir.passes.rnn import absorbed_projections, skipped_nodes
 from dlir.runtime.init import init_param
 
 from .builder import Builder, loc_text, value_info
+from .emit_rnn import DTYPES
 from .lowering import lower_node
 
 OPSET = 18  # LayerNormalization (17), Split/Reduce* with tensor inputs (18)
@@ -75,19 +78,29 @@ def _unique(base: str, taken: set[str]) -> str:
     return name
 
 
-def _initializers(graph: Graph, params: Mapping[str, np.ndarray] | None, seed: int) -> list[onnx.TensorProto]:
-    """Each param and buffer as an initializer: the given value, else dlir's seeded init."""
+def _add_initializers(
+    out: onnx.GraphProto, graph: Graph, params: Mapping[str, np.ndarray] | None, seed: int
+) -> None:
+    """Each param and buffer as an initializer of ``out``: the given value, else dlir's seeded init."""
     given = dict(params or {})
     unknown = sorted(set(given) - {p.name for p in graph.params})
     if unknown:
         raise LoweringError(f"onnx: model {graph.name} has no param named {', '.join(unknown)}", graph.loc)
-    out = []
     for p in graph.params:
         arr = np.asarray(given[p.name]) if p.name in given else init_param(p, seed)
         if arr.shape != p.type.static_shape() or arr.dtype != p.type.dtype.numpy:
             raise LoweringError(f"onnx: param '{p.name}' is declared {p.type}, got {arr.dtype}{list(arr.shape)}", p.loc)
-        out.append(numpy_helper.from_array(arr, p.name))
-    return out
+        tensor_into(out.initializer.add(), arr, p.name)
+
+
+def tensor_into(t: onnx.TensorProto, arr: np.ndarray, name: str) -> None:
+    """``numpy_helper.from_array(arr, name)``, written into ``t``: a message added to the
+    model in place, where appending a finished one would copy every weight once more.
+    dlir's dtypes (numbers and bool) are all stored as little-endian ``raw_data``."""
+    t.dims.extend(arr.shape)
+    t.name = name
+    t.data_type = helper.np_dtype_to_tensor_dtype(arr.dtype)
+    t.raw_data = numpy_helper.tobytes_little_endian(arr)
 
 
 def _bind_outputs(b: Builder, graph: Graph) -> None:
@@ -99,28 +112,39 @@ def _bind_outputs(b: Builder, graph: Graph) -> None:
 
 def to_model(graph: Graph, params: Mapping[str, np.ndarray] | None = None, seed: int = 0) -> onnx.ModelProto:
     """The ONNX model of ``graph``; initializers from ``params`` or the seeded init."""
+    with gc_paused():  # see dlir.ir.gc_pause
+        return _to_model(graph, params, seed)
+
+
+def _to_model(graph: Graph, params: Mapping[str, np.ndarray] | None, seed: int) -> onnx.ModelProto:
     names, taken = _assign_names(graph)
     b = Builder(graph, taken)
     b.names.update(names)
+    skipped = skipped_nodes(absorbed_projections(graph, DTYPES))  # projections fused LSTM/GRU nodes compute
     for node in graph.nodes:
-        lower_node(b, node)
+        if node not in skipped:
+            lower_node(b, node)
     _bind_outputs(b, graph)
-    inits = _initializers(graph, params, seed)
     g = helper.make_graph(
-        b.nodes,
+        [],
         graph.name,
         [value_info(v.name, v.type) for v in graph.inputs],
         [value_info(out, v.type) for out, v in graph.outputs],
-        inits + b.initializers,
         doc_string=f"dlir model {graph.name}" + (f" at {loc_text(graph.loc)}" if loc_text(graph.loc) else ""),
     )
-    return helper.make_model(
+    model = helper.make_model(
         g,
         opset_imports=[helper.make_opsetid("", OPSET)],
         ir_version=IR_VERSION,
         producer_name=PRODUCER,
         producer_version=__version__,
     )
+    # Nodes and weights go straight into the model's graph: make_model copies the graph it
+    # is given, and copying every weight twice was a large part of exporting a big model.
+    model.graph.node.extend(b.nodes)
+    _add_initializers(model.graph, graph, params, seed)
+    model.graph.initializer.extend(b.initializers)
+    return model
 
 
 def generate(graph: Graph, seed: int = 0) -> bytes:

@@ -17,7 +17,8 @@ from lark import Token, Tree
 from dlir.errors import DlirError, SourceLoc, TypeError_, did_you_mean
 from dlir.frontend.expressions import ExprMixin, is_tensor
 from dlir.frontend.scan import exec_scan_stmt
-from dlir.frontend.scope import DefRef, Frame, Instance
+from dlir.frontend.scope import MISSING, DefRef, Frame, Instance
+from dlir.ir.gc_pause import gc_paused
 from dlir.ir.graph import Graph, Init, Value
 from dlir.ir.types import UNKNOWN, Dim, DType, TensorType
 from dlir.runtime.init import INIT_KINDS
@@ -47,6 +48,10 @@ class Elaborator(ExprMixin):
 
     # -- the model ------------------------------------------------------------------
     def build(self, name: str) -> Graph:
+        with gc_paused():  # see dlir.ir.gc_pause: keeps the cost per node flat in big models
+            return self._build(name)
+
+    def _build(self, name: str) -> Graph:
         d = self.defs[name]
         _, params, outs, body = d.tree.children
         self.graph = Graph(name, loc=self.loc(d.tree.children[0]))
@@ -427,8 +432,8 @@ class Elaborator(ExprMixin):
             a, b = (self.eval_dim(c, frame, new_symbols) for c in d.children)
             return a + b if kind == "dim_add" else a - b if kind == "dim_sub" else a * b
         name = str(d.children[0])
-        if name in frame.scope:
-            v = frame.scope[name]
+        v = frame.lookup(name)
+        if v is not MISSING:
             if isinstance(v, Dim) or (isinstance(v, int) and not isinstance(v, bool)):
                 return Dim.of(v)
             raise TypeError_(f"'{name}' is used as a dim but is {self.describe(v)}", self.loc(d))
@@ -441,8 +446,11 @@ class Elaborator(ExprMixin):
 
     # -- strings -----------------------------------------------------------------------
     def string(self, tok: Token) -> str:
+        text = str(tok)
+        if "\\" not in text and text.isprintable():
+            return text[1:-1]  # nothing to decode (most strings); json.loads rejects control characters
         try:
-            s = json.loads(str(tok))
+            s = json.loads(text)
         except ValueError:
             raise TypeError_("bad escape in string", self.loc(tok), hint='use \\" \\\\ \\n \\t or \\uXXXX') from None
         return str(s)

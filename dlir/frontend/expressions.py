@@ -14,7 +14,7 @@ from typing import Any, Callable
 from lark import Token, Tree
 
 from dlir.errors import DlirError, TypeError_, did_you_mean
-from dlir.frontend.scope import DefRef, Frame, Instance, OpRef
+from dlir.frontend.scope import MISSING, DefRef, Frame, Instance, OpRef
 from dlir.ir.builder import emit
 from dlir.ir.graph import Value
 from dlir.ir.types import Dim, DType
@@ -46,6 +46,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+# (evaluator class, rule name) -> its `_e_<rule>` method: eval runs for every node of every
+# expression, and building the method name and looking it up each time cost as much as the rest.
+_HANDLERS: dict[tuple[type, str], Callable[..., Any]] = {}
+
+
 class ExprMixin:
     """Expression evaluation; mixed into the Elaborator."""
 
@@ -62,10 +67,13 @@ class ExprMixin:
 
     def eval(self, node: Any, frame: Frame) -> Any:
         kind = node.data
-        handler = getattr(self, f"_e_{kind}", None)
-        if handler is None:  # pragma: no cover - every expression rule has a handler
-            raise AssertionError(kind)
-        return handler(node, frame)
+        handler = _HANDLERS.get((type(self), kind))
+        if handler is None:  # the first expression of this kind: find its _e_ method once
+            handler = getattr(type(self), f"_e_{kind}", None)
+            if handler is None:  # pragma: no cover - every expression rule has a handler
+                raise AssertionError(kind)
+            _HANDLERS[(type(self), kind)] = handler
+        return handler(self, node, frame)
 
     # -- atoms -------------------------------------------------------------------------
     def _e_int_lit(self, n: Tree, f: Frame) -> int:
@@ -94,13 +102,14 @@ class ExprMixin:
 
     def _e_name(self, n: Tree, f: Frame) -> Any:
         name = str(n.children[0])
-        if name in f.scope:
-            return f.scope[name]
+        v = f.lookup(name)
+        if v is not MISSING:
+            return v
         if name in f.symbols:
             return f.symbols[name]
         if name in self.defs:
             return self.defs[name]
-        if name in all_ops() or name in REGISTRY:
+        if name in REGISTRY or name in all_ops():  # all_ops() loads the registry (and sorts it): only on a miss
             return OpRef(name)
         if name in BUILTINS:
             return Builtin(name)

@@ -7,6 +7,7 @@ from importlib import resources
 from typing import Any
 
 from dlir.errors import ParseError, SourceLoc
+from dlir.ir.gc_pause import gc_paused
 
 # Friendly names for the grammar's terminals in "expected ..." messages.
 _TOKEN_NAMES = {
@@ -37,6 +38,7 @@ _TOKEN_NAMES = {
 }
 
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
+MAX_CACHED_CHARS = 64 * 1024  # larger sources are parsed each time rather than kept in memory
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,7 +74,7 @@ def parse(text: str, filename: str) -> Any:
         line = text[: text.index("\x00")].count("\n") + 1
         raise ParseError("NUL character in source", SourceLoc(filename, line, 1), hint="is this a binary file?")
     try:
-        return _parser().parse(text)
+        return _parse_cached(text) if len(text) <= MAX_CACHED_CHARS else _parse_tree(text)
     except lark.exceptions.UnexpectedToken as e:
         tok = e.token
         what = "end of file" if tok.type == "$END" else f"'{tok}'"
@@ -88,6 +90,17 @@ def parse(text: str, filename: str) -> Any:
         raise ParseError(
             "unexpected end of file", SourceLoc(filename, _last_line(text), 1), hint=f"expected {_expected(e.expected)}"
         ) from None
+
+
+def _parse_tree(text: str) -> Any:
+    with gc_paused():  # see dlir.ir.gc_pause: a parse tree is many long-lived objects
+        return _parser().parse(text)
+
+
+# Every program that says `use nn` parses the same library text again; its tree
+# (like any parse tree here) is only read, never changed, so the trees of a few
+# small texts are kept. A text that fails to parse is not kept: it raises each time.
+_parse_cached = functools.lru_cache(maxsize=8)(_parse_tree)
 
 
 def _last_line(text: str) -> int:

@@ -9,6 +9,9 @@ from typing import Any
 from dlir.ir.types import Dim
 
 
+MISSING: Any = object()  # Frame.lookup's answer for an unbound name
+
+
 @dataclass
 class DefRef:
     """A name bound to a definition in the file: a layer, fn or model."""
@@ -54,6 +57,14 @@ class Frame:
     def child(self, local: dict[str, Any], owner: Instance | None, kind: str, symbols: dict[str, Dim] | None = None) -> "Frame":
         base = owner.scope if owner is not None else {}
         return Frame(ChainMap(local, base), owner, symbols if symbols is not None else self.symbols, kind=kind)
+
+    def lookup(self, name: str) -> Any:
+        """The innermost binding of ``name``, or :data:`MISSING`: one pass over the maps, where
+        ``name in scope`` then ``scope[name]`` on the ChainMap took two (names are looked up a lot)."""
+        for m in self.scope.maps:
+            if name in m:
+                return m[name]
+        return MISSING
 
     def loop_suffix(self) -> str:
         return "".join(f".{i}" for i in self.loops)

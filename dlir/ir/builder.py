@@ -6,6 +6,7 @@ from typing import Any
 
 from dlir.errors import UNKNOWN_LOC, DlirError, SourceLoc, TypeError_
 from dlir.ir.graph import Graph, Value
+from dlir.ir.infer import infer_types
 from dlir.ops.registry import check_attrs, get_op
 
 
@@ -34,7 +35,7 @@ def emit(
             raise TypeError_(f"{opdef.arity_text()}, got {len(inputs)}")
         if opdef.canonical is not None:
             full = opdef.canonical([v.type for v in inputs], full)
-        out_types = opdef.infer([v.type for v in inputs], full)
+        out_types = infer_types(opdef, [v.type for v in inputs], full)
     except DlirError as e:
         raise e.with_loc(loc)
     if names is not None and len(names) != len(out_types):

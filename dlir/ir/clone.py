@@ -9,7 +9,7 @@ Types, inits and locations are immutable and shared.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class _Cloner:
         return new
 
     def value(self, v: Value) -> Value:
-        new = copy.copy(v)
+        new = _shallow_copy(v)
         new.producer = None
         self.map[v] = new
         return new
@@ -52,7 +52,7 @@ class _Cloner:
         return self.map.get(v, v)
 
     def node(self, n: Node) -> Node:
-        new = copy.copy(n)
+        new = _shallow_copy(n)
         new.inputs = [self.use(v) for v in n.inputs]
         new.attrs = {k: clone_attr(a) for k, a in n.attrs.items()}
         # The body reads values of this graph defined before the node, already mapped.
@@ -61,6 +61,17 @@ class _Cloner:
         for v in new.outputs:
             v.producer = new
         return new
+
+
+_T = TypeVar("_T")
+
+
+def _shallow_copy(obj: _T) -> _T:
+    """``copy.copy`` for our plain dataclasses (every field, known or not), without its
+    generic ``__reduce_ex__`` protocol, which cost more than the rest of a clone."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
 
 
 def clone_attr(a: Any) -> Any:

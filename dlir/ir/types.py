@@ -40,7 +40,7 @@ class DType(Enum):
             import ml_dtypes  # type: ignore[import-not-found]
 
             return np.dtype(ml_dtypes.bfloat16)
-        return np.dtype(_NUMPY_NAMES[self])
+        return _NUMPY_DTYPES[self]
 
     @staticmethod
     def from_numpy(dt: np.dtype) -> "DType | None":
@@ -55,6 +55,10 @@ class DType(Enum):
     def __str__(self) -> str:
         return self.value
 
+    # Members are singletons compared by identity; Enum's default hash (of the name,
+    # in Python) showed up in every shape-rule lookup.
+    __hash__ = object.__hash__
+
 
 _NUMPY_NAMES = {
     DType.f16: "float16",
@@ -64,6 +68,8 @@ _NUMPY_NAMES = {
     DType.i64: "int64",
     DType.bool: "bool",
 }
+
+_NUMPY_DTYPES = {d: np.dtype(n) for d, n in _NUMPY_NAMES.items()}  # made once: np.dtype(name) is slow
 
 DTYPE_NAMES = tuple(d.value for d in DType)
 
@@ -85,7 +91,8 @@ class Dim:
         if isinstance(x, (bool, np.bool_)):
             raise TypeError("a dim cannot be a bool")
         if isinstance(x, (int, np.integer)):
-            return Dim._make({(): int(x)})
+            n = int(x)
+            return Dim((((), n),)) if n else _ZERO  # already normal: skip _make's sort
         if isinstance(x, str):
             if x == "?":
                 return UNKNOWN
@@ -100,7 +107,8 @@ class Dim:
     # -- queries ------------------------------------------------------------
     @property
     def is_static(self) -> bool:
-        return not self.unknown and all(m == () for m, _ in self.terms)
+        # Terms are normal (sorted, merged, no zero coefficient): a constant has at most one.
+        return not self.unknown and (not self.terms or (len(self.terms) == 1 and self.terms[0][0] == ()))
 
     @property
     def value(self) -> int:
@@ -203,6 +211,7 @@ def _term_order(term: tuple[Monomial, int]) -> tuple[int, Monomial]:
 
 
 UNKNOWN = Dim((), unknown=True)
+_ZERO = Dim(())
 DimLike = Union[Dim, int, str]
 
 

@@ -139,8 +139,16 @@ def lowered_ops() -> dict[str, OpDef]:
     return {n: o for n, o in all_ops().items() if o.expand is None}
 
 
+_families_loaded = False
+
+
 def _load_families() -> None:
-    import dlir.ops  # noqa: F401  (registers every family)
+    # Called on every op lookup; an `import` statement costs a few microseconds even when done.
+    global _families_loaded
+    if not _families_loaded:
+        import dlir.ops  # noqa: F401  (registers every family)
+
+        _families_loaded = True
 
 
 # -- attribute checking --------------------------------------------------------

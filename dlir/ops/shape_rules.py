@@ -7,15 +7,19 @@ from typing import Sequence
 from dlir.errors import TypeError_
 from dlir.ir.types import UNKNOWN, Dim, DType, TensorType
 
+_ONE = Dim.of(1)
+
 
 def broadcast_shapes(op: str, types: Sequence[TensorType]) -> tuple[Dim, ...]:
     """NumPy broadcasting over symbolic dims; names every operand's type on failure."""
+    first = types[0].shape if types else ()
+    if all(t.shape == first for t in types):
+        return first  # equal shapes (most elementwise ops) broadcast to themselves
     rank = max(t.rank for t in types)
     out: list[Dim] = []
-    one = Dim.of(1)
     for i in range(rank):
         dims = [t.shape[t.rank - rank + i] for t in types if t.rank - rank + i >= 0]
-        known = [d for d in dims if d != one and not d.unknown]
+        known = [d for d in dims if d != _ONE and not d.unknown]
         if known:
             for d in known[1:]:
                 if d != known[0]:
@@ -27,7 +31,7 @@ def broadcast_shapes(op: str, types: Sequence[TensorType]) -> tuple[Dim, ...]:
                     )
             out.append(known[0])
         else:
-            out.append(UNKNOWN if any(d.unknown for d in dims) else one)
+            out.append(UNKNOWN if any(d.unknown for d in dims) else _ONE)
     return tuple(out)
 
 

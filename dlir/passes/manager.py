@@ -386,7 +386,7 @@ def _crash(p: Pass, graph: Graph, e: Exception) -> PassError:
 
 def count_nodes(graph: Graph) -> int:
     """Nodes of ``graph`` and of the bodies inside it."""
-    return sum(1 + (count_nodes(n.body) if n.body is not None else 0) for n in graph.nodes)
+    return len(graph.nodes) + sum(count_nodes(n.body) for n in graph.nodes if n.body is not None)
 
 
 def optimize(

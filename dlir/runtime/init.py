@@ -43,16 +43,17 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 def init_value(name: str, shape: tuple[int, ...], dtype: np.dtype, init: Init, seed: int) -> np.ndarray:
     """The initial value of one param (float64 draws, rounded to ``dtype``)."""
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
-    fan_in, fan_out = fans(shape)
     k = init.kind
     if k == "zeros":
-        v = np.zeros(shape)
-    elif k == "ones":
-        v = np.ones(shape)
-    elif k == "constant":
-        v = np.full(shape, init.arg("value", 0.0))
-    elif k == "normal":
+        return np.zeros(shape, dtype)
+    if k == "ones":
+        return np.ones(shape, dtype)
+    if k == "constant":
+        return np.full(shape, init.arg("value", 0.0)).astype(dtype)
+    # Only random kinds make a generator: creating one costs more than drawing a 64x64 weight.
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+    fan_in, fan_out = fans(shape)
+    if k == "normal":
         v = rng.normal(init.arg("mean", 0.0), init.arg("std", 1.0), shape)
     elif k == "uniform":
         v = rng.uniform(init.arg("lo", 0.0), init.arg("hi", 1.0), shape)
