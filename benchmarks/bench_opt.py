@@ -53,7 +53,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import dlir  # noqa: E402
 from dlir.compare import random_inputs  # noqa: E402
 from dlir.passes import optimize  # noqa: E402
-from bench_vs_hand import keras_function, make_case, quiet, run_all, set_threads, silence_loggers  # noqa: E402
+from bench_vs_hand import keras_function, make_case, quiet, ratio, run_all, set_threads, silence_loggers, table  # noqa: E402
 
 WIDTH = 64
 
@@ -80,19 +80,8 @@ def best(n: int, fn: Callable[[], object]) -> float:
     return min(times)
 
 
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\n{title}")
-    for r in [header, ["-" * w for w in widths], *rows]:
-        print("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
-
-
 def ms(s: float | None) -> str:
     return "-" if s is None else f"{s * 1e3:.1f}"
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 
 
 # -- the models ------------------------------------------------------------------------------
