@@ -19,7 +19,7 @@ from dlir import __version__
 from dlir.errors import LoweringError
 from dlir.ir.gc_pause import gc_paused
 from dlir.ir.graph import Graph, Value
-from dlir.passes.rnn import absorbed_projections, skipped_nodes
+from dlir.ir.rnn_cell import absorbed_projections, skipped_nodes
 from dlir.runtime.init import init_param
 
 from .builder import Builder, loc_text, value_info

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from dlir.backends.codegen import RESERVED, Namespace, dim_expr, is_plain_identifier, loc_comment, py_num, py_str
+from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
 from dlir.errors import LoweringError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
 from dlir.ir.types import Dim
+from dlir.ir.rnn_cell import absorbed_projections, skipped_nodes
 
 # Public attributes of torch.nn.Module (torch 2.13); a param or sub-module with
 # one of these names cannot be an attribute. tests/test_torch_backend.py checks
@@ -306,9 +308,14 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
     """One statement per node of ``graph`` (a loop per scan node)."""
     lines: list[str] = []
     names = scope.names
+    fused = absorbed_projections(graph)  # LSTM/GRU scans the rnn pass marked: one torch kernel each
+    skipped = skipped_nodes(fused)
     for node in graph.nodes:
-        if node.outputs[0] in scope.literals:
-            continue  # written where it is used, as a number
+        if node.outputs[0] in scope.literals or node in skipped:
+            continue  # written where it is used, as a number; or a projection a fused scan computes
+        if node in fused:
+            lines += fused_scan_lines(node, fused[node], scope)
+            continue
         if node.op == "scan":
             lines += scan_lines(node, scope)
             continue

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from collections import Counter
+from typing import Any, Iterable, Iterator
 
 from dlir.errors import UNKNOWN_LOC, SourceLoc
 from dlir.ir.types import Dim, DType, TensorType
@@ -184,6 +185,17 @@ def body_reads(body: Graph) -> Iterator[Value]:
             yield from body_reads(n.body)
     for _, v in body.outputs:
         yield v
+
+
+def use_counts(graph: Graph, nodes: Iterable[Node] | None = None) -> Counter[Value]:
+    """How often each value is read by ``nodes`` (default: the graph's), their bodies (closures) and the graph's outputs."""
+    uses: Counter[Value] = Counter()
+    for n in graph.nodes if nodes is None else nodes:
+        uses.update(n.inputs)
+        if n.body is not None:
+            uses.update(body_reads(n.body))
+    uses.update(v for _, v in graph.outputs)
+    return uses
 
 
 def dim_attr(d: Dim | int) -> "int | Dim":

@@ -1,9 +1,9 @@
 """Optimisation passes and the pass manager (see :mod:`dlir.passes.manager`).
 
-Importing this package registers every pass: ``dce``, ``cse``, ``fold``, ``simplify``, ``fuse``, ``licm``, ``layout``, ``autodiff``.
+Importing this package registers every pass: ``dce``, ``cse``, ``fold``, ``simplify``, ``fuse``, ``licm``, ``rnn``, ``layout``, ``autodiff``.
 """
 
-from dlir.passes import autodiff, cse, dce, fold, fuse, layout, licm, simplify  # noqa: F401  (register the passes)
+from dlir.passes import autodiff, cse, dce, fold, fuse, layout, licm, rnn, simplify  # noqa: F401  (register the passes)
 from dlir.passes.manager import (
     LEVELS,
     PASSES,

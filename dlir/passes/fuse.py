@@ -23,21 +23,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from dlir.ir.builder import emit1
-from dlir.ir.graph import Graph, Node, Value
+from dlir.ir.graph import Graph, Node, Value, use_counts
 from dlir.ops.linalg import fused_act_name
 from dlir.passes.manager import Pass, register_pass
-from dlir.ir.graph import body_reads
-
-
-def use_counts(graph: Graph) -> Counter[Value]:
-    """How often each value is read: by nodes, by bodies (closures) and by the graph's outputs."""
-    uses: Counter[Value] = Counter()
-    for n in graph.nodes:
-        uses.update(n.inputs)
-        if n.body is not None:
-            uses.update(body_reads(n.body))
-    uses.update(v for _, v in graph.outputs)
-    return uses
 
 
 @register_pass

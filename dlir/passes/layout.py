@@ -30,11 +30,10 @@ for its kernel. Bodies of ``scan`` nodes are rewritten as graphs of their own.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from dlir.ir.builder import emit1
-from dlir.ir.graph import Graph, Node, Value, body_reads
+from dlir.ir.graph import Graph, Node, Value, use_counts
 from dlir.ir.types import TensorType
 from dlir.ops import get_op
 from dlir.ops.conv import TO_NCHW, TO_NHWC
@@ -157,12 +156,7 @@ def nhwc_shape(t: TensorType) -> list[object] | None:
 
 def _drop_unread(graph: Graph, nodes: list[Node], made: set[int]) -> list[Node]:
     """``nodes`` less the transposes and reshapes this pass made that nothing reads."""
-    uses: Counter[Value] = Counter()
-    for n in nodes:
-        uses.update(n.inputs)
-        if n.body is not None:
-            uses.update(body_reads(n.body))
-    uses.update(v for _, v in graph.outputs)
+    uses = use_counts(graph, nodes)
     keep: list[Node] = []
     for n in reversed(nodes):
         if id(n) in made and not any(uses[v] for v in n.outputs):

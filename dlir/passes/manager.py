@@ -11,7 +11,8 @@ IR around the fault. Instruments watch the run: :class:`PrintIR`
 and :class:`DumpIR`.
 
 Levels (DESIGN §5): ``-O0`` runs nothing; ``-O1`` fold, dce, cse; ``-O2`` adds
-simplify, licm (scan bodies) and fuse; ``-O3`` adds the passes of its target
+simplify, licm (scan bodies), fuse and rnn (marks scans that are exactly an LSTM/GRU
+cell, which torch and ONNX lower to their fused kernels); ``-O3`` adds the passes of its target
 (:data:`TARGET_PASSES`: ``layout`` for tensorflow, whose CPU conv kernels want NHWC).
 """
 
@@ -89,8 +90,9 @@ LEVELS: dict[int, tuple[str, ...]] = {
     1: ("fold", "dce", "cse"),
     # simplify leaves the nodes it bypassed for dce; cse after simplify merges what it made alike.
     # fuse after cse, so that values cse merged are seen with all their users.
-    2: ("fold", "simplify", "dce", "cse", "licm", "fuse"),
-    3: ("fold", "simplify", "dce", "cse", "licm", "fuse"),  # + TARGET_PASSES
+    # rnn last: it marks scans whose body is exactly an LSTM/GRU cell, as licm and fuse left them.
+    2: ("fold", "simplify", "dce", "cse", "licm", "fuse", "rnn"),
+    3: ("fold", "simplify", "dce", "cse", "licm", "fuse", "rnn"),  # + TARGET_PASSES
 }
 
 # Passes a level adds for one target, after the level's own.
