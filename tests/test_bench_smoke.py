@@ -47,6 +47,9 @@ def test_bench_opt_short_mode_prints_its_tables() -> None:
         assert title in out, out
     assert "deep MLP N=100" in out and "mlp:MLP" in out
     assert "dynamo ms" in out and "torch.onnx (TS)" in out and "tf2onnx" in out
+    # licm on/off: the hand-written RNN and both RNN samples, on every target.
+    hoist = [r.split()[0] for r in table_rows(out, "scan hoisting")]
+    assert hoist.count("lstm:LSTMClassifier") == 4 and hoist.count("gru:BiGRUTagger") == 4, hoist
     # Every sample of the short mode has a row in each dlir-vs-hand-written table, with its agreement.
     for title in ("run cost in ONNX Runtime", "run cost in torch", "run cost in tensorflow"):
         rows = table_rows(out, title)
