@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -131,18 +132,22 @@ def test_cnn_at_O3_for_tensorflow_has_only_the_boundary_transposes() -> None:
         assert "transpose" not in {n.op for n in other.nodes}
 
 
-@pytest.mark.parametrize("target", TARGETS)
-def test_cnn_at_O3_agrees_on_every_target(target: str) -> None:
-    prog = dlir.load(CNN)
-    feeds = random_inputs(prog.graph("LeNet"), seed=3, size=3)
-    want = dlir.compile(prog, "numpy", model="LeNet")(**feeds)
-    got = dlir.compile(prog, target, model="LeNet", opt_level=3)(**feeds)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    # The tensorflow graph run by numpy and by torch/onnx (their NHWC lowerings) agrees too.
-    tf_graph = optimize(prog.graph("LeNet"), 3, target="tensorflow")
+def _agrees_at_O3(prog: Any, model: str, target: str, seed: int, size: int) -> None:
+    """``target`` at -O3 agrees with numpy at -O0; so does the tensorflow -O3 graph run by
+    ``target``'s lowering (NHWC nodes on torch/onnx go through their permutes)."""
     from dlir.targets import runner_class
 
+    feeds = random_inputs(prog.graph(model), seed=seed, size=size)
+    want = dlir.compile(prog, "numpy", model=model)(**feeds)
+    got = dlir.compile(prog, target, model=model, opt_level=3)(**feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    tf_graph = optimize(prog.graph(model), 3, target="tensorflow")
     np.testing.assert_allclose(runner_class(target)(tf_graph, seed=0)(**feeds), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_cnn_at_O3_agrees_on_every_target(target: str) -> None:
+    _agrees_at_O3(dlir.load(CNN), "LeNet", target, seed=3, size=3)
 
 
 def test_cnn_tensorflow_code_at_O3_transposes_images_at_the_ends_only(tmp_path: Path) -> None:
@@ -187,16 +192,7 @@ def test_lrn_stack_at_O3_for_tensorflow_has_only_the_boundary_transposes() -> No
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_lrn_stack_at_O3_agrees_on_every_target(target: str) -> None:
-    prog = dlir.loads(LRN_STACK)
-    feeds = random_inputs(prog.graph("Block"), seed=4, size=2)
-    want = dlir.compile(prog, "numpy", model="Block")(**feeds)
-    got = dlir.compile(prog, target, model="Block", opt_level=3)(**feeds)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    # The tensorflow graph (NHWC lrn) run by this target's lowering agrees too.
-    from dlir.targets import runner_class
-
-    tf_graph = optimize(prog.graph("Block"), 3, target="tensorflow")
-    np.testing.assert_allclose(runner_class(target)(tf_graph, seed=0)(**feeds), want, rtol=1e-5, atol=1e-5)
+    _agrees_at_O3(dlir.loads(LRN_STACK), "Block", target, seed=4, size=2)
 
 
 # -- numbers kept on a graph with every kind of reader ----------------------------------------
