@@ -62,6 +62,8 @@ class Builder:
         # The dlir node being lowered: it names and locates every ONNX node added.
         self.node: Node | None = None
         self.dt: DType = DType.f32  # the dtype the current emitter computes in
+        # Scans of ``graph`` lowered as one LSTM/GRU node, with their cells (set by export).
+        self.fused_cells: dict[Node, Any] = {}
 
     # -- names ------------------------------------------------------------------
     def fresh(self, base: str) -> str:

@@ -23,17 +23,16 @@ import onnx
 from onnx import helper
 
 from dlir.ir.graph import Graph, Node
-from dlir.ir.rnn_cell import fused_cell
 
 from .builder import Builder, loc_text, value_info
-from .emit_rnn import DTYPES, fused_scan
+from .emit_rnn import fused_scan
 from .table import emitter
 
 
 @emitter("scan", moves=True)
 def _scan(b: Builder, node: Node, xs: list[str]) -> list[str]:
     assert node.body is not None, "a scan node owns a body graph"
-    cell = fused_cell(node, b.graph, DTYPES)  # an LSTM/GRU the rnn pass marked: one ONNX LSTM/GRU node
+    cell = b.fused_cells.get(node)  # an LSTM/GRU the rnn pass marked: one ONNX LSTM/GRU node
     if cell is not None:
         return fused_scan(b, node, cell)
     k = node.attrs["n_carry"]

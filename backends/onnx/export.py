@@ -120,7 +120,8 @@ def _to_model(graph: Graph, params: Mapping[str, np.ndarray] | None, seed: int) 
     names, taken = _assign_names(graph)
     b = Builder(graph, taken)
     b.names.update(names)
-    skipped = skipped_nodes(absorbed_projections(graph, DTYPES))  # projections fused LSTM/GRU nodes compute
+    b.fused_cells = absorbed_projections(graph, DTYPES)  # LSTM/GRU scans the rnn pass marked: one node each
+    skipped = skipped_nodes(b.fused_cells)  # the projections those nodes compute themselves
     for node in graph.nodes:
         if node not in skipped:
             lower_node(b, node)
