@@ -237,13 +237,10 @@ def _coerce(op: OpDef, a: Attr, v: Any) -> Any:
     if k in ("ints", "axes?"):
         if v is None and k == "axes?":
             return None
-        if _is_int(v):
-            return [int(v)]
-        if isinstance(v, (list, tuple)):
-            items = [x.value if isinstance(x, Dim) and x.is_static else x for x in v]
-            if all(_is_int(x) for x in items):
-                return [int(x) for x in items]
-        raise bad()
+        items = _int_list(v)
+        if items is None:
+            raise bad()
+        return items
     if k in ("pair", "pair?"):
         if v is None and k == "pair?":
             return None
