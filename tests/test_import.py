@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from test_samples import IDS, MODELS, TOL, _tuple
 
 import dlir
 from dlir.compare import random_inputs
@@ -21,21 +22,7 @@ from dlir.importer.to_source import source_and_param_names
 from dlir.ir.printer import print_graph
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = sorted((ROOT / "samples").glob("*.dlir"))
 TARGETS = ["numpy", "torch", "tensorflow", "onnx"]
-TOL = {"rtol": 1e-5, "atol": 1e-5}
-
-
-def _models() -> list[tuple[Path, str]]:
-    return [(p, m) for p in SAMPLES for m in dlir.load(p).models]
-
-
-MODELS = _models()
-IDS = [f"{p.stem}:{m}" for p, m in MODELS]
-
-
-def _tuple(x: Any) -> tuple[np.ndarray, ...]:
-    return x if isinstance(x, tuple) else (x,)
 
 
 def _exported(path: Path, model: str) -> tuple[Any, Any, dict[str, np.ndarray]]:
