@@ -219,7 +219,6 @@ def _clip(ctx: Ctx, node: Node) -> str:
 # -- elementwise: binary, comparisons, where, cast, constant -----------------------------
 
 for _op, _text in {
-    "add": "{0} + {1}",
     "sub": "{0} - {1}",
     "mul": "{0} * {1}",
     "pow": "tf.pow({0}, {1})",
@@ -234,6 +233,33 @@ for _op, _text in {
     "where": "tf.where({0}, {1}, {2})",
 }.items():
     _template(_op, _text)
+
+
+# -- add ------------------------------------------------------------------------------------------
+
+
+def _bias_as_vector(ctx: Ctx, bias: Value) -> str:
+    """A [1, ..., 1, N] operand as [N]: it broadcasts the same against a matmul result of rank >= its own."""
+    n = bias.type.shape[-1]
+    return f"tf.reshape({ctx.arg(bias)}, [{n.value if n.is_static else -1}])"
+
+
+@_reg("add")
+def _add(ctx: Ctx, node: Node) -> str:
+    # Grappler's remapper turns MatMul + AddV2 into a _FusedMatMul whose kernel then rejects a
+    # bias that is not 1-D ("bias must be 1-dimensional", oneDNN on): add a row vector as [N].
+    a, b = node.inputs
+    out_rank = node.outputs[0].type.rank
+    for mm, bias in ((a, b), (b, a)):
+        t = bias.type
+        if (
+            mm.producer is not None
+            and mm.producer.op in ("matmul", "linear")
+            and 2 <= t.rank <= mm.type.rank == out_rank
+            and all(d.is_static and d.value == 1 for d in t.shape[:-1])
+        ):
+            return f"{ctx.arg(mm)} + {_bias_as_vector(ctx, bias)}"
+    return f"{ctx.arg(a)} + {ctx.arg(b)}"
 
 
 @_reg("div")
@@ -513,8 +539,11 @@ HELPERS: dict[str, str] = {
     # the digits that matter whenever the mean is large next to the spread.
     wide = tf.float32 if x.dtype in (tf.float16, tf.bfloat16) else x.dtype
     xw = tf.cast(x, wide)
-    mean, var = tf.nn.moments(xw, axes=axes, keepdims=True)
-    y = (xw - mean) / tf.sqrt(var + eps) * tf.cast(gamma, wide) + tf.cast(beta, wide)
+    centred = xw - tf.reduce_mean(xw, axis=axes, keepdims=True)
+    # eps joins the squares before their mean (mean(d**2 + eps) == var + eps): TensorFlow's
+    # oneDNN layer-norm fusion matches rsqrt(mean + eps) and then uses eps = 1e-3.
+    rstd = tf.math.rsqrt(tf.reduce_mean(tf.square(centred) + eps, axis=axes, keepdims=True))
+    y = centred * rstd * tf.cast(gamma, wide) + tf.cast(beta, wide)
     return tf.cast(y, x.dtype)
 ''',
     # The fused activations of `linear`, written as the unfused ops' emitters write them.
