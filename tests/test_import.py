@@ -365,24 +365,31 @@ LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 LIGHT_MODELS = sorted(p.stem[len("light_"):] for p in LIGHT.glob("light_*.onnx"))
 
 
-# SqueezeNet's constant weights drive its logits to ~1e10, where TensorFlow's CPU conv rounds one
-# output channel an ulp apart from the others; the final softmax magnifies that ulp to 0.12.
-ILL_CONDITIONED = {("squeezenet", "tensorflow")}
+# ONNX's light models run on constant weights and an arange input, which drives most of them
+# to logits of 1e10-1e12 that are all but equal. One float32 ulp there is 1e3-1e5, so the final
+# softmax turns a one-ulp difference in any conv into a different answer (SqueezeNet on
+# TensorFlow; AlexNet, Inception, ResNet-50, VGG-19 and ZFNet on torch's AVX-512 kernels). Where
+# one ulp of the logits would move the softmax beyond the tolerance, the logits themselves are
+# compared with the numpy reference (relative to their size), and the reference with ONNX's
+# expected output.
+SOFTMAX_TOL = 1e-3
 
 
-def _light_params() -> list[Any]:
-    out = []
-    for name in LIGHT_MODELS:
-        for target in TARGETS:
-            marks = [pytest.mark.xfail(reason="logits 1e10 apart by one ulp in TF's conv; softmax magnifies it", strict=False)] \
-                if (name, target) in ILL_CONDITIONED else []
-            out.append(pytest.param(name, target, marks=marks, id=f"{name}-{target}"))
-    return out
+def _softmax_input(m: Any) -> Any | None:
+    """The logits, when the model's one output is a softmax of them."""
+    (_, out), = m.graph.outputs
+    if out.producer is None or out.producer.op != "softmax":
+        return None
+    return out.producer.inputs[0]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, target", _light_params())
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", LIGHT_MODELS)
 def test_light_model_agrees_with_expected_output(name: str, target: str) -> None:
+    from dlir.diff import probe_graph
+    from dlir.targets import runner_class
+
     m = from_onnx(LIGHT / f"light_{name}.onnx")
     feeds = {}
     for v in m.graph.inputs:  # the inputs ONNX's runner makes for these models
@@ -390,7 +397,21 @@ def test_light_model_agrees_with_expected_output(name: str, target: str) -> None
         n = int(np.prod(shape))
         feeds[v.name] = (np.arange(n).reshape(shape) / n).astype(np.float32)
     want = numpy_helper.to_array(onnx.load_tensor(str(LIGHT / f"light_{name}_output_0.pb")))
-    np.testing.assert_allclose(m.compile(target)(**feeds), want, rtol=1e-3, atol=1e-5)
+    logits = _softmax_input(m)
+    if logits is not None:
+        probe = probe_graph(m.graph)  # every node's result, the logits among them
+        probe.outputs = [(n, v) for n, v in probe.outputs if v.name == logits.name]
+        ref, got = (runner_class(t)(probe, seed=0, device="cpu") for t in ("numpy", target))
+        for r in (ref, got):
+            r.load_params(m.params)
+        ref_logits, got_logits = ref(**feeds), got(**feeds)
+        scale = float(np.abs(ref_logits).max())
+        if scale * np.finfo(np.float32).eps > SOFTMAX_TOL:
+            # Up to 19 layers of float32 sums of values that grow to 1e31: summation order shows at 1e-5.
+            np.testing.assert_allclose(got_logits, ref_logits, rtol=1e-4, atol=1e-4 * scale)
+            np.testing.assert_allclose(m.compile("numpy")(**feeds), want, rtol=SOFTMAX_TOL, atol=1e-5)
+            return
+    np.testing.assert_allclose(m.compile(target)(**feeds), want, rtol=SOFTMAX_TOL, atol=1e-5)
 
 
 CONFORMANCE = ROOT / "tests" / "conformance"
