@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import onnx
@@ -72,10 +72,31 @@ def _probe_cuda() -> bool:
         ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
 
 
+# ONNX Runtime's graph optimisation level for new sessions. Its default, ORT_ENABLE_ALL,
+# fuses nodes into kernels of its own; `dlirc doctor` and the suite check that the numbers
+# hold at ORT_DISABLE_ALL too.
+_GRAPH_OPT = "ORT_ENABLE_ALL"
+GRAPH_OPT_LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
+
+
+@contextlib.contextmanager
+def graph_optimization(level: str) -> Iterator[None]:
+    """Sessions made inside run at ``level`` (one of GRAPH_OPT_LEVELS)."""
+    global _GRAPH_OPT
+    if level not in GRAPH_OPT_LEVELS:
+        raise UsageError(f"unknown ONNX Runtime graph optimisation level '{level}'", hint=", ".join(GRAPH_OPT_LEVELS))
+    saved, _GRAPH_OPT = _GRAPH_OPT, level
+    try:
+        yield
+    finally:
+        _GRAPH_OPT = saved
+
+
 def _session_options(ort: Any) -> Any:
     so = ort.SessionOptions()
     # Errors only: "some nodes were assigned to the CPU" notes are expected.
     so.log_severity_level = 3
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _GRAPH_OPT)
     return so
 
 

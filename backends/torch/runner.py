@@ -32,7 +32,7 @@ def resolve_device(device: str) -> str:
     import torch
 
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device("cuda") if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return device
     if device == "cuda" or device.startswith("cuda:"):
@@ -41,8 +41,16 @@ def resolve_device(device: str) -> str:
                 f"device '{device}' was asked for, but torch sees no CUDA GPU",
                 hint="use --device cpu (or auto), or install a CUDA build of torch on a machine with a GPU",
             )
+        _tf32_off(torch)
         return device
     raise UsageError(f"unknown device '{device}'", hint="devices: auto, cpu, cuda, cuda:N")
+
+
+def _tf32_off(torch: Any) -> None:
+    # cuDNN convolutions (and, where enabled, matmuls) on Ampere+ round to TF32 (~1e-3):
+    # dlir promises the reference's numbers, so the GPU computes in full float32.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def _import_file(path: Path, name: str) -> ModuleType:
