@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dlir.diff import add_parser as _add_diff_parser
 
     _add_diff_parser(sub)
+    from dlir.doctor import add_parser as _add_doctor_parser
+
+    _add_doctor_parser(sub)
     return ap
 
 
@@ -328,6 +331,12 @@ def _diff_cli() -> Any:
     return diff
 
 
+def _doctor_cli() -> Any:
+    from dlir import doctor
+
+    return doctor
+
+
 COMMANDS = {
     "check": cmd_check,
     "compile": cmd_compile,
@@ -339,6 +348,7 @@ COMMANDS = {
     "conformance": lambda a, s: _importer_cli().cmd_conformance(a, s),
     "train": cmd_train,
     "diff": lambda a, s: _diff_cli().cmd_diff(a, s),
+    "doctor": lambda a, s: _doctor_cli().cmd_doctor(a, s),
 }
 
 if __name__ == "__main__":  # pragma: no cover

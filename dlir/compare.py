@@ -89,10 +89,11 @@ def _as_tuple(x: Any) -> tuple[np.ndarray, ...]:
 def format_table(rows: list[Row]) -> str:
     head = ("model", "target", "output", "max abs err", "max rel err", "agrees")
     body = [(r.model, r.target, r.output, f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", ("yes" if r.ok else "NO") + (f" ({r.note})" if r.note else "")) for r in rows]
-    return _table(head, body)
+    return text_table(head, body)
 
 
-def _table(head: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
+def text_table(head: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell, a rule under the header."""
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in body])
@@ -112,4 +113,4 @@ def ops_table() -> str:
         else:
             cells = ("yes",) + tuple("yes" if name in tables[t] else "-" for t in BACKEND_TARGETS)
         body.append((name,) + cells)
-    return _table(head, body)
+    return text_table(head, body)

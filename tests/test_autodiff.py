@@ -2,7 +2,7 @@
 PyTorch's and TensorFlow's own autodiff.
 
 - the registry: every differentiable op has a VJP rule, the others are flagged;
-- per op (driven by ``op_cases``): a float64 finite-difference check of the VJP along one
+- per op (driven by ``dlir.ops.cases``): a float64 finite-difference check of the VJP along one
   random direction (JAX's ``check_vjp``), and the same for the VJP of the VJP (grad of grad);
 - ``where``: no NaN from the untaken branch;
 - the transformation: errors, naming, IR round trip, a Hessian-vector product vs
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from op_cases import CASES, Case, choice, concrete_shape, inp, input_names, make_feeds
+from dlir.ops.cases import CASES, Case, choice, concrete_shape, inp, input_names, make_feeds
 
 import dlir
 from dlir.autodiff import autodiff

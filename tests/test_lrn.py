@@ -1,7 +1,7 @@
 """lrn, dlir's op for ONNX's LRN: what the registry-driven cases cannot pin down.
 
 ``tests/test_ops.py`` and ``tests/test_autodiff.py`` run the ``lrn`` rows of
-``op_cases`` on every target and check the VJP by finite differences. Here:
+``dlir.ops.cases`` on every target and check the VJP by finite differences. Here:
 
 - the numpy reference against ONNX's own formula (the node-test generator's loop)
   and against torch's ``F.local_response_norm``, which agrees for odd sizes and

@@ -1,4 +1,4 @@
-"""Per-op agreement: every case of ``op_cases`` on every target against the numpy reference.
+"""Per-op agreement: every case of ``dlir.ops.cases`` on every target against the numpy reference.
 
 Each (case, target) builds one runner and runs it at two symbol bindings, so a
 backend that bakes a traced shape into its graph fails. Dtypes and shapes must
@@ -23,10 +23,7 @@ from dlir.ir.types import DType, TensorType
 from dlir.ops import OpDef, check_attrs, get_op, lowered_ops
 from dlir.runtime.runner import NumpyRunner, Runner
 from dlir.targets import BACKEND_TARGETS, runner_class
-from op_cases import CASES, Case, build_case, concrete_shape, make_feeds
-
-TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-10}
-
+from dlir.ops.cases import CASES, Case, build_case, compare, concrete_shape, make_feeds
 
 def _outputs(result: Any) -> list[np.ndarray]:
     return [np.asarray(r) for r in (result if isinstance(result, tuple) else (result,))]
@@ -42,26 +39,9 @@ def _make_runner(target: str, graph: Graph) -> Runner:
 
 def assert_same(got: np.ndarray, want: np.ndarray, what: str) -> None:
     """Exact dtype and shape; values within the dtype's tolerance (exact for ints/bools)."""
-    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype}, reference {want.dtype}"
-    assert got.shape == want.shape, f"{what}: shape {got.shape}, reference {want.shape}"
-    tol = TOLERANCE.get(want.dtype)
-    if tol is None:
-        bad = np.flatnonzero(got != want)
-        if bad.size:
-            i = bad[0]
-            first = f"first at flat index {i}: {got.flat[i]} vs {want.flat[i]}"
-            pytest.fail(f"{what}: {bad.size} of {want.size} values differ, {first}")
-        return
-    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    with np.errstate(invalid="ignore"):
-        close = (err <= tol + tol * np.abs(want.astype(np.float64))) | (got == want) | (np.isnan(got) & np.isnan(want))
-    if not np.all(close):
-        i = int(np.argmax(np.where(close, 0.0, err)))
-        rel = err.flat[i] / max(abs(float(want.flat[i])), 1e-300)
-        pytest.fail(
-            f"{what}: {np.count_nonzero(~close)} of {want.size} values off by more than {tol}; "
-            f"max abs err {np.nanmax(err):.3g}, worst {got.flat[i]!r} vs {want.flat[i]!r} (rel {rel:.3g})"
-        )
+    why = compare(got, want)
+    if why is not None:
+        pytest.fail(f"{what}: {why}")
 
 
 def run_case_on(case: Case, target: str) -> None:
@@ -100,7 +80,7 @@ def test_reference_has_declared_type(case: Case) -> None:
 
 def test_every_lowered_op_has_a_case() -> None:
     missing = sorted(set(lowered_ops()) - {c.op for c in CASES})
-    assert not missing, f"ops without a case in tests/op_cases.py: {', '.join(missing)}"
+    assert not missing, f"ops without a case in dlir/ops/cases.py: {', '.join(missing)}"
 
 
 def test_case_table_is_well_formed() -> None:

@@ -1,11 +1,13 @@
-"""The per-op case table that drives the cross-target agreement tests.
+"""The per-op case table that drives the cross-target agreement tests and ``dlirc doctor``.
 
 Every op in :func:`dlir.ops.lowered_ops` has one or more :class:`Case` rows: the
 input types (symbolic dims allowed), the attributes, how to draw input values
 that are safe for the op, and the symbol bindings to run at. A case is built
-into a one-node graph with :func:`build_case`; :func:`make_feeds` draws its
-inputs for one binding. ``tests/test_ops.py`` fails when an op has no case, so
-a new op gets tested the moment it is registered.
+into a one-node graph with :func:`build_case`, or many cases into one graph
+with :func:`build_suites`; :func:`make_feeds` draws a case's inputs for one
+binding and :func:`compare` judges a result against the reference.
+``tests/test_ops.py`` fails when an op has no case, so a new op gets tested
+the moment it is registered.
 """
 
 from __future__ import annotations
@@ -561,3 +563,92 @@ def cases_by_op() -> dict[str, list[Case]]:
     for c in CASES:
         out.setdefault(c.op, []).append(c)
     return out
+
+
+# -- judging a result ---------------------------------------------------------------------
+
+# float32 within 1e-5 and float64 within 1e-10 (absolute plus relative); every other dtype
+# exactly: half precision is computed wide and rounded once, as the reference does.
+TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-10}
+
+
+def compare(got: np.ndarray, want: np.ndarray) -> str | None:
+    """Why ``got`` is not the reference result ``want`` (dtype, shape, values), or None when it is."""
+    if got.dtype != want.dtype:
+        return f"dtype {got.dtype}, reference {want.dtype}"
+    if got.shape != want.shape:
+        return f"shape {got.shape}, reference {want.shape}"
+    tol = TOLERANCE.get(want.dtype)
+    if tol is None:
+        bad = np.flatnonzero(got != want)
+        if bad.size:
+            i = bad[0]
+            return f"{bad.size} of {want.size} values differ, first at flat index {i}: {got.flat[i]} vs {want.flat[i]} (reference)"
+        return None
+    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    with np.errstate(invalid="ignore"):
+        close = (err <= tol + tol * np.abs(want.astype(np.float64))) | (got == want) | (np.isnan(got) & np.isnan(want))
+    if np.all(close):
+        return None
+    i = int(np.argmax(np.where(close, 0.0, err)))
+    rel = err.flat[i] / max(abs(float(want.flat[i])), 1e-300)
+    return (
+        f"{np.count_nonzero(~close)} of {want.size} values off by more than {tol}; "
+        f"max abs err {np.nanmax(err):.3g}, worst {got.flat[i]} vs {want.flat[i]} (reference; rel {rel:.3g})"
+    )
+
+
+def scaled_error(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got - want| / (1 + |want|) over the finite float values (0 for other dtypes)."""
+    if want.dtype.kind != "f" and str(want.dtype) != "bfloat16" or got.shape != want.shape or not want.size:
+        return 0.0
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    ok = np.isfinite(g) & np.isfinite(w)
+    return float(np.max(np.abs(g - w)[ok] / (1.0 + np.abs(w[ok])), initial=0.0))
+
+
+def describe(case_: Case) -> str:
+    """The case as the op call a .dlir file would write: ``layer_norm(x: f32[B, 16], ..., eps=1e-05)``."""
+    args = [f"{n}: {i.type}" for n, i in zip(input_names(case_), case_.inputs)]
+    args += [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in case_.attrs.items()]
+    return f"{case_.op}({', '.join(args)})"
+
+
+# -- many cases in one graph ----------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Suite:
+    """Cases side by side in one graph (no value shared), so a target compiles and runs them once."""
+
+    graph: Graph
+    cases: list[Case]
+    outputs: list[list[str]]  # per case, its output names in the graph
+    bindings: tuple[dict[str, int], ...]
+
+    def feeds(self, k: int) -> dict[str, np.ndarray]:
+        """The inputs of every case for binding ``k``, the same numbers :func:`make_feeds` gives."""
+        out: dict[str, np.ndarray] = {}
+        for i, c in enumerate(self.cases):
+            for name, a in make_feeds(c, self.bindings[k], seed=k).items():
+                out[f"c{i}_{name}"] = a
+        return out
+
+
+def build_suites(cases: Sequence[Case]) -> list[Suite]:
+    """The cases grouped by their symbol bindings, each group one graph; symbols are shared within a group."""
+    groups: dict[str, list[Case]] = {}
+    for c in cases:
+        groups.setdefault(repr(c.bindings), []).append(c)
+    suites = []
+    for members in groups.values():
+        g = Graph("OpSuite")
+        outputs: list[list[str]] = []
+        for i, c in enumerate(members):
+            args = [g.add_input(f"c{i}_{n}", inp_.type) for n, inp_ in zip(input_names(c), c.inputs)]
+            outs = c.build(g, args) if c.build is not None else emit(g, c.op, args, dict(c.attrs))
+            names = [f"c{i}_out{k}" for k in range(len(outs))]
+            g.outputs.extend(zip(names, outs))
+            outputs.append(names)
+        suites.append(Suite(g, members, outputs, members[0].bindings))
+    return suites
