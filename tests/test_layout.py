@@ -87,7 +87,7 @@ def test_layout_keeps_ops_in_nchw_where_a_move_would_cost_a_transpose() -> None:
       %c: f32[B, 3, 6, 6] = conv2d(%x, %w) {{{CONV}, layout="NCHW"}}
       %y: f32[B, 3, 6, 6] = add(%c, %z)
       %u: f32[B, 3, 6, 6] = add(%c, %q)
-      %n: f32[B, 3] = batch_norm(%v, %s, %s, %s, %s) {{eps=1e-05, layout="NCHW"}}
+      %n: f32[B, 3] = batch_norm(%v, %s, %s, %s, %s) {{eps=1e-05, layout="NCHW", momentum=0.1}}
       return y=%y, u=%u, n=%n
     }}"""
     g = _layout(text)

@@ -208,8 +208,15 @@ def _avg_pool2d(s: Site) -> str:
 
 
 def _batch_norm(s: Site) -> str:
+    # With running statistics as registered buffers the module behaves as nn.BatchNorm2d does:
+    # .train() normalises with the batch's statistics and updates the buffers (momentum), .eval()
+    # uses them. dlir's own runners call .eval(); the trainer builds its step in dlir.train.modes.
     x, scale, bias, mean, var = s.args
-    return f"F.batch_norm({x}, {mean}, {var}, {scale}, {bias}, training=False, eps={py_num(s.attr('eps'))})"
+    eps = py_num(s.attr("eps"))
+    if all(v.kind == "buffer" for v in s.node.inputs[3:5]):
+        momentum = py_num(s.attr("momentum"))
+        return f"F.batch_norm({x}, {mean}, {var}, {scale}, {bias}, training=self.training, momentum={momentum}, eps={eps})"
+    return f"F.batch_norm({x}, {mean}, {var}, {scale}, {bias}, training=False, eps={eps})"
 
 
 def _pad(s: Site) -> str:

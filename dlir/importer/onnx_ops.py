@@ -304,7 +304,9 @@ def _global_pool(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
 def _bn(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     if any(b.out_names[1:]) or a.get("training_mode", 0):
         raise b.error("BatchNormalization in training mode is not supported", "dlir imports inference graphs")
-    return b.op("batch_norm", ins[:5], eps=float(a.get("epsilon", 1e-5)))
+    # ONNX's momentum weighs the old running value (as Keras'); dlir's, torch's, the new batch statistic.
+    momentum = round(1.0 - float(a.get("momentum", 0.9)), 12)
+    return b.op("batch_norm", ins[:5], eps=float(a.get("epsilon", 1e-5)), momentum=momentum)
 
 
 @handles("LRN")

@@ -446,6 +446,8 @@ def _bn_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
             )
     if a["eps"] < 0:
         raise TypeError_(f"batch_norm: eps={a['eps']} must be >= 0")
+    if not 0.0 <= a["momentum"] <= 1.0:
+        raise TypeError_(f"batch_norm: momentum={a['momentum']} must be in [0, 1]", hint="torch's convention: the weight of the new batch statistic (0.1)")
     return [x]
 
 
@@ -460,7 +462,8 @@ register(
     OpDef(
         "batch_norm",
         ("x", *_BN_PARAMS),
-        (Attr("eps", "float", 1e-5), _LAYOUT),
+        # momentum only matters in train mode (dlir.train.modes): torch's convention, the weight of the batch statistic
+        (Attr("eps", "float", 1e-5), _LAYOUT, Attr("momentum", "float", 0.1)),
         _layout_infer("batch_norm", _bn_infer),
         _layout_ref(_bn_ref),
         doc="inference-form batch norm over channel axis 1 (NCHW; the last axis for NHWC): "

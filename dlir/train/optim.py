@@ -7,12 +7,13 @@ dlir ops. The result is a graph with no trainable params:
 - inputs: the loss model's data inputs, then every trainable param (``fc1.w``),
   then the optimizer state (``state.momentum.fc1.w``; ``state.m.fc1.w``,
   ``state.v.fc1.w`` and the scalar step counter ``state.step``);
-- outputs: the loss (under its own name), then ``new.<name>`` for every param and
-  state input, in the same order.
+- outputs: the loss (under its own name), then ``new.<buffer>`` for each buffer a
+  train-mode graph updates (batch-norm running statistics, which are inputs too),
+  then ``new.<name>`` for every param and state input, in the same order.
 
 Because it is ordinary IR it verifies, runs through ``-O2`` and lowers on every
 target: a whole step is one ``tf.function``, one ONNX model, one torch
-``forward``. Buffers (non-trainable params) stay params of the step graph.
+``forward``. Buffers that nothing updates stay params of the step graph.
 
 The updates follow PyTorch's ``torch.optim.SGD`` and ``torch.optim.Adam``
 (single-tensor, ``maximize=False``): zero-initialised state reproduces PyTorch's
@@ -146,17 +147,24 @@ def train_step_graph(
     from dlir.ir.verifier import verify
     from dlir.passes import optimize
 
-    g = autodiff(graph, output=output)
+    # A train-mode graph (dlir.train.modes) also returns new.<buffer>: the new running statistics.
+    updated = [(n, v) for n, v in graph.outputs if n.startswith(NEW)]
+    loss_output = output if output is not None else next(n for n, _ in graph.outputs if not n.startswith(NEW))
+    g = autodiff(graph, output=loss_output)
     n_grads = len(graph.trainable)
-    loss_name, loss = g.outputs[0] if output is None else next(o for o in g.outputs if o[0] == output)
+    loss_name, loss = next(o for o in g.outputs if o[0] == loss_output)
     grads = [v for _, v in g.outputs[-n_grads:]] if n_grads else []
+    buffer_outs = [(n, v) for n, v in g.outputs if n.startswith(NEW)]
     params = list(g.trainable)
     _params_to_inputs(g, params)
+    # Buffers with new values are read and written by the step, like optimizer state.
+    names = {n[len(NEW) :] for n, _ in updated}
+    _params_to_inputs(g, [p for p in g.params if p.name in names])
     b = GradBuilder(g, graph.loc, "upd")
     state = {s: [g.add_input(f"{STATE}{s}.{p.name}", p.type) for p in params] for s in optimizer.state_slots}
     counters = {c: g.add_input(f"{STATE}{c}", TensorType(DType.f32, ())) for c in optimizer.counters}
     shared = optimizer.begin(b, counters)
-    outputs: list[tuple[str, Value]] = [(loss_name, loss)]
+    outputs: list[tuple[str, Value]] = [(loss_name, loss), *buffer_outs]
     new_state: dict[str, list[Value]] = {s: [] for s in optimizer.state_slots}
     for i, (p, gr) in enumerate(zip(params, grads)):
         b.name = "new." + p.name

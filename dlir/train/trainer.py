@@ -1,10 +1,14 @@
-"""The trainer: one compiled step graph per target, params and state kept as numpy.
+"""The trainer: one compiled step graph per target, params, buffers and state kept as numpy.
 
-:class:`Trainer` compiles :func:`~dlir.train.optim.train_step_graph` with the
-target's ordinary runner (params are inputs of the step graph, so the runner
-holds no weights of its own), feeds it a minibatch plus the current params and
-optimizer state, and keeps the updated ones it returns. The same seed gives the
-same init, the same minibatch order and so the same loss curve on every target.
+:class:`Trainer` builds the loss model in train mode (:mod:`dlir.train.modes`:
+batch statistics, dropout masks as inputs), compiles
+:func:`~dlir.train.optim.train_step_graph` with the target's ordinary runner
+(params are inputs of the step graph, so the runner holds no weights of its
+own), feeds it a minibatch, the current params, buffers, optimizer state and
+the dropout masks, and keeps the updated ones it returns. The masks come from
+:func:`dlir.train.threefry.dropout_mask`, keyed by (seed, step, site, global
+sample index). The same seed gives the same init, the same minibatch order,
+the same masks and so the same loss curve on every target.
 """
 
 from __future__ import annotations
@@ -20,14 +24,16 @@ from dlir.ir.graph import Graph
 from dlir.runtime.init import init_params
 from dlir.targets import runner_class
 from dlir.train.data import Dataset, bind_inputs
+from dlir.train.modes import DropoutSite, train_mode
 from dlir.train.optim import NEW, Optimizer, train_step_graph
 
 
 class Trainer:
     """Trains the loss model ``graph`` on ``target`` with ``optimizer``.
 
-    ``params`` (dotted name -> array) and ``state`` (``state.m.fc1.w``, ...) are
-    numpy between steps; ``losses`` records every step's loss.
+    ``params`` (dotted name -> array), ``buffers`` (running statistics such as
+    ``net.bn1.mean``) and ``state`` (``state.m.fc1.w``, ...) are numpy between
+    steps; ``losses`` records every step's loss.
     """
 
     def __init__(
@@ -45,25 +51,56 @@ class Trainer:
         self.optimizer = optimizer
         self.target = target
         self.seed = seed
-        self.step_graph = train_step_graph(graph, optimizer, output, opt_level, target=target)
+        train = train_mode(graph)
+        self.dropouts: list[DropoutSite] = train.dropouts
+        self.step_graph = train_step_graph(train.graph, optimizer, output, opt_level, target=target)
         self.runner = runner_class(target)(self.step_graph, seed=seed, device=device)
         init = init_params(graph, seed)
         self.params: dict[str, np.ndarray] = {p.name: init[p.name] for p in graph.trainable}
+        self.buffers: dict[str, np.ndarray] = {p.name: init[p.name] for p in graph.params if p.kind == "buffer"}
         self.state: dict[str, np.ndarray] = optimizer.init_state(self.params)
         self.losses: list[float] = []
         self._inputs = [v.name for v in self.step_graph.inputs]
+        self._data_inputs = [v for v in graph.inputs]
 
-    def step(self, **batch: np.ndarray) -> float:
-        """One step on a minibatch (the loss model's data inputs by name); returns its loss."""
-        known = {**batch, **self.params, **self.state}
-        outs = self.runner(**{n: known[n] for n in self._inputs if n in known})
+    def step(self, sample_index: np.ndarray | None = None, **batch: np.ndarray) -> float:
+        """One step on a minibatch (the loss model's data inputs by name); returns its loss.
+
+        ``sample_index`` holds each row's index in the whole data set: it keys the
+        dropout masks, so a row gets the same mask whatever batch (or worker) it is
+        in. Default: the rows are numbered on from the previous step's.
+        """
+        n = len(next(iter(batch.values()))) if batch else 0
+        if sample_index is None:
+            sample_index = np.arange(n, dtype=np.int64) + len(self.losses) * n
+        known = {**batch, **self.params, **self.buffers, **self.state, **self._masks(batch, sample_index)}
+        outs = self.runner(**{k: known[k] for k in self._inputs if k in known})
         names = self.step_graph.output_names()
         for name, a in zip(names[1:], outs[1:]):
             key = name[len(NEW) :]
-            (self.params if key in self.params else self.state)[key] = a
+            for kept in (self.params, self.buffers, self.state):
+                if key in kept:
+                    kept[key] = a
+                    break
         loss = float(outs[0])
         self.losses.append(loss)
         return loss
+
+    def _masks(self, batch: dict[str, np.ndarray], sample_index: np.ndarray) -> dict[str, np.ndarray]:
+        """Each dropout site's mask for this step's rows (dlir.train.threefry, no framework RNG)."""
+        if not self.dropouts:
+            return {}
+        from dlir.ops.cases import concrete_shape
+        from dlir.train.threefry import dropout_mask
+
+        env = _symbols(self._data_inputs, batch)
+        out = {}
+        for site in self.dropouts:
+            shape = concrete_shape(site.type, env)
+            out[site.input] = dropout_mask(
+                self.seed, len(self.losses), site.site, np.asarray(sample_index, np.int64), shape[1:], site.p, site.type.dtype.numpy
+            )
+        return out
 
     def fit(
         self,
@@ -86,7 +123,7 @@ class Trainer:
             order = rng.permutation(n)
             for i in range(per_epoch):
                 idx = order[i * batch_size : (i + 1) * batch_size]
-                loss = self.step(**{name: arrays[key][idx] for name, key in binding.items()})
+                loss = self.step(sample_index=idx, **{name: arrays[key][idx] for name, key in binding.items()})
                 if bar is not None:
                     bar.update(epoch, i + 1, loss)
                 if max_steps is not None and len(self.losses) >= max_steps:
@@ -94,6 +131,19 @@ class Trainer:
             if bar is not None:
                 bar.end_epoch(epoch, self.losses[-per_epoch:])
         return self.losses
+
+
+def _symbols(inputs: list[Any], batch: dict[str, np.ndarray]) -> dict[str, int]:
+    """The sizes the batch gives the symbolic dims of the loss model's inputs."""
+    env: dict[str, int] = {}
+    for v in inputs:
+        a = batch.get(v.name)
+        if a is None:
+            continue
+        for d, n in zip(v.type.shape, a.shape):
+            if not d.is_static and len(d.symbols) == 1 and str(d) in d.symbols:
+                env[str(d)] = int(n)
+    return env
 
 
 def check_loss_model(graph: Graph, output: str | None = None) -> None:
@@ -174,12 +224,24 @@ class Evaluator:
         self.prefix = prefix
         self.runner = runner_class(target)(optimize(graph, 2, target=target), seed=seed, device=device)
 
-    def weights(self, loss_params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The trained params under the forward model's names (``net.`` dropped)."""
-        return {p.name: loss_params[self.prefix + p.name] for p in self.graph.trainable}
+    def weights(self, loss_values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The trained params and buffers under the forward model's names (``net.`` dropped).
 
-    def accuracy(self, loss_params: dict[str, np.ndarray], data: Dataset) -> float:
-        self.runner.load_params(self.weights(loss_params))
+        ``loss_values``: the trainer's params and buffers by the loss model's names;
+        a buffer it lacks keeps the forward model's init.
+        """
+        out = {}
+        for p in self.graph.params:
+            key = self.prefix + p.name
+            if key in loss_values:
+                out[p.name] = loss_values[key]
+            elif p.kind != "buffer":
+                raise KeyError(f"no trained value for {key}")
+        return out
+
+    def accuracy(self, loss_values: dict[str, np.ndarray], data: Dataset) -> float:
+        """Accuracy on the test split in eval mode (running statistics, no dropout)."""
+        self.runner.load_params({**self.runner.params, **self.weights(loss_values)})
         (x_name,) = bind_inputs(self.graph, data, role="forward model")
         logits = self.runner(**{x_name: data.x_test})
         return float(np.mean(np.argmax(logits, axis=1) == data.y_test))

@@ -1,0 +1,124 @@
+"""Train mode: a graph's ``batch_norm`` and ``dropout`` as their training-time computations.
+
+Every graph is built in eval mode (what ``dlir.compile`` and every export give).
+:func:`train_mode` rewrites a copy for training, as torch's ``train()`` and
+flax's ``use_running_average=False`` do, with ordinary IR ops so that every
+target computes it from the same definition:
+
+- ``batch_norm`` normalises with the batch statistics (biased variance) and
+  returns the new running statistics as extra outputs ``new.<buffer>``, by
+  torch's rule: ``(1 - momentum) * running + momentum * batch``, with the
+  unbiased batch variance for the running one. No target's in-place update.
+- ``dropout(x, p)`` multiplies by a mask that is a new graph input
+  (``dropout.<k>``, the k-th dropout site in graph order): 0 or ``1 / (1 - p)``,
+  made on the host by :func:`dlir.train.threefry.dropout_mask`, so no target's
+  own random generator is involved and every target sees the same mask.
+
+Nodes inside ``scan`` bodies are left in eval form (there is no per-step mask
+input); :func:`train_mode` says so with an error when it meets one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dlir.autodiff.builder import GradBuilder
+from dlir.errors import UsageError
+from dlir.ir.clone import clone_graph
+from dlir.ir.graph import Graph, Node, Value
+from dlir.ir.types import TensorType
+from dlir.passes.rewrite import Replacer
+
+NEW = "new."  # the prefix of a buffer's new value among the outputs (as the optimizer's state)
+MASK = "dropout."  # the prefix of a dropout site's mask input
+
+
+@dataclass(frozen=True)
+class DropoutSite:
+    """One dropout in a train-mode graph: the mask input that replaces its randomness."""
+
+    input: str  # the graph input's name, ``dropout.<k>``
+    site: int  # k, the key of its random stream
+    p: float
+    type: TensorType  # the mask's type: the dropped value's
+
+
+@dataclass
+class TrainGraph:
+    """A train-mode graph: the model's outputs, then ``new.<buffer>`` for each updated buffer."""
+
+    graph: Graph
+    buffers: list[str]  # the updated buffers, in the order of their new.<buffer> outputs
+    dropouts: list[DropoutSite]
+
+
+def train_mode(graph: Graph) -> TrainGraph:
+    """A train-mode copy of ``graph`` (the argument is not changed)."""
+    g = clone_graph(graph)
+    _refuse_in_bodies(g)
+    old_nodes, g.nodes = g.nodes, []
+    replacer = Replacer()
+    updates: list[tuple[str, Value]] = []
+    dropouts: list[DropoutSite] = []
+    for node in old_nodes:
+        replacer.fix_node(node)
+        if node.op == "batch_norm" and _running_stats(node):
+            y, new_mean, new_var = _batch_norm_train(g, node)
+            replacer.replace(node.outputs[0], y)
+            updates += [(node.inputs[3].name, new_mean), (node.inputs[4].name, new_var)]
+        elif node.op == "dropout" and node.attrs["p"] > 0:
+            x = node.inputs[0]
+            site = DropoutSite(f"{MASK}{len(dropouts)}", len(dropouts), float(node.attrs["p"]), x.type)
+            mask = g.add_input(site.input, x.type)
+            b = GradBuilder(g, node.loc, node.outputs[0].name)
+            replacer.replace(node.outputs[0], b.mul(x, mask))
+            dropouts.append(site)
+        else:
+            g.nodes.append(node)
+    replacer.fix_outputs(g)
+    g.outputs += [(NEW + name, v) for name, v in updates]
+    return TrainGraph(g, [name for name, _ in updates], dropouts)
+
+
+def _running_stats(node: Node) -> bool:
+    """A batch norm whose mean and var are buffers has running statistics to update."""
+    return all(v.kind == "buffer" for v in node.inputs[3:5])
+
+
+def _batch_norm_train(g: Graph, node: Node) -> tuple[Value, Value, Value]:
+    """Batch statistics for y, torch's momentum rule for the running ones."""
+    x, scale, bias, mean, var = node.inputs
+    b = GradBuilder(g, node.loc, node.outputs[0].name)
+    rank = x.type.rank
+    channel = rank - 1 if node.attrs.get("layout") == "NHWC" else 1
+    axes = [a for a in range(rank) if a != channel]
+    per_channel = [1] * rank
+    per_channel[channel] = -1
+    mu = b.op("mean", x, axis=axes, keepdims=True)
+    centred = b.sub(x, mu)
+    batch_var = b.op("mean", b.mul(centred, centred), axis=axes, keepdims=True)  # biased, for y
+    inv = b.op("rsqrt", b.add(batch_var, b.const(node.attrs["eps"], x)))
+    y = b.add(b.mul(b.mul(centred, inv), b.op("reshape", scale, shape=per_channel)), b.op("reshape", bias, shape=per_channel))
+    m = float(node.attrs["momentum"])
+    n = b.count([x.type.shape[a] for a in axes], x.type.dtype)
+    unbiased = b.mul(b.op("reshape", batch_var, shape=[-1]), b.div(n, b.sub(n, b.const(1.0, x))))
+    new_mean = b.add(b.scale(mean, 1.0 - m), b.scale(b.op("reshape", mu, shape=[-1]), m))
+    new_var = b.add(b.scale(var, 1.0 - m), b.scale(unbiased, m))
+    return y, new_mean, new_var
+
+
+def _refuse_in_bodies(g: Graph) -> None:
+    for node in g.nodes:
+        if node.body is None:
+            continue
+        for inner in node.body.nodes:
+            if inner.op == "dropout" and inner.attrs["p"] > 0 or inner.op == "batch_norm" and _running_stats(inner):
+                raise UsageError(
+                    f"{inner.op} inside a scan body has no train-mode form yet",
+                    inner.loc,
+                    hint="apply it to the scan's stacked outputs instead",
+                )
+        _refuse_in_bodies(node.body)
+
+
+__all__ = ["DropoutSite", "TrainGraph", "train_mode", "NEW", "MASK"]
