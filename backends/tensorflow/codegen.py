@@ -114,9 +114,10 @@ class _Scope:
     where that is the same), in the value's home scope just before its first reader.
     """
 
-    def __init__(self, graph: Graph, parent: "_Scope | None", ns: Namespace) -> None:
+    def __init__(self, graph: Graph, parent: "_Scope | None", ns: Namespace, training: bool = False) -> None:
         self.graph = graph
         self.parent = parent
+        self.training = training if parent is None else parent.training
         self.ns = ns
         self.lines: list[str] = []
         self.home: set[Value] = set(graph.inputs) | set(graph.params) | {v for n in graph.nodes for v in n.outputs}
@@ -271,8 +272,8 @@ class _NhwcView:
 class _CallWriter(_Scope):
     """The body of ``__call__``: the outermost scope, which also owns symbols and helpers."""
 
-    def __init__(self, graph: Graph, attrs: dict[Value, str], reserved: set[str]) -> None:
-        super().__init__(graph, None, Namespace(reserved))
+    def __init__(self, graph: Graph, attrs: dict[Value, str], reserved: set[str], training: bool = False) -> None:
+        super().__init__(graph, None, Namespace(reserved), training)
         self.sym_vars: dict[str, str] = {}
         self.helpers: set[str] = set()
         self.nchw.update({p: f"self.{a}" for p, a in attrs.items()})
@@ -313,6 +314,7 @@ def _class_lines(graph: Graph, cls: str) -> tuple[list[str], set[str]]:
     attrs = {p: attr_ns.name(p.name.lstrip("_") or "param", key=p) for p in graph.params}
     call = _CallWriter(graph, attrs, set(RESERVED) | MODULE_NAMES | {cls})
     body = call.body()
+    train_call = _CallWriter(graph, attrs, set(RESERVED) | MODULE_NAMES | {cls}, training=True) if has_training_path(graph) else None
 
     out = [f"class {cls}(tf.Module):", f'    """The dlir model {cls}, compiled for TensorFlow."""', ""]
     out.append("    # dotted dlir name -> the attribute holding its tf.Variable")
@@ -326,9 +328,36 @@ def _class_lines(graph: Graph, cls: str) -> tuple[list[str], set[str]]:
         flags = ", trainable=False" if p.kind == "buffer" else ""
         out.append(f"        self.{a} = tf.Variable({_init_expr(p)}{flags}, name={py_str(variable_name(p.name))})")
     out += _param_methods()
-    out += _call_header(graph, call.params)
+    if train_call is None:
+        out += _call_header(graph, call.params, "__call__")
+        out += ["        " + line for line in body]
+        return out, call.helpers
+    train_body = train_call.body()
+    out += _keras_call(graph, call.params)
+    out += _call_header(graph, call.params, "call", "inference: the running statistics, no dropout")
     out += ["        " + line for line in body]
-    return out, call.helpers
+    out += _call_header(graph, train_call.params, "call_train", "training: batch statistics (moving ones updated), dropout")
+    out += ["        " + line for line in train_body]
+    return out, call.helpers | train_call.helpers
+
+
+def has_training_path(graph: Graph) -> bool:
+    """Whether the model computes differently in training (dropout, batch norm with running statistics)."""
+    return any(
+        n.op == "dropout" and n.attrs["p"] > 0 or n.op == "batch_norm" and all(v.kind == "buffer" for v in n.inputs[3:5])
+        for n in graph.nodes
+    )
+
+
+def _keras_call(graph: Graph, params: list[str]) -> list[str]:
+    args = ", ".join(params)
+    return [
+        "",
+        f"    def __call__(self, {args}, training: bool = False):",
+        '        """As a Keras layer: training=True normalises with the batch statistics, updates the moving ones,',
+        '        and applies dropout; both paths are tf.functions traced once (``call``, ``call_train``)."""',
+        f"        return self.call_train({args}) if training else self.call({args})",
+    ]
 
 
 def _tuple(names: list[str]) -> str:
@@ -352,7 +381,7 @@ def _param_methods() -> list[str]:
     ]
 
 
-def _call_header(graph: Graph, params: list[str]) -> list[str]:
+def _call_header(graph: Graph, params: list[str], method: str, doc: str = "") -> list[str]:
     out = ["", "    @tf.function(", "        input_signature=["]
     for v, name in zip(graph.inputs, spec_names([v.name for v in graph.inputs])):
         out.append(f"            {_spec(v.type, name)},{_type_comment(v.type)}")
@@ -361,7 +390,9 @@ def _call_header(graph: Graph, params: list[str]) -> list[str]:
     out.append("    )")
     ret = "tf.Tensor" if len(graph.outputs) == 1 else "tuple[" + ", ".join("tf.Tensor" for _ in graph.outputs) + "]"
     args = "".join(f", {p}: tf.Tensor" for p in params)
-    out.append(f"    def __call__(self{args}) -> {ret}:")
+    out.append(f"    def {method}(self{args}) -> {ret}:")
+    if doc:
+        out.append(f'        """{doc[0].upper() + doc[1:]}."""')
     return out
 
 

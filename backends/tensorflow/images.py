@@ -195,6 +195,8 @@ def _avg_pool2d(ctx: Ctx, node: Node) -> str:
 @_reg("batch_norm")
 def _batch_norm(ctx: Ctx, node: Node) -> str:
     x, *params = node.inputs
+    if ctx.training and all(v.kind == "buffer" for v in params[2:]):
+        return _batch_norm_train(ctx, node)
     fn = ctx.helper("batch_norm")
     eps = py_num(node.attrs["eps"])
     rest = ", ".join(ctx.arg(p) for p in params)
@@ -205,6 +207,22 @@ def _batch_norm(ctx: Ctx, node: Node) -> str:
         return Nhwc(f"{fn}({ctx.nhwc(x)}, {rest}, eps={eps})")
     shape = None if x.type.rank == 2 else [-1] + [1] * (x.type.rank - 2)
     return f"{fn}({ctx.arg(x)}, {rest}, eps={eps}, shape={shape})"
+
+
+def _batch_norm_train(ctx: Ctx, node: Node) -> str:
+    """The training path: batch statistics, the moving ones (tf.Variables) updated in place."""
+    x, *params = node.inputs
+    fn = ctx.helper("batch_norm_train")
+    rank = x.type.rank
+    attrs = f"eps={py_num(node.attrs['eps'])}, momentum={py_num(node.attrs['momentum'])}"
+    rest = ", ".join(ctx.arg(p) for p in params)
+    if node.attrs["layout"] == "NHWC":
+        return f"{fn}({ctx.arg(x)}, {rest}, axes={list(range(rank - 1))}, {attrs})"
+    if rank == 4 and ctx.prefer_nhwc(node, [x]):
+        return Nhwc(f"{fn}({ctx.nhwc(x)}, {rest}, axes=[0, 1, 2], {attrs})")
+    axes = [a for a in range(rank) if a != 1]
+    shape = None if rank == 2 else [-1] + [1] * (rank - 2)
+    return f"{fn}({ctx.arg(x)}, {rest}, axes={axes}, {attrs}, shape={shape})"
 
 
 # -- lrn ---------------------------------------------------------------------------------
@@ -319,6 +337,35 @@ HELPERS.update(
     if shape is not None:
         scale, bias, mean, var = (tf.reshape(p, shape) for p in (scale, bias, mean, var))
     return (x - mean) * (scale / tf.sqrt(var + eps)) + bias
+''',
+        "batch_norm_train": '''def batch_norm_train(
+    x: tf.Tensor,
+    scale: tf.Tensor,
+    bias: tf.Tensor,
+    mean: tf.Variable,
+    var: tf.Variable,
+    axes: list[int],
+    eps: float,
+    momentum: float,
+    shape: list | None = None,
+) -> tf.Tensor:
+    """Training-form batch norm, as torch's train(): the batch's statistics normalise x.
+
+    The moving statistics are updated by torch's rule, (1 - momentum) * moving +
+    momentum * batch, with the unbiased batch variance (Keras' momentum m is 1 - this).
+    """
+    batch_mean = tf.reduce_mean(x, axis=axes, keepdims=True)
+    centred = x - batch_mean
+    squares = tf.square(centred)
+    batch_var = tf.reduce_mean(squares, axis=axes, keepdims=True)
+    # eps inside the mean of squares, as in layer_norm: no normalisation fusion can drop it
+    rstd = tf.math.rsqrt(tf.reduce_mean(squares + eps, axis=axes, keepdims=True))
+    n = tf.cast(tf.size(x) // tf.size(batch_mean), x.dtype)
+    mean.assign((1.0 - momentum) * mean + momentum * tf.reshape(batch_mean, [-1]))
+    var.assign((1.0 - momentum) * var + momentum * tf.reshape(batch_var, [-1]) * n / (n - 1.0))
+    if shape is not None:
+        scale, bias = tf.reshape(scale, shape), tf.reshape(bias, shape)
+    return centred * rstd * scale + bias
 ''',
     }
 )
