@@ -204,3 +204,42 @@ def test_importer_maps_onnx_momentum_to_the_weight_of_the_batch_statistic() -> N
     model = helper.make_model(helper.make_graph([node], "bn", [x], [y], inits), opset_imports=[helper.make_opsetid("", 15)])
     (bn,) = [n for n in from_onnx(model).graph.nodes if n.op == "batch_norm"]
     assert bn.attrs["momentum"] == pytest.approx(0.01) and bn.attrs["eps"] == pytest.approx(1e-3)
+
+
+def test_generated_tf_module_takes_training_like_a_keras_layer() -> None:
+    """training=False: the running statistics; training=True: Keras' BatchNormalization(training=True) numbers."""
+    import tensorflow as tf
+
+    from dlir.ops.cases import compare
+
+    prog = dlir.loads(CONV_BN)
+    run = dlir.compile(prog, "tensorflow", model="Net", seed=1)
+    module = run.module
+    x = _batch(6, (2, 6, 6), 4)[0]
+    np.testing.assert_allclose(module(x, training=False).numpy(), dlir.compile(prog, "numpy", model="Net", seed=1)(x=x), rtol=1e-5, atol=1e-5)
+    params = module.get_params()
+    keras_bn = tf.keras.layers.BatchNormalization(axis=1, momentum=0.9, epsilon=1e-5)
+    h = tf.nn.conv2d(tf.transpose(x, [0, 2, 3, 1]), tf.transpose(params["conv.w"], [2, 3, 1, 0]), 1, "SAME")
+    h = tf.transpose(h, [0, 3, 1, 2]) + params["conv.b"].reshape(1, -1, 1, 1)
+    keras_bn.build(h.shape)
+    keras_bn.set_weights([params["bn.scale"], params["bn.bias"], params["bn.mean"], params["bn.var"]])
+    y = keras_bn(h, training=True)
+    want = tf.reshape(tf.nn.relu(y), [6, -1]) @ params["fc.w"] + params["fc.b"]
+    got = module(x, training=True).numpy()
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-5)
+    # Keras' moving variance is updated with the biased batch variance; torch's (and dlir's) with the unbiased one
+    np.testing.assert_allclose(module.get_params()["bn.mean"], keras_bn.moving_mean.numpy(), rtol=1e-5, atol=1e-6)
+    n = 6 * 6 * 6
+    _, batch_var = tf.nn.moments(h, axes=[0, 2, 3])
+    want_var = 0.9 * params["bn.var"] + 0.1 * batch_var.numpy() * n / (n - 1)
+    np.testing.assert_allclose(module.get_params()["bn.var"], want_var, rtol=1e-5, atol=1e-6)
+    assert compare(module(x).numpy(), module(x, training=False).numpy()) is None
+
+
+def test_generated_tf_dropout_follows_training() -> None:
+    run = dlir.compile(dlir.loads(DROPOUT), "tensorflow", model="Net", seed=0)
+    x = np.ones((256, 12), np.float32)
+    eval_out = run.module(x, training=False).numpy()
+    np.testing.assert_allclose(eval_out, dlir.compile(dlir.loads(DROPOUT), "numpy", model="Net", seed=0)(x=x), rtol=1e-5, atol=1e-5)
+    train_out = run.module(x, training=True).numpy()
+    assert not np.allclose(train_out, eval_out), "training=True must drop units"
