@@ -118,7 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the init and the minibatch shuffle")
     p.add_argument("--eval-model", help="the forward model for test accuracy (default: found in the file)")
     p.add_argument("-o", "--output", help="write the trained weights (forward model's names) to this .safetensors file")
-    p.add_argument("--plot", metavar="PNG", help="write the loss curve to this PNG file")
+    p.add_argument("--plot", metavar="PNG", help="write the loss curve (and validation accuracy) to this PNG file")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="held out of the training split for validation each epoch (0: none)")
+    p.add_argument("--lr-schedule", default="constant", help="constant, step (StepLR) or cosine (CosineAnnealingLR), per epoch")
+    p.add_argument("--lr-step-size", type=int, default=1, help="step schedule: epochs between decays (default 1)")
+    p.add_argument("--lr-gamma", type=float, default=0.1, help="step schedule: the decay factor (default 0.1)")
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop when the validation loss has not improved for PATIENCE epochs")
+    p.add_argument("--checkpoint", metavar="PATH", help="write a checkpoint (weights, optimizer and shuffle state) after every epoch")
+    p.add_argument("--resume", metavar="PATH", help="continue from a checkpoint: the same run, bit for bit")
     p.add_argument("-O", dest="opt_level", type=int, default=2, choices=[0, 1, 2, 3], help="optimisation level of the step graph")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
@@ -283,13 +290,17 @@ def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
     from dlir.runtime.weights import save_safetensors
     from dlir.train.data import bind_inputs, load_dataset
     from dlir.train.optim import make_optimizer
+    from dlir.train.schedule import Schedule
     from dlir.train.trainer import Evaluator, Trainer, check_loss_model, find_forward_model, loss_curve_png
 
     if args.epochs < 1 or args.batch < 1:
         raise UsageError("--epochs and --batch must be positive")
-    for out in (args.output, args.plot):  # fail before training, not after
+    if not 0.0 <= args.val_fraction < 0.9:
+        raise UsageError(f"--val-fraction must be in [0, 0.9), got {args.val_fraction}")
+    for out in (args.output, args.plot, args.checkpoint):  # fail before training, not after
         if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
             raise UsageError(f"cannot write '{out}': no directory '{Path(out).parent}'")
+    schedule = Schedule(args.lr_schedule, args.lr_step_size, args.lr_gamma)
     label_column: str | int | None = args.label_column
     if label_column is not None and label_column.lstrip("-").isdigit():
         label_column = int(label_column)
@@ -303,23 +314,58 @@ def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
     check_loss_model(graph)
     bind_inputs(graph, data)
     forward, prefix = find_forward_model(prog, graph, data, args.eval_model)
+    train_data, validate = _validation(data, graph, forward, prefix, args)
+    if args.early_stopping is not None and validate is None:
+        raise UsageError("--early-stopping needs a validation split", hint="give --val-fraction > 0")
     trainer = Trainer(graph, opt, args.target, seed=args.seed, device=args.device, opt_level=args.opt_level)
     evaluator = Evaluator(forward, prefix, args.target, seed=args.seed, device=args.device)
-    print(f"training {graph.name} on {args.target} with {opt.name} (lr {opt.lr}): {len(data.y_train)} {data.name} {'images' if data.kind == 'images' else 'rows'}, "
+    rows = "images" if data.kind == "images" else "rows"
+    print(f"training {graph.name} on {args.target} with {opt.name} (lr {opt.lr}, {schedule.kind}): "
+          f"{len(train_data.y_train)} {data.name} {rows} ({len(data.y_train) - len(train_data.y_train)} held out for validation), "
           f"batch {args.batch}, {args.epochs} epoch(s)", file=sys.stderr)
-    losses = trainer.fit(data, args.epochs, args.batch, progress=sys.stderr)
+    losses = trainer.fit(train_data, args.epochs, args.batch, progress=sys.stderr, schedule=schedule, evaluate=validate,
+                         patience=args.early_stopping, checkpoint=args.checkpoint, resume=args.resume)
     trained = {**trainer.params, **trainer.buffers}
     acc = evaluator.accuracy(trained, data)
-    print(f"test accuracy: {acc:.4f} ({len(data.y_test)} images, model {forward.name})")
+    print(f"test accuracy: {acc:.4f} ({len(data.y_test)} {rows}, model {forward.name})")
     if args.output:  # params and buffers (running statistics), under the forward model's names
         save_safetensors(evaluator.weights(trained), args.output)
         print(f"wrote {args.output}")
     if args.plot:
-        per_epoch = (len(data.y_train) + args.batch - 1) // args.batch
+        per_epoch = (len(train_data.y_train) + args.batch - 1) // args.batch
         title = f"{graph.name} on {args.target}: {opt.name}, batch {args.batch}, test accuracy {acc:.1%}"
-        write_atomic(Path(args.plot), loss_curve_png(losses, per_epoch, title))
+        val_acc = [h["val_acc"] for h in trainer.history if "val_acc" in h]
+        write_atomic(Path(args.plot), loss_curve_png(losses, per_epoch, title, val_acc))
         print(f"wrote {args.plot}")
     return 0
+
+
+def _validation(data: Any, graph: Any, forward: Any, prefix: str, args: argparse.Namespace) -> tuple[Any, Any]:
+    """The training data less a seeded, stratified validation split, and the per-epoch check on it."""
+    from dataclasses import replace
+
+    from dlir.passes import optimize
+    from dlir.targets import runner_class
+    from dlir.train.data import bind_inputs, stratified_split
+    from dlir.train.trainer import Evaluator
+
+    if args.val_fraction == 0:
+        return data, None
+    train_idx, val_idx = stratified_split(data.y_train, test_size=args.val_fraction, seed=args.seed)
+    x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
+    train_data = replace(data, x_train=data.x_train[train_idx], y_train=data.y_train[train_idx])
+    loss_run = runner_class(args.target)(optimize(graph, 2, target=args.target), seed=args.seed, device=args.device)
+    binding = bind_inputs(graph, data)
+    evaluator = Evaluator(forward, prefix, args.target, seed=args.seed, device=args.device)
+
+    def validate(trainer: Any) -> dict[str, float]:
+        values = {**trainer.params, **trainer.buffers}
+        loss_run.load_params({**loss_run.params, **values})
+        arrays = {"x": x_val, "y": y_val}
+        loss = float(loss_run(**{name: arrays[key] for name, key in binding.items()}))
+        return {"val_loss": loss, "val_acc": evaluator.accuracy(values, data, x_val, y_val)}
+
+    return train_data, validate
 
 
 def cmd_ops(args: argparse.Namespace, sources: dict[str, str]) -> int:

@@ -71,12 +71,12 @@ def test_step_graph_interface(tiny_graph) -> None:  # type: ignore[no-untyped-de
     verify(step)
     assert not step.params  # params are inputs: the runner holds no weights
     assert [v.name for v in step.inputs] == [
-        "x", "y", "fc.w", "fc.b", "state.m.fc.w", "state.m.fc.b", "state.v.fc.w", "state.v.fc.b", "state.step",
+        "x", "y", "fc.w", "fc.b", "state.m.fc.w", "state.m.fc.b", "state.v.fc.w", "state.v.fc.b", "state.step", "hyper.lr",
     ]
-    assert step.output_names()[1:] == ["new." + v.name for v in step.inputs[2:]]
+    assert step.output_names()[1:] == ["new." + v.name for v in step.inputs[2:-1]]  # the learning rate is read only
     sgd = train_step_graph(tiny_graph, SGD(momentum=0.9))
-    assert [v.name for v in sgd.inputs][2:] == ["fc.w", "fc.b", "state.momentum.fc.w", "state.momentum.fc.b"]
-    assert [v.name for v in train_step_graph(tiny_graph, SGD()).inputs][2:] == ["fc.w", "fc.b"]
+    assert [v.name for v in sgd.inputs][2:] == ["fc.w", "fc.b", "state.momentum.fc.w", "state.momentum.fc.b", "hyper.lr"]
+    assert [v.name for v in train_step_graph(tiny_graph, SGD()).inputs][2:] == ["fc.w", "fc.b", "hyper.lr"]
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -13,15 +13,19 @@ from dlir.errors import RuntimeMismatch, did_you_mean
 from dlir.ir.graph import Graph
 
 
-def save_safetensors(params: Mapping[str, np.ndarray], path: str | os.PathLike[str]) -> None:
-    """Write ``params`` atomically (temp file + rename)."""
+def save_safetensors(
+    params: Mapping[str, np.ndarray], path: str | os.PathLike[str], metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``params`` (and string ``metadata``) atomically (temp file + rename)."""
     from safetensors.numpy import save_file
 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     os.close(fd)
     try:
-        save_file({k: np.ascontiguousarray(v) for k, v in params.items()}, tmp)
+        # (not np.ascontiguousarray: it turns a scalar into shape (1,))
+        arrays = {k: np.asarray(v) for k, v in params.items()}
+        save_file({k: a if a.flags.c_contiguous else a.copy(order="C") for k, a in arrays.items()}, tmp, metadata=metadata)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

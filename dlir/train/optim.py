@@ -6,7 +6,8 @@ dlir ops. The result is a graph with no trainable params:
 
 - inputs: the loss model's data inputs, then every trainable param (``fc1.w``),
   then the optimizer state (``state.momentum.fc1.w``; ``state.m.fc1.w``,
-  ``state.v.fc1.w`` and the scalar step counter ``state.step``);
+  ``state.v.fc1.w`` and the scalar step counter ``state.step``), then the
+  learning rate ``hyper.lr`` (f32 scalar: a schedule needs no recompile);
 - outputs: the loss (under its own name), then ``new.<buffer>`` for each buffer a
   train-mode graph updates (batch-norm running statistics, which are inputs too),
   then ``new.<name>`` for every param and state input, in the same order.
@@ -36,6 +37,7 @@ from dlir.ir.types import DType, TensorType
 
 NEW = "new."  # prefix of an updated input among the step graph's outputs
 STATE = "state."  # prefix of optimizer-state inputs
+LR = "hyper.lr"  # the learning-rate input: a schedule changes it between steps without recompiling
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class SGD(Optimizer):
             buf = b.add(b.scale(state["momentum"], self.momentum), d)
             new_state["momentum"] = buf
             d = b.add(d, b.scale(buf, self.momentum)) if self.nesterov else buf
-        return b.sub(p, b.scale(d, self.lr)), new_state
+        return b.sub(p, b.mul(d, _like(b, shared["lr"], p))), new_state
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class Adam(Optimizer):
         one = b.const(1.0, t)
         bc1 = b.sub(one, b.op("pow", b.const(self.beta1, t), t))  # 1 - beta1**t
         bc2 = b.sub(one, b.op("pow", b.const(self.beta2, t), t))
-        step_size = b.div(b.const(self.lr, t), bc1)
+        step_size = b.div(counters["lr"], bc1)
         return {"step": t, "_step_size": step_size, "_bc2_sqrt": b.op("sqrt", bc2)}
 
     def update(self, b: GradBuilder, p: Value, g: Value, state: dict[str, Value], shared: dict[str, Value]) -> tuple[Value, dict[str, Value]]:
@@ -163,7 +165,8 @@ def train_step_graph(
     b = GradBuilder(g, graph.loc, "upd")
     state = {s: [g.add_input(f"{STATE}{s}.{p.name}", p.type) for p in params] for s in optimizer.state_slots}
     counters = {c: g.add_input(f"{STATE}{c}", TensorType(DType.f32, ())) for c in optimizer.counters}
-    shared = optimizer.begin(b, counters)
+    lr = g.add_input(LR, TensorType(DType.f32, ()))
+    shared = {"lr": lr, **optimizer.begin(b, {**counters, "lr": lr})}
     outputs: list[tuple[str, Value]] = [(loss_name, loss), *buffer_outs]
     new_state: dict[str, list[Value]] = {s: [] for s in optimizer.state_slots}
     for i, (p, gr) in enumerate(zip(params, grads)):
@@ -182,6 +185,11 @@ def train_step_graph(
     return optimize(g, opt_level, target=target)
 
 
+def _like(b: GradBuilder, scalar: Value, p: Value) -> Value:
+    """An f32 scalar input in ``p``'s dtype."""
+    return scalar if scalar.type.dtype == p.type.dtype else b.cast(scalar, p.type.dtype)
+
+
 def _params_to_inputs(g: Graph, params: list[Value]) -> None:
     """Trainable params become inputs (same Values, so every use follows); buffers stay."""
     for p in params:
@@ -190,4 +198,4 @@ def _params_to_inputs(g: Graph, params: list[Value]) -> None:
         g.inputs.append(p)
 
 
-__all__ = ["Optimizer", "SGD", "Adam", "OPTIMIZERS", "make_optimizer", "train_step_graph", "NEW", "STATE"]
+__all__ = ["Optimizer", "SGD", "Adam", "OPTIMIZERS", "make_optimizer", "train_step_graph", "NEW", "STATE", "LR"]

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any, Sequence, TextIO
+from pathlib import Path
+from typing import Any, Callable, Sequence, TextIO
 
 import numpy as np
 
@@ -23,9 +24,11 @@ from dlir.errors import DlirError, UsageError
 from dlir.ir.graph import Graph
 from dlir.runtime.init import init_params
 from dlir.targets import runner_class
+from dlir.train.checkpoint import Checkpoint, load_checkpoint
 from dlir.train.data import Dataset, bind_inputs
 from dlir.train.modes import DropoutSite, train_mode
-from dlir.train.optim import NEW, Optimizer, train_step_graph
+from dlir.train.optim import LR, NEW, Optimizer, train_step_graph
+from dlir.train.schedule import Schedule
 
 
 class Trainer:
@@ -60,6 +63,8 @@ class Trainer:
         self.buffers: dict[str, np.ndarray] = {p.name: init[p.name] for p in graph.params if p.kind == "buffer"}
         self.state: dict[str, np.ndarray] = optimizer.init_state(self.params)
         self.losses: list[float] = []
+        self.history: list[dict[str, float]] = []  # per epoch: loss, lr and the evaluate() metrics
+        self.lr = float(optimizer.lr)  # what the next step uses; fit's schedule sets it each epoch
         self._inputs = [v.name for v in self.step_graph.inputs]
         self._data_inputs = [v for v in graph.inputs]
 
@@ -74,6 +79,7 @@ class Trainer:
         if sample_index is None:
             sample_index = np.arange(n, dtype=np.int64) + len(self.losses) * n
         known = {**batch, **self.params, **self.buffers, **self.state, **self._masks(batch, sample_index)}
+        known[LR] = np.asarray(self.lr, np.float32)
         outs = self.runner(**{k: known[k] for k in self._inputs if k in known})
         names = self.step_graph.output_names()
         for name, a in zip(names[1:], outs[1:]):
@@ -109,17 +115,44 @@ class Trainer:
         batch_size: int = 64,
         progress: TextIO | None = None,
         max_steps: int | None = None,
+        *,
+        schedule: Schedule | None = None,
+        evaluate: Callable[["Trainer"], dict[str, float]] | None = None,
+        patience: int | None = None,
+        checkpoint: str | Path | None = None,
+        resume: str | Path | None = None,
     ) -> list[float]:
-        """Train on ``data``'s training split; the minibatch order is shuffled with ``seed``."""
+        """Train on ``data``'s training split; the minibatch order is shuffled with ``seed``.
+
+        Args:
+            schedule: the learning rate per epoch (default: the optimizer's, constant).
+            evaluate: called after every epoch; its metrics (``val_loss``, ``val_acc``) are
+                printed and kept in ``history``.
+            patience: stop once ``val_loss`` has not improved for this many epochs.
+            checkpoint: written (atomically) after every epoch.
+            resume: a checkpoint to continue from: the weights, optimizer state, step
+                count and shuffle state are restored, so the run ends where the
+                uninterrupted one would, bit for bit.
+        """
         if epochs < 1 or batch_size < 1:
             raise UsageError(f"epochs and batch size must be positive (got {epochs}, {batch_size})")
+        if patience is not None and (patience < 1 or evaluate is None):
+            raise UsageError("early stopping needs a validation split and a patience >= 1")
+        schedule = schedule or Schedule()
         binding = bind_inputs(self.graph, data)
         arrays = {"x": data.x_train, "y": data.y_train}
         rng = np.random.default_rng(self.seed)
         n = len(data.y_train)
         per_epoch = (n + batch_size - 1) // batch_size
+        start, best, stale = 0, float("inf"), 0
+        if resume is not None:
+            ck = load_checkpoint(resume)
+            self._restore(ck)
+            rng.bit_generator.state = ck.rng
+            start, best, stale = ck.epoch, ck.best, ck.stale
         bar = Progress(epochs, per_epoch, progress) if progress is not None else None
-        for epoch in range(epochs):
+        for epoch in range(start, epochs):
+            self.lr = schedule.lr(float(self.optimizer.lr), epoch, epochs)
             order = rng.permutation(n)
             for i in range(per_epoch):
                 idx = order[i * batch_size : (i + 1) * batch_size]
@@ -128,9 +161,34 @@ class Trainer:
                     bar.update(epoch, i + 1, loss)
                 if max_steps is not None and len(self.losses) >= max_steps:
                     return self.losses
+            metrics = evaluate(self) if evaluate is not None else {}
+            self.history.append({"epoch": epoch + 1, "loss": float(np.mean(self.losses[-per_epoch:])), "lr": self.lr, **metrics})
+            if "val_loss" in metrics:
+                best, stale = (metrics["val_loss"], 0) if metrics["val_loss"] < best else (best, stale + 1)
             if bar is not None:
-                bar.end_epoch(epoch, self.losses[-per_epoch:])
+                bar.end_epoch(epoch, self.losses[-per_epoch:], metrics)
+            if checkpoint is not None:
+                state = rng.bit_generator.state
+                Checkpoint(self.params, self.buffers, self.state, epoch + 1, self.losses, state, self.history, best, stale).save(checkpoint)
+            if patience is not None and stale >= patience:
+                if progress is not None:
+                    progress.write(f"early stop: validation loss has not improved for {patience} epoch(s) (best {best:.4f})\n")
+                break
         return self.losses
+
+    def _restore(self, ck: Checkpoint) -> None:
+        for name, mine, theirs in (("params", self.params, ck.params), ("buffers", self.buffers, ck.buffers), ("state", self.state, ck.state)):
+            if set(mine) != set(theirs):
+                raise UsageError(
+                    f"--resume: the checkpoint's {name} are not this model's",
+                    hint=f"missing {sorted(set(mine) - set(theirs))[:3]}, unknown {sorted(set(theirs) - set(mine))[:3]}",
+                )
+            for k, v in theirs.items():
+                if v.shape != mine[k].shape or v.dtype != mine[k].dtype:
+                    raise UsageError(f"--resume: {k} is {v.dtype}{list(v.shape)} in the checkpoint, {mine[k].dtype}{list(mine[k].shape)} here")
+            mine.update(theirs)
+        self.losses = list(ck.losses)
+        self.history = list(ck.history)
 
 
 def _symbols(inputs: list[Any], batch: dict[str, np.ndarray]) -> dict[str, int]:
@@ -239,12 +297,13 @@ class Evaluator:
                 raise KeyError(f"no trained value for {key}")
         return out
 
-    def accuracy(self, loss_values: dict[str, np.ndarray], data: Dataset) -> float:
-        """Accuracy on the test split in eval mode (running statistics, no dropout)."""
+    def accuracy(self, loss_values: dict[str, np.ndarray], data: Dataset, x: np.ndarray | None = None, y: np.ndarray | None = None) -> float:
+        """Accuracy on the test split (or on ``x``, ``y``) in eval mode (running statistics, no dropout)."""
         self.runner.load_params({**self.runner.params, **self.weights(loss_values)})
         (x_name,) = bind_inputs(self.graph, data, role="forward model")
-        logits = self.runner(**{x_name: data.x_test})
-        return float(np.mean(np.argmax(logits, axis=1) == data.y_test))
+        x, y = (data.x_test, data.y_test) if x is None or y is None else (x, y)
+        logits = self.runner(**{x_name: x})
+        return float(np.mean(np.argmax(logits, axis=1) == y))
 
 
 # -- progress and the loss curve -------------------------------------------------------------
@@ -268,15 +327,19 @@ class Progress:
         self.stream.write(f"\repoch {epoch + 1}/{self.epochs} [{bar}] {done}/{self.per_epoch} loss {loss:.4f}")
         self.stream.flush()
 
-    def end_epoch(self, epoch: int, losses: Sequence[float]) -> None:
+    def end_epoch(self, epoch: int, losses: Sequence[float], metrics: dict[str, float] | None = None) -> None:
         mean = float(np.mean(losses)) if losses else float("nan")
-        line = f"epoch {epoch + 1}/{self.epochs} [{'#' * self.WIDTH}] {self.per_epoch}/{self.per_epoch} loss {mean:.4f} ({time.perf_counter() - self.start:.1f}s)"
+        extra = "".join(f" {k.replace('_', ' ')} {v:.4f}" for k, v in (metrics or {}).items())
+        line = (
+            f"epoch {epoch + 1}/{self.epochs} [{'#' * self.WIDTH}] {self.per_epoch}/{self.per_epoch} loss {mean:.4f}{extra} "
+            f"({time.perf_counter() - self.start:.1f}s)"
+        )
         self.stream.write(("\r" if self.tty else "") + line + "\n")
         self.stream.flush()
 
 
-def loss_curve_png(losses: Sequence[float], per_epoch: int, title: str) -> bytes:
-    """A PNG of the per-step loss and its per-epoch mean (matplotlib, Agg backend)."""
+def loss_curve_png(losses: Sequence[float], per_epoch: int, title: str, val_acc: Sequence[float] = ()) -> bytes:
+    """A PNG of the per-step loss, its per-epoch mean and the validation accuracy (matplotlib, Agg backend)."""
     try:
         import matplotlib
 
@@ -295,8 +358,14 @@ def loss_curve_png(losses: Sequence[float], per_epoch: int, title: str) -> bytes
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    if len(val_acc):
+        acc_ax = ax.twinx()
+        acc_ax.plot(np.arange(1, len(val_acc) + 1) * per_epoch, val_acc, "s--", ms=3, color="tab:green", label="validation accuracy")
+        acc_ax.set_ylabel("validation accuracy")
+        acc_ax.set_ylim(min(0.5, min(val_acc)), 1.0)
+        acc_ax.legend(fontsize=8, loc="center right")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
