@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from test_samples import serving_function
+
 import dlir
 from dlir.compare import random_inputs
 from dlir.importer import from_onnx
@@ -42,7 +44,7 @@ def test_tf2onnx_conversion_imports_and_agrees(path: Path, model: str) -> None:
     graph = prog.graph(model)
     feeds = random_inputs(graph, seed=2, size=3)
     runner = dlir.compile(prog, "tensorflow", model=model)  # keeps the module's weights alive
-    fn = runner.module.__call__
+    fn = serving_function(runner.module)
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17)
     m = from_onnx(proto)
     # tf2onnx names inputs after the TensorSpec names, possibly with a ":0" suffix.

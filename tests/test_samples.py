@@ -35,6 +35,12 @@ def _tuple(x: Any) -> tuple[np.ndarray, ...]:
     return x if isinstance(x, tuple) else (x,)
 
 
+def serving_function(module: Any) -> Any:
+    """The inference tf.function of a generated tf module: ``__call__``, or ``call`` where the
+    model also has a training path (``__call__(x, training=False)`` then picks one of two)."""
+    return module.call if hasattr(module, "call_train") else module.__call__
+
+
 @pytest.fixture(scope="module")
 def onnxrt() -> Any:
     import onnxruntime as ort
@@ -87,7 +93,7 @@ def test_tf2onnx_conversion_agrees_with_dlir_onnx(path: Path, model: str, onnxrt
     graph = prog.graph(model)
     feeds = random_inputs(graph, seed=2, size=3)
     mod = dlir.compile(prog, "tensorflow", model=model).module
-    fn = mod.__call__
+    fn = serving_function(mod)
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17)
     converted = _ort_run(onnxrt, proto.SerializeToString(), {k: v for k, v in _tf_feed_names(proto, graph, feeds).items()})
     ours = _tuple(dlir.compile(prog, "onnx", model=model)(**feeds))
@@ -110,10 +116,10 @@ def test_tf_saved_model_round_trip(path: Path, model: str, tmp_path: Path) -> No
     graph = prog.graph(model)
     feeds = random_inputs(graph, seed=3, size=4)
     mod = dlir.compile(prog, "tensorflow", model=model).module
-    tf.saved_model.save(mod, str(tmp_path / "sm"))
+    tf.saved_model.save(mod, str(tmp_path / "sm"), signatures=serving_function(mod))
     loaded = tf.saved_model.load(str(tmp_path / "sm"))
     args = [tf.constant(feeds[v.name]) for v in graph.inputs]
     before = _tuple(mod(*args))
-    after = _tuple(loaded(*args))
+    after = _tuple(serving_function(loaded)(*args))
     for a, b in zip(before, after):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

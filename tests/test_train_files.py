@@ -100,3 +100,25 @@ def test_image_folder_trains_on_torch(tmp_path: Path, split: tuple[np.ndarray, .
             Image.fromarray(np.round(img[0] * 255).astype(np.uint8), mode="L").save(folder / f"{k}.png")
     acc, _ = _train(tmp_path, str(tmp_path / "digits"), "torch", "CnnLoss")
     assert acc >= 0.95, acc
+
+
+@pytest.mark.slow
+def test_mnist_sample_has_the_same_loss_curve_on_every_target() -> None:
+    """samples/mnist.dlir on mnist5k: one seed, the first 20 steps' losses within 1e-4 on every target."""
+    import dlir
+    from dlir.train import Adam, Trainer
+    from dlir.train.data import load_dataset
+
+    data = load_dataset("mnist5k")
+    graph = dlir.load(Path(__file__).resolve().parent.parent / "samples" / "mnist.dlir").graph("MnistLoss")
+    order = np.random.default_rng(0).permutation(len(data.y_train))
+    curves = {}
+    for target in ("onnx", "torch", "tensorflow", "numpy"):
+        tr = Trainer(graph, Adam(lr=0.002), target=target, seed=0)
+        for s in range(20):
+            idx = order[s * 32 : (s + 1) * 32]
+            tr.step(sample_index=idx, x=data.x_train[idx], labels=data.y_train[idx])
+        curves[target] = tr.losses
+    assert curves["numpy"][-1] < curves["numpy"][0], "20 steps should already lower the loss"
+    for target, losses in curves.items():
+        np.testing.assert_allclose(losses, curves["numpy"], rtol=1e-4, atol=1e-4, err_msg=target)
