@@ -80,26 +80,28 @@ def test_npz_trains_a_batch_norm_dropout_cnn(tmp_path: Path, split: tuple[np.nda
 
 
 @pytest.mark.slow
-def test_csv_with_a_header_trains_on_onnx(tmp_path: Path, split: tuple[np.ndarray, ...]) -> None:
+@pytest.mark.parametrize("target", TARGETS)
+def test_csv_with_a_header_trains_a_batch_norm_dropout_cnn(tmp_path: Path, split: tuple[np.ndarray, ...], target: str) -> None:
     xtr, ytr, xte, yte = split
     x, y = np.concatenate([xtr, xte]).reshape(-1, 64), np.concatenate([ytr, yte])
     header = ",".join([f"p{i}" for i in range(64)] + ["digit"])
     rows = [",".join([*(f"{v:.6g}" for v in r), str(int(c))]) for r, c in zip(x, y)]
     (tmp_path / "digits.csv").write_text("\n".join([header, *rows]) + "\n")
-    acc, _ = _train(tmp_path, str(tmp_path / "digits.csv"), "onnx", "FlatCnnLoss", "--label-column", "digit")
-    assert acc >= 0.95, acc
+    acc, _ = _train(tmp_path, str(tmp_path / "digits.csv"), target, "FlatCnnLoss", "--label-column", "digit")
+    assert acc >= 0.95, f"{target}: test accuracy {acc}"
 
 
 @pytest.mark.slow
-def test_image_folder_trains_on_torch(tmp_path: Path, split: tuple[np.ndarray, ...]) -> None:
+@pytest.mark.parametrize("target", TARGETS)
+def test_image_folder_trains_a_batch_norm_dropout_cnn(tmp_path: Path, split: tuple[np.ndarray, ...], target: str) -> None:
     xtr, ytr, xte, yte = split
     for part, xs, ys in (("train", xtr, ytr), ("test", xte, yte)):
         for k, (img, c) in enumerate(zip(xs, ys)):
             folder = tmp_path / "digits" / part / f"class_{c}"
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.round(img[0] * 255).astype(np.uint8), mode="L").save(folder / f"{k}.png")
-    acc, _ = _train(tmp_path, str(tmp_path / "digits"), "torch", "CnnLoss")
-    assert acc >= 0.95, acc
+    acc, _ = _train(tmp_path, str(tmp_path / "digits"), target, "CnnLoss")
+    assert acc >= 0.95, f"{target}: test accuracy {acc}"
 
 
 @pytest.mark.slow

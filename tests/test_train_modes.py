@@ -243,3 +243,19 @@ def test_generated_tf_dropout_follows_training() -> None:
     np.testing.assert_allclose(eval_out, dlir.compile(dlir.loads(DROPOUT), "numpy", model="Net", seed=0)(x=x), rtol=1e-5, atol=1e-5)
     train_out = run.module(x, training=True).numpy()
     assert not np.allclose(train_out, eval_out), "training=True must drop units"
+
+
+def test_dropout_masks_have_torch_nn_dropouts_statistics() -> None:
+    """The trainer's masks and torch.nn.Dropout in train(): the same kept fraction and scale, mean 1."""
+    import torch
+
+    from dlir.train.threefry import dropout_mask
+
+    p, n = 0.3, 200_000
+    mask = dropout_mask(7, 0, 0, np.arange(n, dtype=np.int64), (1,), p, np.float32).ravel()
+    drop = torch.nn.Dropout(p).train()
+    torch_mask = drop(torch.ones(n)).numpy()
+    for m in (mask, torch_mask):
+        assert set(np.unique(m)) == {np.float32(0.0), np.float32(1 / (1 - p))}
+    assert abs((mask == 0).mean() - (torch_mask == 0).mean()) < 0.01
+    assert abs(mask.mean() - 1.0) < 0.01 and abs(torch_mask.mean() - 1.0) < 0.01

@@ -359,13 +359,15 @@ def loss_curve_png(losses: Sequence[float], per_epoch: int, title: str, val_acc:
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
     if len(val_acc):
         acc_ax = ax.twinx()
         acc_ax.plot(np.arange(1, len(val_acc) + 1) * per_epoch, val_acc, "s--", ms=3, color="tab:green", label="validation accuracy")
         acc_ax.set_ylabel("validation accuracy")
         acc_ax.set_ylim(min(0.5, min(val_acc)), 1.0)
-        acc_ax.legend(fontsize=8, loc="center right")
-    ax.legend(fontsize=8)
+        more_handles, more_labels = acc_ax.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, fontsize=8, loc="lower left")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
