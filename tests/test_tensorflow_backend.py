@@ -124,7 +124,7 @@ def test_names_cannot_inject_code() -> None:
     g.outputs.append((evil, emit1(g, "add", [x, p])))
     tree = ast.parse(generate(g).decode("utf-8"))
     imports = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    assert imports == ["numpy", "tensorflow"]
+    assert imports == ["math", "zlib", "numpy", "tensorflow"]  # the seeded init needs math and zlib
     assert not any(isinstance(n, ast.Attribute) and n.attr == "system" for n in ast.walk(tree))
 
 

@@ -26,6 +26,7 @@ from dlir.errors import LoweringError
 from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.types import Dim, TensorType
 from dlir.ops import get_op
+from dlir.runtime.init import standalone_source
 
 # Every attribute of tf.Module (TF 2.21) and of the generated class: a param
 # attribute must not replace one (a test checks this list against dir(tf.Module)).
@@ -45,7 +46,7 @@ TF_MODULE_ATTRS = frozenset(
     PARAMS INPUT_NAMES OUTPUT_NAMES load_params get_params""".split()
 )
 # Names the module level of the generated file defines.
-MODULE_NAMES = frozenset({"init_value", "Init", *HELPERS})
+MODULE_NAMES = frozenset({"Any", "math", "zlib", "fans", "draw", *HELPERS})
 
 # A tf.TensorSpec name becomes a graph node name and, in a SavedModel's serving
 # signature, a Python keyword argument: it must be both.
@@ -94,14 +95,12 @@ def _spec(t: TensorType, name: str) -> str:
 
 def _init_expr(p: Value) -> str:
     assert p.init is not None
-    args = [f"({py_str(k)}, {py_num(v)})" for k, v in p.init.args]
-    pairs = f"({args[0]},)" if len(args) == 1 else "(" + ", ".join(args) + ")"
-    init = f"Init({py_str(p.init.kind)}" + (f", {pairs})" if args else ")")
+    args = "{" + ", ".join(f"{py_str(k)}: {py_num(v)}" for k, v in p.init.args) + "}"
     shape = p.type.static_shape() if p.type.is_static else None
     if shape is None:
         raise LoweringError(f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time")
     dtype = f"{TF_DTYPES[p.type.dtype]}.as_numpy_dtype"
-    return f"init_value({py_str(p.name)}, {shape!r}, {dtype}, {init}, seed)"
+    return f"draw({py_str(p.name)}, {shape!r}, {dtype}, {py_str(p.init.kind)}, {args}, seed)"
 
 
 class _Scope:
@@ -416,8 +415,9 @@ def generate_source(graph: Graph) -> str:
         "import tensorflow as tf",
         "",
     ]
-    if graph.params:
-        head += ["from dlir.ir.graph import Init", "from dlir.runtime.init import init_value", ""]
+    if graph.params:  # the seeded init, written out: the file needs tensorflow and numpy, not dlir
+        head[4:4] = ["import math", "import zlib", "from typing import Any", ""]
+        head += ["", standalone_source().rstrip("\n"), ""]
     for name in sorted(helpers):
         head += ["", HELPERS[name]]
     return "\n".join(head + ["", *body]) + "\n"

@@ -21,12 +21,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import numpy as np
+
 from dlir.backends.codegen import RESERVED, Namespace, dim_expr, is_plain_identifier, loc_comment, py_num, py_str
 from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
 from dlir.errors import LoweringError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
-from dlir.ir.types import Dim
+from dlir.ir.types import Dim, DType
+from dlir.runtime.init import standalone_source
 from dlir.ir.rnn_cell import absorbed_projections, skipped_nodes
 
 # Public attributes of torch.nn.Module (torch 2.13); a param or sub-module with
@@ -44,16 +47,15 @@ NN_MODULE_ATTRS = frozenset(
 )
 
 # Module-level names of the generated file besides the class.
-FILE_GLOBALS = frozenset({"Init", "init_value", "DType", "_initial"})
+FILE_GLOBALS = frozenset({"Any", "math", "np", "zlib", "fans", "draw", "_initial"})
 
 INITIAL_HELPER = '''
 
-def _initial(name: str, shape: tuple[int, ...], dtype: str, init: Init, seed: int) -> torch.Tensor:
+def _initial(name: str, shape: tuple[int, ...], dtype: str, kind: str, args: dict[str, float], seed: int) -> torch.Tensor:
     """dlir's seeded initial value of one param: the same numbers on every target."""
-    value = init_value(name, shape, DType(dtype).numpy, init, seed)
-    if dtype == "bf16":  # torch cannot read numpy's bfloat16 (ml_dtypes): move the bits
-        return torch.from_numpy(value.view("int16")).view(torch.bfloat16)
-    return torch.from_numpy(value)
+    if dtype == "bfloat16":  # numpy has no bfloat16: torch rounds the float64 draws, as dlir does
+        return torch.from_numpy(draw(name, shape, np.float64, kind, args, seed)).to(torch.bfloat16)
+    return torch.from_numpy(draw(name, shape, np.dtype(dtype), kind, args, seed))
 '''
 
 
@@ -188,10 +190,10 @@ def _init_call(p: Value) -> str:
             f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time"
         )
     init = p.init or Init("zeros")
-    args = _tuple_src([f"({py_str(k)}, {py_num(v)})" for k, v in init.args])
-    init_src = f"Init({py_str(init.kind)}, {args})" if init.args else f"Init({py_str(init.kind)})"
+    args = "{" + ", ".join(f"{py_str(k)}: {py_num(v)}" for k, v in init.args) + "}"
     shape = _tuple_src([str(n) for n in p.type.static_shape()])
-    return f"_initial({py_str(p.name)}, {shape}, {py_str(p.type.dtype.value)}, {init_src}, seed)"
+    dtype = "bfloat16" if p.type.dtype is DType.bf16 else np.dtype(p.type.dtype.numpy).name
+    return f"_initial({py_str(p.name)}, {shape}, {py_str(dtype)}, {py_str(init.kind)}, {args}, seed)"
 
 
 def init_body(graph: Graph, root: Tree) -> list[str]:
@@ -452,8 +454,9 @@ def render(graph: Graph) -> Rendered:
     if _uses_f(body):
         out.append("import torch.nn.functional as F")
     if graph.params:
-        out += ["", "from dlir.ir.graph import Init", "from dlir.ir.types import DType"]
-        out += ["from dlir.runtime.init import init_value"]
+        # The seeded init, written out: the file needs torch and numpy, not dlir.
+        out[out.index("import torch") : out.index("import torch")] = ["import math", "import zlib", "from typing import Any", "", "import numpy as np"]
+        out += ["", "", standalone_source().rstrip("\n")]
         out.append(INITIAL_HELPER.rstrip("\n"))
     out += [
         "",
