@@ -44,6 +44,8 @@ class DlirError(Exception):
         self.loc = loc
         self.hint = hint
         self.source_line = source_line
+        # "in layer Dense (fc), created at m.dlir:3:10": how the user's line led to the fault
+        self.notes: list[str] = []
 
     def with_loc(self, loc: SourceLoc | None) -> "DlirError":
         """Attach ``loc`` when the error has none yet; returns self."""
@@ -65,6 +67,7 @@ class DlirError(Exception):
             # Tabs keep their width so the caret lines up under the culprit.
             prefix = "".join(ch if ch == "\t" else " " for ch in line[: self.loc.col - 1])
             out.append(f"    {prefix}^")
+        out += [f"note: {n}" for n in self.notes]
         if self.hint:
             out.append(f"hint: {self.hint}")
         return "\n".join(out)

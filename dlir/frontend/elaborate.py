@@ -37,14 +37,21 @@ class Elaborator(ExprMixin):
         self.auto_named: set[Value] = set()
         self.stack: list[str] = []  # definitions being inlined, to refuse recursion
         self.files: list[str] = []  # the file of each definition on the stack
+        self.user_file = filename  # errors are reported here first (a library's line becomes a note)
 
-    def loc(self, node: Any) -> SourceLoc:
+    def loc(self, node: Any, file: str | None = None) -> SourceLoc:
+        """Where ``node`` is: in the definition being elaborated, or in ``file``."""
+        file = file or self.file
         if isinstance(node, Token):
-            return SourceLoc(self.file, node.line or 0, node.column or 0)
+            return SourceLoc(file, node.line or 0, node.column or 0)
         meta = getattr(node, "meta", None)
         if meta is not None and not getattr(meta, "empty", True):
-            return SourceLoc(self.file, meta.line, meta.column)
-        return SourceLoc(self.file, 0, 0)
+            return SourceLoc(file, meta.line, meta.column)
+        return SourceLoc(file, 0, 0)
+
+    def caller_loc(self, node: Any) -> SourceLoc:
+        """Where ``node`` of the call being bound is: in the caller's file (inside a definition's enter)."""
+        return self.loc(node, self.files[-1] if self.files else None)
 
     # -- the model ------------------------------------------------------------------
     def build(self, name: str) -> Graph:
@@ -269,6 +276,24 @@ class Elaborator(ExprMixin):
         self.stack.pop()
         self.file = self.files.pop()
 
+    def through(self, e: DlirError, d: DefRef, instance: str | None, site: SourceLoc, created: SourceLoc | None = None) -> DlirError:
+        """Re-point an error raised inside a layer, model or fn call, as rustc does for macros.
+
+        An error in a library definition (the stdlib) moves to the line that called it, with
+        the layer and the library line as notes, until it reaches the user's file; an error
+        in the user's own definition stays on its line and gains a note naming the call.
+        """
+        what = f"{d.kind} {d.name}" + (f" ({instance})" if instance else "")
+        origin = f"{what}, created at {created}" if created is not None else f"{what}, called at {site}"
+        if e.loc == site:  # already the user's line (a config argument, say): the note would repeat it
+            return e
+        if e.loc is not None and e.loc.line > 0 and e.loc.file != self.user_file:
+            e.notes[:0] = [f"in {origin}", f"inside {d.name} at {e.loc}"]
+            e.loc, e.source_line = site, None
+        else:
+            e.notes.append(f"in {origin}")
+        return e
+
     def instantiate(self, d: DefRef, call: Tree, name: str, frame: Frame) -> Instance:
         owner = frame.owner
         if owner is None or frame.kind == "fn":
@@ -287,6 +312,7 @@ class Elaborator(ExprMixin):
         if inst.prefix in self.param_prefixes:
             raise TypeError_(f"the name '{inst.prefix}' is already used by another layer instance", self.loc(call))
         pos, kw = self.eval_args(call.children[1], frame)
+        inst.created = site = self.loc(call)
         self.enter(d.name, call)
         try:
             if d.kind == "model":
@@ -295,6 +321,8 @@ class Elaborator(ExprMixin):
             else:
                 self.bind_config(d, pos, kw, inst, call)
                 self.init_layer(d, inst)
+        except DlirError as e:
+            raise self.through(e, d, inst.prefix, site, site) from None
         finally:
             self.leave()
         owner.children[key] = inst
@@ -305,19 +333,19 @@ class Elaborator(ExprMixin):
         decls = params.children if params is not None else []
         names = [str(p.children[0]) for p in decls]
         if len(pos) > len(decls):
-            raise TypeError_(f"layer {d.name} takes {len(decls)} config argument(s) ({', '.join(names)}), got {len(pos)}", self.loc(call))
+            raise TypeError_(f"layer {d.name} takes {len(decls)} config argument(s) ({', '.join(names)}), got {len(pos)}", self.caller_loc(call))
         given = dict(zip(names, pos))
         for k, (v, where) in kw.items():
             if k not in names:
-                raise TypeError_(f"layer {d.name} has no config argument '{k}'", self.loc(where), hint=did_you_mean(k, names) or f"its arguments are: {', '.join(names) or 'none'}")
+                raise TypeError_(f"layer {d.name} has no config argument '{k}'", self.caller_loc(where), hint=did_you_mean(k, names) or f"its arguments are: {', '.join(names) or 'none'}")
             if k in given:
-                raise TypeError_(f"config argument '{k}' given twice", self.loc(where))
+                raise TypeError_(f"config argument '{k}' given twice", self.caller_loc(where))
             given[k] = v
         for p in decls:
             pname, ptype, default = str(p.children[0]), str(p.children[1]), p.children[2]
             if pname not in given:
                 if default is None:
-                    raise TypeError_(f"layer {d.name} needs the config argument '{pname}'", self.loc(call), hint=f"{d.name}({', '.join(names)})")
+                    raise TypeError_(f"layer {d.name} needs the config argument '{pname}'", self.caller_loc(call), hint=f"{d.name}({', '.join(names)})")
                 given[pname] = self.eval(default, Frame(ChainMap({}), None, {}, kind="fn"))
             inst.scope[pname] = self.check_config(d, pname, ptype, given[pname], call)
 
@@ -329,9 +357,9 @@ class Elaborator(ExprMixin):
             "bool": isinstance(v, bool),
         }
         if ptype not in ok:
-            raise TypeError_(f"config argument '{name}' of {d.name} has type '{ptype}'; use int, float, str or bool", self.loc(where))
+            raise TypeError_(f"config argument '{name}' of {d.name} has type '{ptype}'; use int, float, str or bool", self.caller_loc(where))
         if not ok[ptype]:
-            raise TypeError_(f"config argument '{name}' of {d.name} must be {ptype}, got {self.describe(v)}", self.loc(where))
+            raise TypeError_(f"config argument '{name}' of {d.name} must be {ptype}, got {self.describe(v)}", self.caller_loc(where))
         return float(v) if ptype == "float" else v
 
     def init_layer(self, d: DefRef, inst: Instance) -> None:
@@ -350,6 +378,7 @@ class Elaborator(ExprMixin):
 
     def call_instance(self, inst: Instance, args: list[Any], call: Tree, frame: Frame) -> Any:
         d = inst.definition
+        site = self.loc(call)
         self.enter(d.name, call)
         try:
             if d.kind == "model":
@@ -367,6 +396,8 @@ class Elaborator(ExprMixin):
             inner = frame.child(bound, inst, "forward")
             vals, _ = self.run_body(body, inner)
             return vals[0] if len(vals) == 1 else tuple(vals)
+        except DlirError as e:
+            raise self.through(e, d, inst.prefix, site, inst.created) from None
         finally:
             self.leave()
 
@@ -406,6 +437,7 @@ class Elaborator(ExprMixin):
         pnames = [str(n) for n in names.children] if names is not None else []
         if len(args) != len(pnames):
             raise TypeError_(f"fn {d.name} takes {len(pnames)} argument(s) ({', '.join(pnames)}), got {len(args)}", self.loc(call))
+        site = self.loc(call)
         self.enter(d.name, call)
         try:
             inner = Frame(ChainMap(dict(zip(pnames, args))), frame.owner, frame.symbols, kind="fn")
@@ -413,6 +445,8 @@ class Elaborator(ExprMixin):
                 return self.eval(body, inner)
             vals, _ = self.run_body(body, inner)
             return vals[0] if len(vals) == 1 else tuple(vals)
+        except DlirError as e:
+            raise self.through(e, d, None, site) from None
         finally:
             self.leave()
 

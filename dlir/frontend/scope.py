@@ -38,6 +38,7 @@ class Instance:
     scope: dict[str, Any] = field(default_factory=dict)
     forward: Any = None  # a layer's forward_def tree
     children: dict[str, "Instance"] = field(default_factory=dict)  # by local key, reused on re-calls
+    created: Any = None  # the SourceLoc of the line that created it, for error notes
 
     def path(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
