@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from dlir.errors import DlirError, SourceLoc, UsageError
+from dlir.errors import DlirError, UsageError
+from dlir.runtime.files import read_inputs, write_atomic
 
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -205,38 +204,6 @@ def cmd_compile(args: argparse.Namespace, sources: dict[str, str]) -> int:
     return 0
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file and rename, so a failure leaves no half-written file."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise UsageError(f"cannot write '{path}': no directory '{directory}'")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise UsageError(f"cannot write '{path}': {e.strerror}") from None
-
-
-def _read_inputs(specs: list[str]) -> dict[str, Any]:
-    import numpy as np
-
-    out: dict[str, Any] = {}
-    for spec in specs:
-        name, sep, file = spec.partition("=")
-        if not sep or not name or not file:
-            raise UsageError(f"bad --input '{spec}'", hint="use --input NAME=FILE.npy")
-        try:
-            out[name] = np.load(file, allow_pickle=False)
-        except FileNotFoundError:
-            raise DlirError(f"no such file: '{file}'", SourceLoc(file, 0, 0), hint=f"--input {name}=FILE.npy needs an existing .npy file") from None
-        except (ValueError, OSError) as e:
-            raise DlirError(f"cannot read '{file}' as .npy: {e}", SourceLoc(file, 0, 0)) from None
-    return out
-
-
 def cmd_run(args: argparse.Namespace, sources: dict[str, str]) -> int:
     import numpy as np
 
@@ -246,7 +213,7 @@ def cmd_run(args: argparse.Namespace, sources: dict[str, str]) -> int:
     runner = dlir.compile(prog, target=args.target, model=args.model, seed=args.seed, device=args.device)
     if args.params:
         runner.load_params(args.params)
-    outs = runner(**_read_inputs(args.input))
+    outs = runner(**read_inputs(args.input))
     outs = outs if isinstance(outs, tuple) else (outs,)
     named = dict(zip(runner.output_names, outs))
     for name, v in named.items():

@@ -207,7 +207,7 @@ def load_for_diff(
 
 
 def cmd_diff(args: argparse.Namespace, sources: dict[str, str]) -> int:
-    from dlir.cli import _read_inputs
+    from dlir.runtime.files import read_inputs
     from dlir.runtime.weights import load_safetensors
 
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
@@ -220,7 +220,7 @@ def cmd_diff(args: argparse.Namespace, sources: dict[str, str]) -> int:
         params = dict(load_safetensors(args.params))
     feeds = None
     if args.input:
-        feeds = {onnx_names.get(k, k): v for k, v in _read_inputs(args.input).items()}
+        feeds = {onnx_names.get(k, k): v for k, v in read_inputs(args.input).items()}
     report = diff_graph(
         graph, (targets[0], targets[1]), feeds, params or None, args.seed, args.rtol, args.atol, sources, args.device
     )

@@ -10,6 +10,7 @@
   returning ``(outputs, grads)``.
 """
 
+from dlir.autodiff import scan  # noqa: F401  (registers the scan VJP with dlir.ops.control)
 from dlir.autodiff.builder import GradBuilder
 from dlir.autodiff.runner import GradRunner
 from dlir.autodiff.transform import add_gradients, autodiff

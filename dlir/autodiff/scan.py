@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.scan import emit_scan, scan_body
 from dlir.ir.types import DType, TensorType
-from dlir.ops.control import stacked_type, step_type
+from dlir.ops.control import register_scan_vjp, stacked_type, step_type
 
 if TYPE_CHECKING:
     from dlir.autodiff.builder import GradBuilder
@@ -186,3 +186,6 @@ def _prune_body(bb: Graph) -> None:
 
 
 __all__ = ["scan_vjp"]
+
+
+register_scan_vjp(scan_vjp)  # ops/control.py's scan OpDef reaches it through this hook

@@ -19,9 +19,8 @@ from dlir.frontend.expressions import ExprMixin, is_tensor
 from dlir.frontend.scan import exec_scan_stmt
 from dlir.frontend.scope import MISSING, DefRef, Frame, Instance
 from dlir.ir.gc_pause import gc_paused
-from dlir.ir.graph import Graph, Init, Value
+from dlir.ir.graph import INIT_KINDS, Graph, Init, Value
 from dlir.ir.types import UNKNOWN, Dim, DType, TensorType
-from dlir.runtime.init import INIT_KINDS
 
 MAX_UNROLL = 100_000  # iterations of one static loop
 MAX_DEPTH = 200  # nested layer/fn inlining

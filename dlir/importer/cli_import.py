@@ -25,7 +25,7 @@ def add_parsers(sub: Any, targets: tuple[str, ...]) -> None:
 
 
 def cmd_import(args: argparse.Namespace, sources: dict[str, str]) -> int:
-    from dlir.cli import write_atomic
+    from dlir.runtime.files import write_atomic
     from dlir.runtime.weights import save_safetensors
 
     src = Path(args.file)

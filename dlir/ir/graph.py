@@ -34,6 +34,20 @@ class Init:
         return f"{self.kind}({inner})"
 
 
+# The init kinds a param or buffer may have, with the arguments each takes.
+INIT_KINDS = {
+    "zeros": (),
+    "ones": (),
+    "constant": ("value",),
+    "normal": ("std", "mean"),
+    "uniform": ("lo", "hi"),
+    "glorot_uniform": (),
+    "glorot_normal": (),
+    "he_uniform": (),
+    "he_normal": (),
+}
+
+
 @dataclass(eq=False)
 class Value:
     """An SSA value: a graph input, a param/buffer, or a node result."""

@@ -27,12 +27,11 @@ import math
 from typing import Any, Hashable, Iterable, Sequence
 
 from dlir.errors import UNKNOWN_LOC, DlirError, SourceLoc, VerifyError
-from dlir.ir.graph import Graph, Node, Value
+from dlir.ir.graph import INIT_KINDS, Graph, Node, Value
 from dlir.ir.infer import attrs_key, infer_types
 from dlir.ir.printer import GraphPrinter
 from dlir.ir.types import Dim, TensorType
 from dlir.ops.registry import OpDef, check_attrs, get_op
-from dlir.runtime.init import INIT_KINDS
 
 CONTEXT_LINES = 3
 

@@ -102,11 +102,21 @@ def _run_by_interpreter(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndar
                      hint="dlir.runtime.interpreter.run_graph runs its body step by step")
 
 
-def _scan_vjp(b: Any, node: Any, cts: list[Value]) -> list[Value | None]:
-    """A reverse scan over the same xs (see dlir.autodiff.scan: it needs the reverse sweep)."""
-    from dlir.autodiff.scan import scan_vjp
+# The VJP of scan is a reverse scan built by dlir.autodiff.scan, a higher layer (it runs the
+# reverse sweep over the body): dlir.autodiff registers it here when it is imported, and
+# nothing differentiates without importing dlir.autodiff.
+_SCAN_VJP: list[Any] = []
 
-    return scan_vjp(b, node, cts)
+
+def register_scan_vjp(rule: Any) -> None:
+    """Called by dlir.autodiff.scan: the rule ``(builder, node, cotangents) -> input cotangents``."""
+    _SCAN_VJP[:] = [rule]
+
+
+def _scan_vjp(b: Any, node: Any, cts: list[Value]) -> list[Value | None]:
+    """A reverse scan over the same xs (the rule dlir.autodiff.scan registered)."""
+    (rule,) = _SCAN_VJP
+    return rule(b, node, cts)
 
 
 register(

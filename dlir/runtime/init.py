@@ -18,19 +18,8 @@ from typing import Any
 import numpy as np
 
 from dlir.errors import TypeError_
-from dlir.ir.graph import Graph, Init, Value
+from dlir.ir.graph import INIT_KINDS, Graph, Init, Value
 
-INIT_KINDS = {
-    "zeros": (),
-    "ones": (),
-    "constant": ("value",),
-    "normal": ("std", "mean"),
-    "uniform": ("lo", "hi"),
-    "glorot_uniform": (),
-    "glorot_normal": (),
-    "he_uniform": (),
-    "he_normal": (),
-}
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
