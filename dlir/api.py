@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from dlir.errors import DlirError, ParseError, SourceLoc, TypeError_, UsageError, did_you_mean
 from dlir.frontend.parse import decode_source, parse
@@ -44,10 +45,18 @@ class Program:
             if len(models) == 1:
                 return models[0]
             if not models:
-                raise UsageError(f"{self.filename} defines no model", hint="add `model Name(x: f32[B, 4]) -> ... { ... }`")
-            raise UsageError(f"{self.filename} defines several models ({', '.join(models)})", hint="choose one with --model NAME (or model=...)")
+                raise UsageError(
+                    f"{self.filename} defines no model", hint="add `model Name(x: f32[B, 4]) -> ... { ... }`"
+                )
+            raise UsageError(
+                f"{self.filename} defines several models ({', '.join(models)})",
+                hint="choose one with --model NAME (or model=...)",
+            )
         if model not in models:
-            raise UsageError(f"{self.filename} has no model '{model}'", hint=did_you_mean(model, models) or f"its models: {', '.join(models) or 'none'}")
+            raise UsageError(
+                f"{self.filename} has no model '{model}'",
+                hint=did_you_mean(model, models) or f"its models: {', '.join(models) or 'none'}",
+            )
         return model
 
     def _collect(self, tree: Any) -> None:
@@ -86,7 +95,7 @@ class Program:
         lib = Program(text, file)  # libraries do not `use` each other in a cycle: nn uses nothing
         return {n: d for n, d in lib.defs.items() if d.kind != "model"}
 
-    def _located(self) -> "_SourceAttach":
+    def _located(self) -> _SourceAttach:
         return _SourceAttach(self)
 
 

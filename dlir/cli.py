@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from dlir.errors import DlirError, UsageError
 from dlir.runtime.files import read_inputs, write_atomic
@@ -25,12 +26,24 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _add_pass_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optimisation passes")
-    g.add_argument("--passes", metavar="PIPELINE", help="run these passes instead of the -O level's, e.g. cse,dce or fold{fold_params=true}")
+    g.add_argument(
+        "--passes",
+        metavar="PIPELINE",
+        help="run these passes instead of the -O level's, e.g. cse,dce or fold{fold_params=true}",
+    )
     g.add_argument("--print-after-all", action="store_true", help="print the IR after every pass")
-    g.add_argument("--print-after", action="append", default=[], metavar="NAME", help="print the IR after each run of pass NAME (repeatable)")
+    g.add_argument(
+        "--print-after",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="print the IR after each run of pass NAME (repeatable)",
+    )
     g.add_argument("--print-after-change", action="store_true", help="print the IR after every pass that changed it")
     g.add_argument("--pass-timing", action="store_true", help="print a table of the time each pass took")
-    g.add_argument("--dump-ir", metavar="DIR", help="write the IR before the passes and after each one to DIR/NN-PASS.ir")
+    g.add_argument(
+        "--dump-ir", metavar="DIR", help="write the IR before the passes and after each one to DIR/NN-PASS.ir"
+    )
 
 
 def _optimized(args: argparse.Namespace, graph: Any, stream: Any) -> Any:
@@ -42,7 +55,10 @@ def _optimized(args: argparse.Namespace, graph: Any, stream: Any) -> Any:
     only = [n.strip() for spec in args.print_after for n in spec.split(",") if n.strip()]
     for name in only:
         if name not in all_passes():
-            raise UsageError(f"--print-after: unknown pass '{name}'", hint=did_you_mean(name, all_passes()) or "passes: " + ", ".join(all_passes()))
+            raise UsageError(
+                f"--print-after: unknown pass '{name}'",
+                hint=did_you_mean(name, all_passes()) or "passes: " + ", ".join(all_passes()),
+            )
     if args.print_after_all or args.print_after_change or only:
         every = args.print_after_all or (args.print_after_change and not only)
         instruments.append(PrintIR(stream, None if every else only, changed_only=args.print_after_change))
@@ -118,14 +134,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-model", help="the forward model for test accuracy (default: found in the file)")
     p.add_argument("-o", "--output", help="write the trained weights (forward model's names) to this .safetensors file")
     p.add_argument("--plot", metavar="PNG", help="write the loss curve (and validation accuracy) to this PNG file")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="held out of the training split for validation each epoch (0: none)")
-    p.add_argument("--lr-schedule", default="constant", help="constant, step (StepLR) or cosine (CosineAnnealingLR), per epoch")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="held out of the training split for validation each epoch (0: none)",
+    )
+    p.add_argument(
+        "--lr-schedule", default="constant", help="constant, step (StepLR) or cosine (CosineAnnealingLR), per epoch"
+    )
     p.add_argument("--lr-step-size", type=int, default=1, help="step schedule: epochs between decays (default 1)")
     p.add_argument("--lr-gamma", type=float, default=0.1, help="step schedule: the decay factor (default 0.1)")
-    p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop when the validation loss has not improved for PATIENCE epochs")
-    p.add_argument("--checkpoint", metavar="PATH", help="write a checkpoint (weights, optimizer and shuffle state) after every epoch")
+    p.add_argument(
+        "--early-stopping",
+        type=int,
+        metavar="PATIENCE",
+        help="stop when the validation loss has not improved for PATIENCE epochs",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="write a checkpoint (weights, optimizer and shuffle state) after every epoch",
+    )
     p.add_argument("--resume", metavar="PATH", help="continue from a checkpoint: the same run, bit for bit")
-    p.add_argument("-O", dest="opt_level", type=int, default=2, choices=[0, 1, 2, 3], help="optimisation level of the step graph")
+    p.add_argument(
+        "-O", dest="opt_level", type=int, default=2, choices=[0, 1, 2, 3], help="optimisation level of the step graph"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     sub.add_parser("ops", help="print the op x target coverage table")
@@ -198,7 +232,11 @@ def cmd_compile(args: argparse.Namespace, sources: dict[str, str]) -> int:
     be = backend(args.target)
     # The onnx file embeds the weights; torch/tensorflow modules take `seed` in their constructor.
     data = be.generate(graph, seed=args.seed) if args.target == "onnx" else be.generate(graph)
-    out = Path(args.output) if args.output else Path(args.file).with_name(f"{Path(args.file).stem}_{args.target}{be.SUFFIX}")
+    out = (
+        Path(args.output)
+        if args.output
+        else Path(args.file).with_name(f"{Path(args.file).stem}_{args.target}{be.SUFFIX}")
+    )
     write_atomic(out, data)
     print(f"wrote {out}")
     return 0
@@ -215,7 +253,7 @@ def cmd_run(args: argparse.Namespace, sources: dict[str, str]) -> int:
         runner.load_params(args.params)
     outs = runner(**read_inputs(args.input))
     outs = outs if isinstance(outs, tuple) else (outs,)
-    named = dict(zip(runner.output_names, outs))
+    named = dict(zip(runner.output_names, outs, strict=True))
     for name, v in named.items():
         print(f"{name}: {v.dtype}{list(v.shape)}")
         print(np.array2string(v, threshold=20, edgeitems=3, precision=6))
@@ -238,7 +276,10 @@ def cmd_compare(args: argparse.Namespace, sources: dict[str, str]) -> int:
     print(format_table(rows))
     bad = [r for r in rows if not r.ok]
     if bad:
-        print(f"\n{len(bad)} result(s) disagree with numpy beyond rtol={TOLERANCE['rtol']}, atol={TOLERANCE['atol']}", file=sys.stderr)
+        print(
+            f"\n{len(bad)} result(s) disagree with numpy beyond rtol={TOLERANCE['rtol']}, atol={TOLERANCE['atol']}",
+            file=sys.stderr,
+        )
         return 1
     print(f"\nall targets agree with numpy (rtol={TOLERANCE['rtol']}, atol={TOLERANCE['atol']})")
     return 0
@@ -287,11 +328,24 @@ def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
     trainer = Trainer(graph, opt, args.target, seed=args.seed, device=args.device, opt_level=args.opt_level)
     evaluator = Evaluator(forward, prefix, args.target, seed=args.seed, device=args.device)
     rows = "images" if data.kind == "images" else "rows"
-    print(f"training {graph.name} on {args.target} with {opt.name} (lr {opt.lr}, {schedule.kind}): "
-          f"{len(train_data.y_train)} {data.name} {rows} ({len(data.y_train) - len(train_data.y_train)} held out for validation), "
-          f"batch {args.batch}, {args.epochs} epoch(s)", file=sys.stderr)
-    losses = trainer.fit(train_data, args.epochs, args.batch, progress=sys.stderr, schedule=schedule, evaluate=validate,
-                         patience=args.early_stopping, checkpoint=args.checkpoint, resume=args.resume)
+    print(
+        f"training {graph.name} on {args.target} with {opt.name} (lr {opt.lr}, {schedule.kind}): "
+        f"{len(train_data.y_train)} {data.name} {rows} "
+        f"({len(data.y_train) - len(train_data.y_train)} held out for validation), "
+        f"batch {args.batch}, {args.epochs} epoch(s)",
+        file=sys.stderr,
+    )
+    losses = trainer.fit(
+        train_data,
+        args.epochs,
+        args.batch,
+        progress=sys.stderr,
+        schedule=schedule,
+        evaluate=validate,
+        patience=args.early_stopping,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+    )
     trained = {**trainer.params, **trainer.buffers}
     acc = evaluator.accuracy(trained, data)
     print(f"test accuracy: {acc:.4f} ({len(data.y_test)} {rows}, model {forward.name})")

@@ -52,7 +52,9 @@ def errors(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
     same = (r == g) | (np.isnan(r) & np.isnan(g))
     diff = np.where(same, 0.0, np.abs(r - g))
     rel = np.where(same, 0.0, diff / np.maximum(np.abs(r), np.finfo(np.float64).tiny))
-    return float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))), float(np.nanmax(np.where(np.isnan(rel), np.inf, rel)))
+    return float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))), float(
+        np.nanmax(np.where(np.isnan(rel), np.inf, rel))
+    )
 
 
 def agree(ref: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> bool:
@@ -63,7 +65,9 @@ def agree(ref: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> bool:
     return bool(np.allclose(got, ref, rtol=rtol, atol=atol, equal_nan=True))
 
 
-def compare_program(prog: Any, models: list[str], targets: list[str], seed: int, size: int, rtol: float, atol: float) -> list[Row]:
+def compare_program(
+    prog: Any, models: list[str], targets: list[str], seed: int, size: int, rtol: float, atol: float
+) -> list[Row]:
     import dlir
 
     rows: list[Row] = []
@@ -75,7 +79,7 @@ def compare_program(prog: Any, models: list[str], targets: list[str], seed: int,
             if t == "numpy":
                 continue
             got = _as_tuple(dlir.compile(prog, t, model=m, seed=seed)(**feeds))
-            for name, r, g in zip(graph.output_names(), ref, got):
+            for name, r, g in zip(graph.output_names(), ref, got, strict=True):
                 a, rel = errors(r, g)
                 note = "" if r.dtype == g.dtype else f"dtype {g.dtype} != {r.dtype}"
                 rows.append(Row(m, t, name, a, rel, agree(r, g, rtol, atol), note))
@@ -88,14 +92,24 @@ def _as_tuple(x: Any) -> tuple[np.ndarray, ...]:
 
 def format_table(rows: list[Row]) -> str:
     head = ("model", "target", "output", "max abs err", "max rel err", "agrees")
-    body = [(r.model, r.target, r.output, f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", ("yes" if r.ok else "NO") + (f" ({r.note})" if r.note else "")) for r in rows]
+    body = [
+        (
+            r.model,
+            r.target,
+            r.output,
+            f"{r.max_abs:.3g}",
+            f"{r.max_rel:.3g}",
+            ("yes" if r.ok else "NO") + (f" ({r.note})" if r.note else ""),
+        )
+        for r in rows
+    ]
     return text_table(head, body)
 
 
 def text_table(head: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
     """Columns padded to their widest cell, a rule under the header."""
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in body])
 
 

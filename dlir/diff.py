@@ -37,7 +37,7 @@ class Stats:
     has_nan: bool
 
     @classmethod
-    def of(cls, name: str, a: np.ndarray) -> "Stats":
+    def of(cls, name: str, a: np.ndarray) -> Stats:
         if a.size == 0 or a.dtype.kind not in "biuf":
             return cls(name, str(a.dtype), tuple(a.shape), float("nan"), float("nan"), float("nan"), False)
         f = a.astype(np.float64)
@@ -47,8 +47,10 @@ class Stats:
         return cls(name, str(a.dtype), tuple(a.shape), lo, hi, mean, nan)
 
     def __str__(self) -> str:
-        return (f"%{self.name}: {self.dtype}{list(self.shape)}  min {self.min:.6g}  max {self.max:.6g}  "
-                f"mean {self.mean:.6g}  NaN: {'yes' if self.has_nan else 'no'}")
+        return (
+            f"%{self.name}: {self.dtype}{list(self.shape)}  min {self.min:.6g}  max {self.max:.6g}  "
+            f"mean {self.mean:.6g}  NaN: {'yes' if self.has_nan else 'no'}"
+        )
 
 
 @dataclass
@@ -86,11 +88,15 @@ class DiffReport:
         d = self.first
         n = d.node
         outs = ", ".join(f"%{v.name}" for v in n.outputs)
-        msg = (f"{a} and {b} diverge first at node {d.index + 1} of {self.n_nodes}: "
-               f"{outs} = {n.op}({', '.join('%' + v.name for v in n.inputs)})")
+        msg = (
+            f"{a} and {b} diverge first at node {d.index + 1} of {self.n_nodes}: "
+            f"{outs} = {n.op}({', '.join('%' + v.name for v in n.inputs)})"
+        )
         lines = [RuntimeMismatch(msg, n.loc).render(self.sources)]
-        lines.append(f"  result %{d.output}: max abs error {d.max_abs:.6g}, max rel error {d.max_rel:.6g} ({tol})"
-                     + (f"; {d.note}" if d.note else ""))
+        lines.append(
+            f"  result %{d.output}: max abs error {d.max_abs:.6g}, max rel error {d.max_rel:.6g} ({tol})"
+            + (f"; {d.note}" if d.note else "")
+        )
         lines.append(f"  its inputs (on {a}):")
         lines += [f"    {s}" for s in d.inputs] or ["    none"]
         return "\n".join(lines)
@@ -144,8 +150,8 @@ def diff_graph(
     report = DiffReport(graph.name, (a, b), rtol, atol, len(probe.nodes), sources=dict(sources or {}))
     known: dict[Value, np.ndarray] = {v: feeds[v.name] for v in probe.inputs}
     known.update({p: run_params[p.name] for p in probe.params})
-    ref_of = dict(zip((v for _, v in probe.outputs), results[0]))
-    got_of = dict(zip((v for _, v in probe.outputs), results[1]))
+    ref_of = dict(zip((v for _, v in probe.outputs), results[0], strict=True))
+    got_of = dict(zip((v for _, v in probe.outputs), results[1], strict=True))
     for i, node in enumerate(probe.nodes):
         for v in node.outputs:
             r, g = np.asarray(ref_of[v]), np.asarray(got_of[v])
@@ -187,9 +193,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
 
 
-def load_for_diff(
-    file: str, model: str | None
-) -> tuple[Graph, dict[str, np.ndarray], dict[str, str], dict[str, str]]:
+def load_for_diff(file: str, model: str | None) -> tuple[Graph, dict[str, np.ndarray], dict[str, str], dict[str, str]]:
     """The graph of ``file``, its weights (for .onnx), its sources and ONNX -> dlir input names."""
     import dlir
 

@@ -27,9 +27,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -101,9 +102,9 @@ class Checks:
         from dlir.targets import runner_class
 
         cls = runner_class(target)
-        for suite, refs in zip(self.suites, self.suite_refs):
+        for suite, refs in zip(self.suites, self.suite_refs, strict=True):
             self._run_suite(cls, suite, refs, device, row)
-        for (name, graph, feeds), (params, want) in zip(self.samples, self.sample_refs):
+        for (name, graph, feeds), (params, want) in zip(self.samples, self.sample_refs, strict=True):
             row.cases += 1
             try:
                 run = cls(graph, seed=0, device=device)
@@ -115,10 +116,13 @@ class Checks:
             except Exception as e:  # noqa: BLE001 - a framework error is this target's failure
                 _fail(row, Finding(f"sample {name}", "", name, f"does not run: {type(e).__name__}: {e}"))
                 continue
-            for (out, _), g, w in zip(graph.outputs, got, want):
+            for (out, _), g, w in zip(graph.outputs, got, want, strict=True):
                 row.worst = max(row.worst, _scaled(g, w))
                 if not np.allclose(g.astype(np.float64), w.astype(np.float64), rtol=SAMPLE_TOL, atol=SAMPLE_TOL):
-                    _fail(row, Finding(f"sample {name}", "", f"{name} output {out}", f"max scaled error {_scaled(g, w):.3g}"))
+                    _fail(
+                        row,
+                        Finding(f"sample {name}", "", f"{name} output {out}", f"max scaled error {_scaled(g, w):.3g}"),
+                    )
                     break
 
     def _run_suite(self, cls: Any, suite: Any, refs: list[list[np.ndarray]], device: str, row: Row) -> None:
@@ -142,7 +146,7 @@ class Checks:
                         break
                 else:
                     got = results[k][first : first + n]
-                bad = [(g, w, compare(g, w)) for g, w in zip(got, want)]
+                bad = [(g, w, compare(g, w)) for g, w in zip(got, want, strict=True)]
                 for g, w, _ in bad:
                     row.worst = max(row.worst, _scaled(g, w))
                 why = next((m for _, _, m in bad if m), None)
@@ -180,10 +184,10 @@ def _outputs(result: Any) -> list[np.ndarray]:
 
 
 def _sample_models() -> list[tuple[str, Any, dict[str, np.ndarray]]]:
+    import importlib.resources
+
     import dlir
     from dlir.compare import random_inputs
-
-    import importlib.resources
 
     samples = Path(str(importlib.resources.files("dlir.samples")))
     out = []
@@ -259,7 +263,18 @@ def _tf_in_children(device: str, samples: bool) -> list[Row]:
     rows: list[Row] = []
     for setting in ("1", "0"):
         env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=setting, TF_CPP_MIN_LOG_LEVEL="2")
-        cmd = [sys.executable, "-m", "dlir.cli", "doctor", "--only", "tensorflow", "--format", "json", "--device", device]
+        cmd = [
+            sys.executable,
+            "-m",
+            "dlir.cli",
+            "doctor",
+            "--only",
+            "tensorflow",
+            "--format",
+            "json",
+            "--device",
+            device,
+        ]
         if not samples:
             cmd.append("--no-samples")
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -320,8 +335,15 @@ def render(rows: list[Row]) -> str:
     from dlir.compare import text_table
 
     table = [
-        (r.target, r.device, r.config, str(r.cases) if r.cases else "-", f"{r.worst:.2g}" if r.cases else "-",
-         r.verdict if r.verdict != "FAIL" else f"FAIL ({len(r.failed)})", f"{r.seconds:.1f}" if r.cases else "-")
+        (
+            r.target,
+            r.device,
+            r.config,
+            str(r.cases) if r.cases else "-",
+            f"{r.worst:.2g}" if r.cases else "-",
+            r.verdict if r.verdict != "FAIL" else f"FAIL ({len(r.failed)})",
+            f"{r.seconds:.1f}" if r.cases else "-",
+        )
         for r in rows
     ]
     lines = [text_table(("target", "device", "configuration", "cases", "worst error", "verdict", "s"), table)]

@@ -8,8 +8,8 @@ and a hint. ``assert`` is kept for dlir's own invariants.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class DlirError(Exception):
         # "in layer Dense (fc), created at m.dlir:3:10": how the user's line led to the fault
         self.notes: list[str] = []
 
-    def with_loc(self, loc: SourceLoc | None) -> "DlirError":
+    def with_loc(self, loc: SourceLoc | None) -> DlirError:
         """Attach ``loc`` when the error has none yet; returns self."""
         if self.loc is None or self.loc == UNKNOWN_LOC:
             self.loc = loc

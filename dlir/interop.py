@@ -17,7 +17,8 @@ name (``"lstm"`` gives ``lstm.w_ih``; ``""`` gives bare names).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -148,7 +149,7 @@ def torch_multihead_attention(sd: Mapping[str, Any], src: str = "", dst: str = "
         ws = [_get(sd, src, f"{n}_proj_weight") for n in "qkv"]
     d = ws[0].shape[0]
     bs = np.split(_opt(sd, src, "in_proj_bias", 3 * d), 3)
-    for name, w, b in zip(("q_proj", "k_proj", "v_proj"), ws, bs):
+    for name, w, b in zip(("q_proj", "k_proj", "v_proj"), ws, bs, strict=True):
         out[f"{name}.w"] = np.ascontiguousarray(w.T)
         out[f"{name}.b"] = b
     out.update(prefixed(torch_linear(sd, _key(src, "out_proj")), "out_proj"))

@@ -26,7 +26,9 @@ BACKEND_TARGETS = ("torch", "tensorflow", "onnx")
 
 def check_target(target: str) -> str:
     if target not in TARGETS:
-        raise UsageError(f"unknown target '{target}'", hint=did_you_mean(target, TARGETS) or "targets: " + ", ".join(TARGETS))
+        raise UsageError(
+            f"unknown target '{target}'", hint=did_you_mean(target, TARGETS) or "targets: " + ", ".join(TARGETS)
+        )
     return target
 
 
@@ -34,7 +36,10 @@ def backend(target: str) -> ModuleType:
     """The backend package of a framework target."""
     check_target(target)
     if target == "numpy":
-        raise UsageError("the numpy target is the reference interpreter; it generates no file", hint="choose torch, tensorflow or onnx")
+        raise UsageError(
+            "the numpy target is the reference interpreter; it generates no file",
+            hint="choose torch, tensorflow or onnx",
+        )
     return importlib.import_module(f"dlir.backends.{target}")
 
 

@@ -27,7 +27,8 @@ from dlir.ir.types import UNKNOWN, Dim, DType, TensorType
 from dlir.ir.verifier import verify
 from dlir.ops.registry import get_op
 from dlir.ops.shape_rules import broadcast_shapes
-from dlir.runtime.init import INIT_KINDS, fans, init_value
+from dlir.ir.graph import INIT_KINDS
+from dlir.runtime.init import fans, init_value
 
 F32 = DType.f32
 

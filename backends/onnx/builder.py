@@ -8,7 +8,8 @@ symbolic dims (``B``, ``B*T``) at run time from the inputs that bind them.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -94,9 +95,15 @@ class Builder:
         """Add a one-output node; returns its output's name."""
         return self.op_n(op_type, inputs, 1, **attrs)[0]
 
-    def op_n(self, op_type: str, inputs: Sequence[str], n_out: int, outputs: Sequence[str] | None = None, **attrs: Any) -> list[str]:
+    def op_n(
+        self, op_type: str, inputs: Sequence[str], n_out: int, outputs: Sequence[str] | None = None, **attrs: Any
+    ) -> list[str]:
         """Add a node with ``n_out`` outputs (fresh names unless ``outputs`` are given); returns their names."""
-        outs = list(outputs) if outputs is not None else [self.fresh(f"{self._base()}.{op_type.lower()}") for _ in range(n_out)]
+        outs = (
+            list(outputs)
+            if outputs is not None
+            else [self.fresh(f"{self._base()}.{op_type.lower()}") for _ in range(n_out)]
+        )
         doc = ""
         if self.node is not None:
             where = loc_text(self.node.loc)

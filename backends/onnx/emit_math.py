@@ -9,7 +9,7 @@ single-axis (opset >= 13), argmax ties take the first index.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from onnx import numpy_helper

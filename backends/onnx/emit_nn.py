@@ -25,7 +25,8 @@ twin between two Transposes: correct, not fast.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from onnx import TensorProto, numpy_helper
@@ -50,10 +51,10 @@ def _pair(v: Sequence[int]) -> Pair:
 
 def pad_spatial(b: Builder, x: str, pads: Sequence[int], value: str | None = None) -> str:
     """``x`` [N, C, H, W] padded by [top, left, bottom, right] with ``value`` (zero when None)."""
-    t, l, bo, r = pads
+    top, left, bottom, right = pads
     if not any(pads):
         return x
-    ins = [x, b.ints([0, 0, t, l, 0, 0, bo, r])]
+    ins = [x, b.ints([0, 0, top, left, 0, 0, bottom, right])]
     if value is not None:
         ins.append(value)
     return b.op("Pad", ins, mode="constant")
@@ -187,8 +188,8 @@ class Pool:
 
     def grown_pads(self) -> list[int]:
         """[top, left, bottom + overhang, right + overhang]."""
-        t, l, bo, r = self.pads
-        return [t, l, bo + self.tail[0], r + self.tail[1]]
+        top, left, bottom, right = self.pads
+        return [top, left, bottom + self.tail[0], right + self.tail[1]]
 
     def fits(self, pads: Sequence[int]) -> bool:
         """Whether ONNX Runtime's pool kernels take ``pads`` (each smaller than the kernel)."""
@@ -258,6 +259,7 @@ def _avg_pool_cells(b: Builder, x: str, pool: Pool, include_pad: bool) -> str:
     For f64 (ONNX Runtime has no double AveragePool) and for pads that AveragePool
     refuses (ONNX Runtime wants each pad smaller than the kernel).
     """
+
     def window_sum(t: str) -> str:
         return b.op("Sum", window_cells(b, t, pool.kernel, pool.stride, pool.dilation))
 
@@ -329,9 +331,7 @@ def _lrn_parts(b: Builder, node: Node, x: str) -> str:
     rank = node.inputs[0].type.rank
     pads = [0, lo] + [0] * (rank - 2) + [0, hi] + [0] * (rank - 2)
     sq = b.op("Pad", [b.op("Mul", [x, x]), b.ints(pads)], mode="constant")
-    cells = [
-        b.op("Slice", [sq, b.ints([k]), b.ints([_end(size - 1 - k)]), b.ints([1])]) for k in range(size)
-    ]
+    cells = [b.op("Slice", [sq, b.ints([k]), b.ints([_end(size - 1 - k)]), b.ints([1])]) for k in range(size)]
     total = cells[0] if size == 1 else b.op("Sum", cells)
     den = b.op("Add", [b.scalar(a["bias"]), b.op("Mul", [b.scalar(a["alpha"] / size), total])])
     return b.op("Div", [x, b.op("Pow", [den, b.scalar(a["beta"])])])

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from dlir.ir.graph import Node, Value
+from dlir.ir.rnn_cell import RnnCell
 from dlir.ir.types import DType
 from dlir.ops.registry import get_op
-from dlir.ir.rnn_cell import RnnCell
 
 from .builder import Builder
 

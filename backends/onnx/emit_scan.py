@@ -17,7 +17,7 @@ computes stay inside the body.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import onnx
 from onnx import helper
@@ -74,7 +74,7 @@ def lower_body(b: Builder, node: Node, body: Graph, k: int) -> onnx.GraphProto:
         nodes,
         b.fresh(f"{b.names[node.outputs[0]]}.body"),
         [value_info(b.names[v], v.type) for v in (*carries, x_t)],
-        [value_info(name, v.type) for name, (_, v) in zip(outputs, body.outputs)],
+        [value_info(name, v.type) for name, (_, v) in zip(outputs, body.outputs, strict=True)],
         doc_string="body of dlir scan" + (f" at {where}" if where else ""),
     )
 
@@ -87,7 +87,7 @@ def _bind_body_outputs(b: Builder, body: Graph) -> Sequence[str]:
     """
     made = {o for n in b.nodes for o in n.output}
     out: list[str] = []
-    for label, v in body.outputs:
+    for _label, v in body.outputs:
         name = b.names[v]
         if name not in made or name in out:
             name = b.op_n("Identity", [name], 1, outputs=[b.fresh(f"{name}.out")])[0]

@@ -14,8 +14,8 @@ Measured against ``math.erf``: relative error under 1e-14 everywhere.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 from numpy.polynomial import chebyshev
@@ -68,6 +68,8 @@ def erf_f64(b: Builder, x: str) -> str:
     ax = b.op("Abs", [x])
     near = b.op("Mul", [x, _clenshaw(b, small, _to_unit(b, b.op("Mul", [x, x]), 0.0, _SPLIT**2))])
     z = b.op("Min", [ax, b.scalar(_TOP)])
-    tail = b.op("Mul", [b.op("Exp", [b.op("Neg", [b.op("Mul", [z, z])])]), _clenshaw(b, large, _to_unit(b, z, _SPLIT, _TOP))])
+    tail = b.op(
+        "Mul", [b.op("Exp", [b.op("Neg", [b.op("Mul", [z, z])])]), _clenshaw(b, large, _to_unit(b, z, _SPLIT, _TOP))]
+    )
     far = b.op("Mul", [b.op("Sign", [x]), b.op("Sub", [b.scalar(1.0), tail])])
     return b.op("Where", [b.op("Less", [ax, b.scalar(_SPLIT)]), near, far])

@@ -9,7 +9,7 @@ and opset explicitly, to what ONNX Runtime 1.18+ loads.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
@@ -78,9 +78,7 @@ def _unique(base: str, taken: set[str]) -> str:
     return name
 
 
-def _add_initializers(
-    out: onnx.GraphProto, graph: Graph, params: Mapping[str, np.ndarray] | None, seed: int
-) -> None:
+def _add_initializers(out: onnx.GraphProto, graph: Graph, params: Mapping[str, np.ndarray] | None, seed: int) -> None:
     """Each param and buffer as an initializer of ``out``: the given value, else dlir's seeded init."""
     given = dict(params or {})
     unknown = sorted(set(given) - {p.name for p in graph.params})

@@ -9,7 +9,7 @@ result under its dlir name.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from dlir.errors import LoweringError
 from dlir.ir.graph import Node
@@ -48,7 +48,7 @@ def lower_node(b: Builder, node: Node) -> None:
     xs = [b.names[v] for v in node.inputs]
     wide = _widen(spec, node)
     if wide:
-        xs = [b.cast(x, DType.f32) if v.type.dtype in _NARROW else x for x, v in zip(xs, node.inputs)]
+        xs = [b.cast(x, DType.f32) if v.type.dtype in _NARROW else x for x, v in zip(xs, node.inputs, strict=True)]
         b.dt = DType.f32
     else:
         b.dt = _compute_dtype(node)
@@ -56,7 +56,9 @@ def lower_node(b: Builder, node: Node) -> None:
     outs = [got] if isinstance(got, str) else list(got)
     assert len(outs) == len(node.outputs), f"onnx emitter for {node.op} returned {len(outs)} results"
     if wide:
-        outs = [b.cast(o, v.type.dtype) if v.type.dtype in _NARROW else o for o, v in zip(outs, node.outputs)]
+        outs = [
+            b.cast(o, v.type.dtype) if v.type.dtype in _NARROW else o for o, v in zip(outs, node.outputs, strict=True)
+        ]
     _bind_results(b, start, outs, [b.names[v] for v in node.outputs])
     b.node = None
 
@@ -73,7 +75,7 @@ def _bind_results(b: Builder, start: int, outs: Sequence[str], targets: Sequence
     consumed = {name for n in new for name in n.input}
     keep = b.pinned()
     done: set[str] = set()
-    for r, t in zip(outs, targets):
+    for r, t in zip(outs, targets, strict=True):
         if r in made and r not in consumed and r not in keep and r not in done:
             n, i = made[r]
             n.output[i] = t

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import onnx
@@ -165,7 +166,10 @@ class Runner(BaseRunner):
             else:
                 vals[k] = ort.OrtValue.ortvalue_from_numpy(a)
         outs = self._session.run_with_ort_values(names, vals)
-        return [_bf16_array(o) if v.type.dtype is DType.bf16 else o.numpy() for (_, v), o in zip(self.graph.outputs, outs)]
+        return [
+            _bf16_array(o) if v.type.dtype is DType.bf16 else o.numpy()
+            for (_, v), o in zip(self.graph.outputs, outs, strict=True)
+        ]
 
 
 def _bf16_array(value: Any) -> np.ndarray:

@@ -8,8 +8,8 @@ reach it already widened to f32 (see :func:`lowering.lower_node`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from dlir.ir.graph import Node
 
@@ -33,7 +33,7 @@ class Emitter:
     moves: bool = False
     bf16_native: bool = True
 
-    def __call__(self, b: Builder, node: Node, xs: list[str]) -> "str | Sequence[str]":
+    def __call__(self, b: Builder, node: Node, xs: list[str]) -> str | Sequence[str]:
         return self.fn(b, node, xs)
 
 

@@ -11,7 +11,8 @@ and ``dlirc doctor`` can list the fusions that matched and check each against
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Every rewritten kernel seen in the graphs this backend emits (op cases, samples,
 # gradient graphs; TensorFlow 2.21, oneDNN on and off), with why it is the same
@@ -30,7 +31,7 @@ REVIEWED_FUSIONS: dict[str, str] = {
     # fusions of a chain the code wrote (grappler's own with oneDNN off, oneDNN's with it on)
     "_FusedMatMul": "MatMul + BiasAdd of a 1-D bias (+ activation): the same products, bias and activation once",
     "_FusedConv2D": "Conv2D + BiasAdd (+ activation)",
-    "_MklNativeFusedMatMul": "MatMul + BiasAdd/AddV2 of a 1-D bias (+ activation): the same products, bias and activation once",
+    "_MklNativeFusedMatMul": "oneDNN's _FusedMatMul: the same products, bias and activation once",
     "_MklNativeFusedConv2D": "Conv2D + BiasAdd (+ activation)",
     "_MklNativeFusedDepthwiseConv2dNative": "depthwise Conv2D + BiasAdd (+ activation)",
     "_MklNativePadWithConv2D": "an explicit Pad of zeros folded into the convolution's padding",

@@ -22,6 +22,7 @@ from typing import Any
 from dlir.backends.codegen import RESERVED, Namespace, dim_expr, loc_comment, py_num, py_str
 from dlir.backends.tensorflow import layout
 from dlir.backends.tensorflow.lowering import HELPERS, SEQUENCE_RESULTS, TF_DTYPES, Nhwc, emitter
+
 from dlir.errors import LoweringError
 from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.types import Dim, TensorType
@@ -98,7 +99,9 @@ def _init_expr(p: Value) -> str:
     args = "{" + ", ".join(f"{py_str(k)}: {py_num(v)}" for k, v in p.init.args) + "}"
     shape = p.type.static_shape() if p.type.is_static else None
     if shape is None:
-        raise LoweringError(f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time")
+        raise LoweringError(
+            f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time"
+        )
     dtype = f"{TF_DTYPES[p.type.dtype]}.as_numpy_dtype"
     return f"draw({py_str(p.name)}, {shape!r}, {dtype}, {py_str(p.init.kind)}, {args}, seed)"
 
@@ -113,7 +116,7 @@ class _Scope:
     where that is the same), in the value's home scope just before its first reader.
     """
 
-    def __init__(self, graph: Graph, parent: "_Scope | None", ns: Namespace, training: bool = False) -> None:
+    def __init__(self, graph: Graph, parent: _Scope | None, ns: Namespace, training: bool = False) -> None:
         self.graph = graph
         self.parent = parent
         self.training = training if parent is None else parent.training
@@ -124,17 +127,17 @@ class _Scope:
         self.nhwc_names: dict[Value, str] = {}
         self.uses = layout.uses(graph)
         self.params = [self.ns.name(v.name, key=v) for v in graph.inputs]
-        self.nchw.update(zip(graph.inputs, self.params))
+        self.nchw.update(zip(graph.inputs, self.params, strict=True))
 
     @property
-    def root(self) -> "_CallWriter":
+    def root(self) -> _CallWriter:
         s = self
         while s.parent is not None:
             s = s.parent
         assert isinstance(s, _CallWriter)
         return s
 
-    def _owner(self, v: Value) -> "_Scope":
+    def _owner(self, v: Value) -> _Scope:
         s: _Scope | None = self
         while s is not None and v not in s.home:
             s = s.parent
@@ -235,7 +238,7 @@ class _Scope:
             self.nhwc_names[out] = target
         else:
             outs = [self.ns.name(v.name, key=v) for v in node.outputs]
-            self.nchw.update(zip(node.outputs, outs))
+            self.nchw.update(zip(node.outputs, outs, strict=True))
             if node.op in SEQUENCE_RESULTS:
                 target = ", ".join(outs) if len(outs) > 1 else f"({outs[0]},)"
             else:
@@ -249,7 +252,7 @@ class _Scope:
             return "return " + (", ".join(items) if len(items) > 1 else f"({items[0]},)")
         # An output that is an input or a variable is returned as a fresh tensor.
         outs = [v for _, v in self.graph.outputs]
-        items = [ref if v.producer is not None else f"tf.identity({ref})" for ref, v in zip(items, outs)]
+        items = [ref if v.producer is not None else f"tf.identity({ref})" for ref, v in zip(items, outs, strict=True)]
         if len(items) == 1:
             return f"return {items[0]}"
         return "return " + ", ".join(items)
@@ -313,7 +316,11 @@ def _class_lines(graph: Graph, cls: str) -> tuple[list[str], set[str]]:
     attrs = {p: attr_ns.name(p.name.lstrip("_") or "param", key=p) for p in graph.params}
     call = _CallWriter(graph, attrs, set(RESERVED) | MODULE_NAMES | {cls})
     body = call.body()
-    train_call = _CallWriter(graph, attrs, set(RESERVED) | MODULE_NAMES | {cls}, training=True) if has_training_path(graph) else None
+    train_call = (
+        _CallWriter(graph, attrs, set(RESERVED) | MODULE_NAMES | {cls}, training=True)
+        if has_training_path(graph)
+        else None
+    )
 
     out = [f"class {cls}(tf.Module):", f'    """The dlir model {cls}, compiled for TensorFlow."""', ""]
     out.append("    # dotted dlir name -> the attribute holding its tf.Variable")
@@ -335,7 +342,9 @@ def _class_lines(graph: Graph, cls: str) -> tuple[list[str], set[str]]:
     out += _keras_call(graph, call.params)
     out += _call_header(graph, call.params, "call", "inference: the running statistics, no dropout")
     out += ["        " + line for line in body]
-    out += _call_header(graph, train_call.params, "call_train", "training: batch statistics (moving ones updated), dropout")
+    out += _call_header(
+        graph, train_call.params, "call_train", "training: batch statistics (moving ones updated), dropout"
+    )
     out += ["        " + line for line in train_body]
     return out, call.helpers | train_call.helpers
 
@@ -343,7 +352,10 @@ def _class_lines(graph: Graph, cls: str) -> tuple[list[str], set[str]]:
 def has_training_path(graph: Graph) -> bool:
     """Whether the model computes differently in training (dropout, batch norm with running statistics)."""
     return any(
-        n.op == "dropout" and n.attrs["p"] > 0 or n.op == "batch_norm" and all(v.kind == "buffer" for v in n.inputs[3:5])
+        n.op == "dropout"
+        and n.attrs["p"] > 0
+        or n.op == "batch_norm"
+        and all(v.kind == "buffer" for v in n.inputs[3:5])
         for n in graph.nodes
     )
 
@@ -382,7 +394,7 @@ def _param_methods() -> list[str]:
 
 def _call_header(graph: Graph, params: list[str], method: str, doc: str = "") -> list[str]:
     out = ["", "    @tf.function(", "        input_signature=["]
-    for v, name in zip(graph.inputs, spec_names([v.name for v in graph.inputs])):
+    for v, name in zip(graph.inputs, spec_names([v.name for v in graph.inputs]), strict=True):
         out.append(f"            {_spec(v.type, name)},{_type_comment(v.type)}")
     out.append("        ],")
     out.append("        autograph=False,  # straight-line code: nothing for autograph to convert")

@@ -23,10 +23,11 @@ which grappler fuses into the conv kernel.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from dlir.backends.codegen import py_num
 from dlir.backends.tensorflow.lowering import HELPERS, TF_DTYPES, Ctx, Nhwc, _reg, fused_act
+
 from dlir.ir.graph import Node
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops.conv import extent, nchw_twin, out_len
@@ -37,7 +38,7 @@ from dlir.ops.conv import extent, nchw_twin, out_len
 def _tf_same_pads(x: TensorType, kernel: list[int], stride: list[int], dilation: list[int]) -> list[int] | None:
     """TensorFlow's SAME padding as [top, left, bottom, right], None where it depends on an unknown size."""
     pads = [0, 0, 0, 0]
-    for i, (d, k, s, dil) in enumerate(zip(x.shape[2:], kernel, stride, dilation)):
+    for i, (d, k, s, dil) in enumerate(zip(x.shape[2:], kernel, stride, dilation, strict=True)):
         ext = extent(k, dil)
         if s == 1:
             total = ext - 1

@@ -14,11 +14,12 @@ Nothing here imports TensorFlow: emitters only write text.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
-
 from dlir.backends.codegen import py_num
+
 from dlir.errors import LoweringError
 from dlir.ir.graph import Node, Value
 from dlir.ir.types import Dim, DType, TensorType
@@ -139,7 +140,6 @@ for _op, _text in {
     "floor": "tf.floor({0})",
     "ceil": "tf.math.ceil({0})",
     "sign": "tf.sign({0})",
-
 }.items():
     _template(_op, _text)
 
@@ -191,7 +191,9 @@ def _elu(ctx: Ctx, node: Node) -> str:
     alpha = node.attrs["alpha"]
     if alpha == 1.0:
         return _rounded_once(node, lambda x: f"tf.nn.elu({x})", ctx.arg(node.inputs[0]))
-    return _rounded_once(node, lambda x: f"tf.where({x} > 0, {x}, {py_num(alpha)} * tf.math.expm1({x}))", ctx.arg(node.inputs[0]))
+    return _rounded_once(
+        node, lambda x: f"tf.where({x} > 0, {x}, {py_num(alpha)} * tf.math.expm1({x}))", ctx.arg(node.inputs[0])
+    )
 
 
 def _int_bound(v: float, dt: DType) -> int:
@@ -346,7 +348,10 @@ def _var(ctx: Ctx, node: Node) -> str:
     axes, c = node.attrs["axis"], node.attrs["correction"]
     base = f"tf.math.reduce_variance({x}, axis={_axes_list(axes)}{_kd(node.attrs['keepdims'])})"
     if _long_f32_sum(node):  # see WIDE_SUM_FROM
-        base = f"tf.cast(tf.math.reduce_variance(tf.cast({x}, tf.float64), axis={_axes_list(axes)}{_kd(node.attrs['keepdims'])}), tf.float32)"
+        wide = (
+            f"tf.math.reduce_variance(tf.cast({x}, tf.float64), axis={_axes_list(axes)}{_kd(node.attrs['keepdims'])})"
+        )
+        base = f"tf.cast({wide}, tf.float32)"
     if c == 0:
         return base
     # reduce_variance divides by n; the correction wants n - c.
@@ -354,7 +359,10 @@ def _var(ctx: Ctx, node: Node) -> str:
     if all(d.is_static for d in dims):
         n = int(np.prod([d.value for d in dims]))
         return f"{base} * {py_num(n / (n - c) if n > c else float('inf'))}"
-    n_expr = " * ".join(str(d.value) if d.is_static else f"tf.shape({x})[{a}]" for a, d in zip(_norm_axes(axes, t.rank), dims))
+    n_expr = " * ".join(
+        str(d.value) if d.is_static else f"tf.shape({x})[{a}]"
+        for a, d in zip(_norm_axes(axes, t.rank), dims, strict=True)
+    )
     return f"{base} * tf.cast(({n_expr}) / ({n_expr} - {c}), {TF_DTYPES[t.dtype]})"
 
 
@@ -468,7 +476,7 @@ def _slice(ctx: Ctx, node: Node) -> str:
     x, r = ctx.arg(node.inputs[0]), _xt(node).rank
     a = node.attrs
     idx = [":"] * r
-    for ax, s, e, st in zip(a["axes"], a["starts"], a["ends"], a["steps"]):
+    for ax, s, e, st in zip(a["axes"], a["starts"], a["ends"], a["steps"], strict=True):
         # Python slicing on a tensor is strided_slice with Python's clamping rules.
         text = (_bound(s) if s != 0 else "") + ":" + ("" if e == END else _bound(e))
         idx[ax % r] = text + (f":{st}" if st != 1 else "")
@@ -567,7 +575,9 @@ def _bce(ctx: Ctx, node: Node) -> str:
 
 # Module-level helpers the generated code may call (name -> source).
 HELPERS: dict[str, str] = {
-    "layer_norm": '''def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: list[int], eps: float) -> tf.Tensor:
+    "layer_norm": '''def layer_norm(
+    x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: list[int], eps: float
+) -> tf.Tensor:
     """(x - mean) / sqrt(var + eps) * gamma + beta over ``axes`` (biased variance)."""
     # Half-precision inputs are normalised in float32: in float16, x - mean loses
     # the digits that matter whenever the mean is large next to the spread.
@@ -597,7 +607,9 @@ def emitter(node: Node) -> Emitter:
     try:
         return EMITTERS[node.op]
     except KeyError:
-        raise LoweringError(f"the tensorflow target cannot lower op '{node.op}'", node.loc, hint="see `dlirc ops`") from None
+        raise LoweringError(
+            f"the tensorflow target cannot lower op '{node.op}'", node.loc, hint="see `dlirc ops`"
+        ) from None
 
 
 # The emitters that live in their own modules register themselves on import.

@@ -14,13 +14,14 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
-
 from dlir.backends.tensorflow.codegen import class_name, generate_source
+
 from dlir.errors import UsageError
 from dlir.ir.graph import Graph
 from dlir.runtime.runner import Runner as BaseRunner
@@ -144,4 +145,3 @@ class Runner(BaseRunner):
     def _params_changed(self) -> None:
         with self._scope():
             self.module.load_params(self._params)
-

@@ -12,6 +12,7 @@ closures, which TensorFlow captures into the loop body.
 from __future__ import annotations
 
 from dlir.backends.tensorflow.lowering import HELPERS, TF_DTYPES, Ctx, _reg
+
 from dlir.ir.graph import Node
 from dlir.ir.types import TensorType
 

@@ -18,19 +18,20 @@ Generating needs no torch: only the runner imports it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
-
 from dlir.backends.codegen import RESERVED, Namespace, dim_expr, is_plain_identifier, loc_comment, py_num, py_str
 from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
+
 from dlir.errors import LoweringError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
+from dlir.ir.rnn_cell import absorbed_projections, skipped_nodes
 from dlir.ir.types import Dim, DType
 from dlir.runtime.init import standalone_source
-from dlir.ir.rnn_cell import absorbed_projections, skipped_nodes
 
 # Public attributes of torch.nn.Module (torch 2.13); a param or sub-module with
 # one of these names cannot be an attribute. tests/test_torch_backend.py checks
@@ -51,7 +52,9 @@ FILE_GLOBALS = frozenset({"Any", "math", "np", "zlib", "fans", "draw", "_initial
 
 INITIAL_HELPER = '''
 
-def _initial(name: str, shape: tuple[int, ...], dtype: str, kind: str, args: dict[str, float], seed: int) -> torch.Tensor:
+def _initial(
+    name: str, shape: tuple[int, ...], dtype: str, kind: str, args: dict[str, float], seed: int
+) -> torch.Tensor:
     """dlir's seeded initial value of one param: the same numbers on every target."""
     if dtype == "bfloat16":  # numpy has no bfloat16: torch rounds the float64 draws, as dlir does
         return torch.from_numpy(draw(name, shape, np.float64, kind, args, seed)).to(torch.bfloat16)
@@ -78,7 +81,7 @@ class Tree:
 
     expr: str
     root: bool = False
-    children: dict[str, "Tree"] = field(default_factory=dict)
+    children: dict[str, Tree] = field(default_factory=dict)
     leaves: dict[str, Value] = field(default_factory=dict)
 
     @property
@@ -329,9 +332,10 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
                 hint=did_you_mean(node.op, EMITTERS) or "see `dlirc ops` for what each target supports",
             )
         sym_names = scope.sym_names
-        rhs = emitter(Site(node, [names[v] for v in node.inputs], lambda d: dim_expr(d, sym_names), scope.device))
+        dim = lambda d, syms=sym_names: dim_expr(d, syms)  # noqa: E731 (bound now: B023)
+        rhs = emitter(Site(node, [names[v] for v in node.inputs], dim, scope.device))
         outs = [scope.ns.name(v.name, v) for v in node.outputs]
-        names.update(zip(node.outputs, outs))
+        names.update(zip(node.outputs, outs, strict=True))
         # split returns a tuple even for one piece
         target = ", ".join(outs) if len(outs) > 1 or node.op != "split" else f"({outs[0]},)"
         lines.append(f"{target} = {rhs}{loc_comment(node.loc)}")
@@ -350,7 +354,7 @@ def scan_lines(node: Node, scope: Scope) -> list[str]:
     ns, names = scope.ns, scope.names
     xs, inits = names[node.inputs[0]], [names[v] for v in node.inputs[1:]]
     x_t, *carries = (ns.name(v.name, v) for v in body.inputs)
-    names.update(zip(body.inputs, [x_t, *carries]))
+    names.update(zip(body.inputs, [x_t, *carries], strict=True))
     n_emit = len(body.outputs) - k
     ys = [ns.name(v.name, v) for v in node.outputs[:n_emit]]
     steps = [ns.name(f"{y}_steps") for y in ys]
@@ -361,15 +365,15 @@ def scan_lines(node: Node, scope: Scope) -> list[str]:
     inner = Scope(ns, names, dict(scope.sym_names), scope.device, scope.literals)
     loop = _bind_symbols(body, inner, outermost=False) + node_lines(body, inner)
     results = [names[v] for _, v in body.outputs]
-    loop += [f"{acc}.append({e})" for acc, e in zip(steps, results[k:])]
-    changed = [(h, new) for h, new in zip(carries, results[:k]) if h != new]
+    loop += [f"{acc}.append({e})" for acc, e in zip(steps, results[k:], strict=True)]
+    changed = [(h, new) for h, new in zip(carries, results[:k], strict=True) if h != new]
     if changed:
         loop.append(f"{', '.join(h for h, _ in changed)} = {', '.join(new for _, new in changed)}")
     lines[-1] += loc_comment(node.loc)
     lines += ["    " + line for line in loop or ["pass"]]
-    for y, acc in zip(ys, steps):
+    for y, acc in zip(ys, steps, strict=True):
         lines.append(f"{y} = torch.stack({acc + '[::-1]' if reverse else acc}, dim={axis})")
-    for v, h in zip(node.outputs[n_emit:], carries):
+    for v, h in zip(node.outputs[n_emit:], carries, strict=True):
         lines.append(f"{ns.name(v.name, v)} = {h}")
     names.update((v, ns.name(v.name, v)) for v in node.outputs)
     return lines
@@ -438,7 +442,7 @@ def render(graph: Graph) -> Rendered:
     names: dict[Value, str] = param_exprs(tree)
     ns = Namespace(RESERVED | FILE_GLOBALS | {cls})
     args = [ns.name(v.name, v) for v in graph.inputs]
-    names.update(zip(graph.inputs, args))
+    names.update(zip(graph.inputs, args, strict=True))
     body = forward_body(graph, ns, names)
     init = init_body(graph, tree)
     n_out = len(graph.outputs)
@@ -455,7 +459,13 @@ def render(graph: Graph) -> Rendered:
         out.append("import torch.nn.functional as F")
     if graph.params:
         # The seeded init, written out: the file needs torch and numpy, not dlir.
-        out[out.index("import torch") : out.index("import torch")] = ["import math", "import zlib", "from typing import Any", "", "import numpy as np"]
+        out[out.index("import torch") : out.index("import torch")] = [
+            "import math",
+            "import zlib",
+            "from typing import Any",
+            "",
+            "import numpy as np",
+        ]
         out += ["", "", standalone_source().rstrip("\n")]
         out.append(INITIAL_HELPER.rstrip("\n"))
     out += [

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dlir.backends.codegen import loc_comment
+
 from dlir.ir.graph import Node, Value
 from dlir.ir.rnn_cell import RnnCell
 
@@ -41,15 +42,14 @@ def fused_scan_lines(node: Node, cell: RnnCell, scope: Scope) -> list[str]:
     hx = f"({inits[0]}, {inits[1]})" if cell.kind == "lstm" else inits[0]
     ys = ns.name(f"{node.outputs[0].name}_seq" if n_emit else "rnn_seq")
     lasts = [ns.name(f"{v.name}_n") for v in node.outputs[n_emit:]]
-    call = (f"torch.{cell.kind}({x}, {hx}, ({', '.join(params)}), {has_bias}, 1, 0.0, False, False, "
-            f"{axis == 1})")
+    call = f"torch.{cell.kind}({x}, {hx}, ({', '.join(params)}), {has_bias}, 1, 0.0, False, False, {axis == 1})"
     where = loc_comment(node.loc).replace("  # ", "", 1) or "its source"
     lines = [f"# the scan at {where}: one fused {cell.kind.upper()} kernel (torch.{cell.kind}), not a loop"]
     lines += x_lines
     lines.append(f"{', '.join([ys, *lasts])} = {call}{loc_comment(node.loc)}")
     for v in node.outputs[:n_emit]:  # the one emit is h'
         lines.append(f"{ns.name(v.name, v)} = {ys}.flip({axis})" if reverse else f"{ns.name(v.name, v)} = {ys}")
-    for v, last in zip(node.outputs[n_emit:], lasts):
+    for v, last in zip(node.outputs[n_emit:], lasts, strict=True):
         lines.append(f"{ns.name(v.name, v)} = {last}[0]")
     names.update((v, ns.name(v.name, v)) for v in node.outputs)
     return lines

@@ -17,6 +17,7 @@ from dlir.backends.codegen import py_num
 from dlir.backends.torch.lowering_nn import NN_EMITTERS
 from dlir.backends.torch.site import Emitter, Site, torch_dtype
 from dlir.backends.torch.site import tuple_src as _tuple
+
 from dlir.ir.graph import Node
 from dlir.ir.types import Dim, DType
 from dlir.ops.shape import END
@@ -267,7 +268,7 @@ def _slice(s: Site) -> str:
     parts = [":"] * rank
     a = s.node.attrs
     # A later entry for the same axis wins, as in the reference.
-    for ax, st, en, step in zip(a["axes"], a["starts"], a["ends"], a["steps"]):
+    for ax, st, en, step in zip(a["axes"], a["starts"], a["ends"], a["steps"], strict=True):
         parts[ax % rank] = _slice_part(st, en, step)
     while parts and parts[-1] == ":":
         parts.pop()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from dlir.backends.codegen import py_num
 from dlir.backends.torch.site import Emitter, Site, torch_dtype
+
 from dlir.ir.types import Dim, DType
 from dlir.ops.conv import nchw_twin
 
@@ -111,7 +112,7 @@ class Amount:
     src: str
     value: int | None = None  # None: known only at run time
 
-    def minus(self, n: int) -> "Amount":
+    def minus(self, n: int) -> Amount:
         if self.value is not None:
             return Amount(str(self.value - n), self.value - n)
         return Amount(f"{self.src} - {n}" if n else self.src)
@@ -215,7 +216,9 @@ def _batch_norm(s: Site) -> str:
     eps = py_num(s.attr("eps"))
     if all(v.kind == "buffer" for v in s.node.inputs[3:5]):
         momentum = py_num(s.attr("momentum"))
-        return f"F.batch_norm({x}, {mean}, {var}, {scale}, {bias}, training=self.training, momentum={momentum}, eps={eps})"
+        return (
+            f"F.batch_norm({x}, {mean}, {var}, {scale}, {bias}, training=self.training, momentum={momentum}, eps={eps})"
+        )
     return f"F.batch_norm({x}, {mean}, {var}, {scale}, {bias}, training=False, eps={eps})"
 
 

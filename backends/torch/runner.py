@@ -18,8 +18,8 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-
 from dlir.backends.torch.codegen import render
+
 from dlir.errors import UsageError
 from dlir.ir.graph import Graph
 from dlir.runtime.runner import Runner as BaseRunner
@@ -126,7 +126,7 @@ class Runner(BaseRunner):
             out = self.module(*args)
         outs = list(out) if isinstance(out, tuple) else [out]
         arrays = [to_numpy(t) for t in outs]
-        for (name, v), a in zip(self.graph.outputs, arrays):
+        for (name, v), a in zip(self.graph.outputs, arrays, strict=True):
             assert a.dtype == v.type.dtype.numpy, f"torch output '{name}' is {a.dtype}, declared {v.type}"
         return arrays
 

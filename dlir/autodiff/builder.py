@@ -195,7 +195,7 @@ class GradBuilder:
                 out = self.op("squeeze", out, axes=list(range(lead)))
         elif lead:  # (the usual bias case: one sum)
             out = self.op("sum", out, axis=list(range(lead)))
-        for i, (a, b) in enumerate(zip(out.type.shape, ts)):
+        for i, (a, b) in enumerate(zip(out.type.shape, ts, strict=True)):
             if not a.compatible(b):
                 raise PassError(
                     f"autodiff: a cotangent {g.type} does not reduce to {t} (axis {i}: {a} vs {b})", self.loc

@@ -28,7 +28,7 @@ class GradRunner:
         res = self.runner(**inputs)
         res = res if isinstance(res, tuple) else (res,)
         outs, grads = res[: self.n_outputs], res[self.n_outputs :]
-        return (outs[0] if len(outs) == 1 else tuple(outs)), dict(zip(self.wrt, grads))
+        return (outs[0] if len(outs) == 1 else tuple(outs)), dict(zip(self.wrt, grads, strict=True))
 
     @property
     def output_names(self) -> list[str]:

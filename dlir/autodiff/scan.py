@@ -54,7 +54,7 @@ def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]
     names = ["x_t", "step"] + [f"d.{body.inputs[1 + i].name}" for i in floats] + [f"d.{c.name}" for c in closure]
     bb = scan_body(b.graph, step_type(xs.type, axis), carry_types, names, name=f"d.{body.name}", loc=node.loc)
     x_t, step = bb.inputs[0], bb.inputs[1]
-    gh = dict(zip(floats, bb.inputs[2 : 2 + len(floats)]))
+    gh = dict(zip(floats, bb.inputs[2 : 2 + len(floats)], strict=True))
     sums = bb.inputs[2 + len(floats) :]
     inner = type(b)(bb, node.loc, "d")
 
@@ -63,7 +63,7 @@ def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]
         return inner.op("squeeze", picked, axes=[axis])
 
     h_t = [at_step(s) for s in saved]
-    mapping: dict[Value, Value] = {body.inputs[0]: x_t, **dict(zip(body.inputs[1:], h_t))}
+    mapping: dict[Value, Value] = {body.inputs[0]: x_t, **dict(zip(body.inputs[1:], h_t, strict=True))}
     first_replay = len(bb.nodes)
     _replay(body, bb, mapping)
     replayed = bb.nodes[first_replay:]
@@ -81,7 +81,7 @@ def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]
     outputs: list[tuple[str, Value]] = [("step", inner.add(step, one))]
     for i in floats:
         outputs.append((f"d.{body.inputs[1 + i].name}", grads.get(h_t[i]) or inner.zeros_like(h_t[i])))
-    for c, s in zip(closure, sums):
+    for c, s in zip(closure, sums, strict=True):
         outputs.append((f"d.{c.name}", inner.add(s, grads[c]) if c in grads else s))
     if want_xs:
         outputs.append(("d.x_t", grads.get(x_t) or inner.zeros_like(x_t)))
@@ -94,8 +94,8 @@ def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]
     n_carry = 1 + len(floats) + len(closure)
     d_xs = outs[0] if want_xs else None
     lasts = outs[-n_carry:]
-    d_inits = dict(zip(floats, lasts[1 : 1 + len(floats)]))
-    for c, total in zip(closure, lasts[1 + len(floats) :]):
+    d_inits = dict(zip(floats, lasts[1 : 1 + len(floats)], strict=True))
+    for c, total in zip(closure, lasts[1 + len(floats) :], strict=True):
         b.add_closure_cotangent(c, total)
     return [d_xs] + [d_inits.get(i) for i in range(k)]
 
@@ -142,7 +142,7 @@ def _replay(src: Graph, dst: Graph, mapping: dict[Value, Value]) -> None:
     for n in src.nodes:
         outs = [Value(dst.fresh_name(o.name), o.type, "node", loc=o.loc) for o in n.outputs]
         copy = Node(n.op, [_mapped(mapping, v) for v in n.inputs], _copy_attrs(n.attrs), outs, n.loc)
-        for o, new in zip(n.outputs, outs):
+        for o, new in zip(n.outputs, outs, strict=True):
             new.producer = copy
             mapping[o] = new
         if n.body is not None:

@@ -188,7 +188,7 @@ class Reverse:
         got = opdef.vjp(b, node, cts)
         assert len(got) == len(node.inputs), f"the VJP of {node.op}: {len(got)} cotangents, {len(node.inputs)} inputs"
         out_masks = self.mask.get(node.outputs[0], ()) if opdef.elementwise and len(node.outputs) == 1 else ()
-        for i, (x, c) in enumerate(zip(node.inputs, got)):
+        for i, (x, c) in enumerate(zip(node.inputs, got, strict=True)):
             if c is None or not wants[i]:
                 continue
             if out_masks and c is not cts[0]:

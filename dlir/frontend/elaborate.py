@@ -75,8 +75,12 @@ class Elaborator(ExprMixin):
         in_names = set(inputs)
         for n in names:
             if n in in_names:
-                raise TypeError_(f"output '{n}' has the name of an input", self.loc(outs), hint="outputs and inputs need distinct names")
-        self.graph.outputs = list(zip(names, result))
+                raise TypeError_(
+                    f"output '{n}' has the name of an input",
+                    self.loc(outs),
+                    hint="outputs and inputs need distinct names",
+                )
+        self.graph.outputs = list(zip(names, result, strict=True))
         return self.graph
 
     def model_inputs(self, params: Any, frame: Frame, bind_new: bool) -> dict[str, tuple[TensorType, Token]]:
@@ -120,10 +124,14 @@ class Elaborator(ExprMixin):
             raise TypeError_(
                 f"model {d.name} declares {len(declared)} output(s) but returns {len(result)}", self.loc(where)
             )
-        for i, (v, t) in enumerate(zip(result, declared)):
+        for i, (v, t) in enumerate(zip(result, declared, strict=True)):
             if t is None:
                 continue
-            ok = v.type.dtype == t.dtype and v.type.rank == t.rank and all(a.compatible(b) for a, b in zip(v.type.shape, t.shape))
+            ok = (
+                v.type.dtype == t.dtype
+                and v.type.rank == t.rank
+                and all(a.compatible(b) for a, b in zip(v.type.shape, t.shape, strict=True))
+            )
             if not ok:
                 raise TypeError_(
                     f"output {i} of model {d.name} is declared {t}, but the value returned is {v.type}",
@@ -174,10 +182,16 @@ class Elaborator(ExprMixin):
         what = "buffer" if buffer else "param"
         owner = frame.owner
         if owner is None:
-            raise TypeError_(f"a fn cannot declare a {what}", self.loc(st), hint="use a layer for anything with weights")
+            raise TypeError_(
+                f"a fn cannot declare a {what}", self.loc(st), hint="use a layer for anything with weights"
+            )
         t = self.eval_type(ty, frame, new_symbols=False)
         if not t.is_static:
-            raise TypeError_(f"{what} '{tok}' has a shape that is not known at compile time: {t}", self.loc(ty), hint="param shapes use ints and config arguments only")
+            raise TypeError_(
+                f"{what} '{tok}' has a shape that is not known at compile time: {t}",
+                self.loc(ty),
+                hint="param shapes use ints and config arguments only",
+            )
         key = str(tok) + frame.loop_suffix()
         full = owner.path(key)
         existing = owner.scope.get(str(tok))
@@ -188,7 +202,11 @@ class Elaborator(ExprMixin):
             owner.scope[str(tok)] = existing  # a model body run again: the same weights
             return
         if full in self.graph._used:  # params' names are claimed there (a set: linear in the model's size)
-            raise TypeError_(f"{what} name '{full}' is already used", self.loc(st), hint="names of params and layer instances must be unique")
+            raise TypeError_(
+                f"{what} name '{full}' is already used",
+                self.loc(st),
+                hint="names of params and layer instances must be unique",
+            )
         v = self.graph.add_param(full, t, self.eval_init(init, frame), buffer=buffer, loc=self.loc(tok))
         parts = full.split(".")
         self.param_prefixes.update(".".join(parts[:i]) for i in range(1, len(parts)))
@@ -198,15 +216,25 @@ class Elaborator(ExprMixin):
     def eval_init(self, init: Tree, frame: Frame) -> Init:
         name = str(init.children[0])
         if name not in INIT_KINDS:
-            raise TypeError_(f"unknown initializer '{name}'", self.loc(init), hint=did_you_mean(name, INIT_KINDS) or "initializers: " + ", ".join(INIT_KINDS))
+            raise TypeError_(
+                f"unknown initializer '{name}'",
+                self.loc(init),
+                hint=did_you_mean(name, INIT_KINDS) or "initializers: " + ", ".join(INIT_KINDS),
+            )
         argnames = INIT_KINDS[name]
         pos, kw = self.eval_args(init.children[1] if len(init.children) > 1 else None, frame)
         if len(pos) > len(argnames):
-            raise TypeError_(f"{name} takes at most {len(argnames)} argument(s) ({', '.join(argnames) or 'none'})", self.loc(init))
-        vals = dict(zip(argnames, pos))
+            raise TypeError_(
+                f"{name} takes at most {len(argnames)} argument(s) ({', '.join(argnames) or 'none'})", self.loc(init)
+            )
+        vals = dict(zip(argnames, pos, strict=False))  # the arguments not given take their defaults
         for k, (v, where) in kw.items():
             if k not in argnames or k in vals:
-                raise TypeError_(f"{name} has no argument '{k}'" if k not in argnames else f"argument '{k}' given twice", self.loc(where), hint=did_you_mean(k, argnames))
+                raise TypeError_(
+                    f"{name} has no argument '{k}'" if k not in argnames else f"argument '{k}' given twice",
+                    self.loc(where),
+                    hint=did_you_mean(k, argnames),
+                )
             vals[k] = v
         for k, v in vals.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -230,7 +258,7 @@ class Elaborator(ExprMixin):
         if not isinstance(val, tuple) or len(val) != len(targets):
             got = len(val) if isinstance(val, tuple) else 1
             raise TypeError_(f"{len(targets)} names to bind but the right side gives {got} value(s)", self.loc(st))
-        for name, v in zip(targets, val):
+        for name, v in zip(targets, val, strict=True):
             self.bind(name, v, frame, st)
 
     def bind(self, name: str, val: Any, frame: Frame, where: Any) -> None:
@@ -264,7 +292,11 @@ class Elaborator(ExprMixin):
     def enter(self, name: str, where: Any) -> None:
         if name in self.stack:
             chain = " -> ".join(self.stack[self.stack.index(name) :] + [name])
-            raise TypeError_(f"recursive definition: {chain}", self.loc(where), hint="layers and fns are inlined, so they cannot call themselves")
+            raise TypeError_(
+                f"recursive definition: {chain}",
+                self.loc(where),
+                hint="layers and fns are inlined, so they cannot call themselves",
+            )
         if len(self.stack) >= MAX_DEPTH:
             raise TypeError_(f"layers nest more than {MAX_DEPTH} deep", self.loc(where))
         self.stack.append(name)
@@ -275,7 +307,9 @@ class Elaborator(ExprMixin):
         self.stack.pop()
         self.file = self.files.pop()
 
-    def through(self, e: DlirError, d: DefRef, instance: str | None, site: SourceLoc, created: SourceLoc | None = None) -> DlirError:
+    def through(
+        self, e: DlirError, d: DefRef, instance: str | None, site: SourceLoc, created: SourceLoc | None = None
+    ) -> DlirError:
         """Re-point an error raised inside a layer, model or fn call, as rustc does for macros.
 
         An error in a library definition (the stdlib) moves to the line that called it, with
@@ -296,7 +330,9 @@ class Elaborator(ExprMixin):
     def instantiate(self, d: DefRef, call: Tree, name: str, frame: Frame) -> Instance:
         owner = frame.owner
         if owner is None or frame.kind == "fn":
-            raise TypeError_(f"a fn cannot create the layer {d.name}", self.loc(call), hint="create layers in a layer or model")
+            raise TypeError_(
+                f"a fn cannot create the layer {d.name}", self.loc(call), hint="create layers in a layer or model"
+            )
         key = name + frame.loop_suffix()
         if key in frame.created:
             raise TypeError_(
@@ -316,7 +352,11 @@ class Elaborator(ExprMixin):
         try:
             if d.kind == "model":
                 if pos or kw:
-                    raise TypeError_(f"model {d.name} takes no arguments when created", self.loc(call), hint=f"create it, then call it: `{name} = {d.name}()`, then `{name}(x)`")
+                    raise TypeError_(
+                        f"model {d.name} takes no arguments when created",
+                        self.loc(call),
+                        hint=f"create it, then call it: `{name} = {d.name}()`, then `{name}(x)`",
+                    )
             else:
                 self.bind_config(d, pos, kw, inst, call)
                 self.init_layer(d, inst)
@@ -327,16 +367,25 @@ class Elaborator(ExprMixin):
         owner.children[key] = inst
         return inst
 
-    def bind_config(self, d: DefRef, pos: list[Any], kw: dict[str, tuple[Any, Any]], inst: Instance, call: Tree) -> None:
+    def bind_config(
+        self, d: DefRef, pos: list[Any], kw: dict[str, tuple[Any, Any]], inst: Instance, call: Tree
+    ) -> None:
         params = d.tree.children[1]
         decls = params.children if params is not None else []
         names = [str(p.children[0]) for p in decls]
         if len(pos) > len(decls):
-            raise TypeError_(f"layer {d.name} takes {len(decls)} config argument(s) ({', '.join(names)}), got {len(pos)}", self.caller_loc(call))
-        given = dict(zip(names, pos))
+            raise TypeError_(
+                f"layer {d.name} takes {len(decls)} config argument(s) ({', '.join(names)}), got {len(pos)}",
+                self.caller_loc(call),
+            )
+        given = dict(zip(names, pos, strict=False))  # fewer positional arguments than config names is fine
         for k, (v, where) in kw.items():
             if k not in names:
-                raise TypeError_(f"layer {d.name} has no config argument '{k}'", self.caller_loc(where), hint=did_you_mean(k, names) or f"its arguments are: {', '.join(names) or 'none'}")
+                raise TypeError_(
+                    f"layer {d.name} has no config argument '{k}'",
+                    self.caller_loc(where),
+                    hint=did_you_mean(k, names) or f"its arguments are: {', '.join(names) or 'none'}",
+                )
             if k in given:
                 raise TypeError_(f"config argument '{k}' given twice", self.caller_loc(where))
             given[k] = v
@@ -344,7 +393,11 @@ class Elaborator(ExprMixin):
             pname, ptype, default = str(p.children[0]), str(p.children[1]), p.children[2]
             if pname not in given:
                 if default is None:
-                    raise TypeError_(f"layer {d.name} needs the config argument '{pname}'", self.caller_loc(call), hint=f"{d.name}({', '.join(names)})")
+                    raise TypeError_(
+                        f"layer {d.name} needs the config argument '{pname}'",
+                        self.caller_loc(call),
+                        hint=f"{d.name}({', '.join(names)})",
+                    )
                 given[pname] = self.eval(default, Frame(ChainMap({}), None, {}, kind="fn"))
             inst.scope[pname] = self.check_config(d, pname, ptype, given[pname], call)
 
@@ -356,9 +409,14 @@ class Elaborator(ExprMixin):
             "bool": isinstance(v, bool),
         }
         if ptype not in ok:
-            raise TypeError_(f"config argument '{name}' of {d.name} has type '{ptype}'; use int, float, str or bool", self.caller_loc(where))
+            raise TypeError_(
+                f"config argument '{name}' of {d.name} has type '{ptype}'; use int, float, str or bool",
+                self.caller_loc(where),
+            )
         if not ok[ptype]:
-            raise TypeError_(f"config argument '{name}' of {d.name} must be {ptype}, got {self.describe(v)}", self.caller_loc(where))
+            raise TypeError_(
+                f"config argument '{name}' of {d.name} must be {ptype}, got {self.describe(v)}", self.caller_loc(where)
+            )
         return float(v) if ptype == "float" else v
 
     def init_layer(self, d: DefRef, inst: Instance) -> None:
@@ -388,9 +446,11 @@ class Elaborator(ExprMixin):
             required = sum(1 for _, default in decls if default is None)
             if not required <= len(args) <= len(decls):
                 want = f"{len(pnames)}" if required == len(pnames) else f"{required} to {len(pnames)}"
-                raise TypeError_(f"{d.name}.forward takes {want} argument(s) ({', '.join(pnames)}), got {len(args)}", self.loc(call))
-            bound = dict(zip(pnames, args))
-            for pname, default in decls[len(args):]:
+                raise TypeError_(
+                    f"{d.name}.forward takes {want} argument(s) ({', '.join(pnames)}), got {len(args)}", self.loc(call)
+                )
+            bound = dict(zip(pnames, args, strict=False))  # the rest take their defaults, below
+            for pname, default in decls[len(args) :]:
                 bound[pname] = self.eval(default, Frame(ChainMap({}, inst.scope), None, {}, kind="fn"))
             inner = frame.child(bound, inst, "forward")
             vals, _ = self.run_body(body, inner)
@@ -407,8 +467,10 @@ class Elaborator(ExprMixin):
         inner = Frame(ChainMap(inst.scope), inst, symbols, kind="model")
         decl = self.model_inputs(params, Frame(ChainMap({}), None, {}), bind_new=True)
         if len(args) != len(decl):
-            raise TypeError_(f"model {d.name} takes {len(decl)} input(s) ({', '.join(decl)}), got {len(args)}", self.loc(call))
-        for (pname, (t, _)), a in zip(decl.items(), args):
+            raise TypeError_(
+                f"model {d.name} takes {len(decl)} input(s) ({', '.join(decl)}), got {len(args)}", self.loc(call)
+            )
+        for (pname, (t, _)), a in zip(decl.items(), args, strict=True):
             a = self.as_tensor(a, t.dtype, call)
             self.unify(d.name, pname, t, a.type, symbols, call)
             inst.scope[pname] = a
@@ -417,10 +479,12 @@ class Elaborator(ExprMixin):
         self.check_outputs(d, vals, declared, where)
         return vals[0] if len(vals) == 1 else tuple(vals)
 
-    def unify(self, model: str, name: str, decl: TensorType, got: TensorType, symbols: dict[str, Dim], where: Any) -> None:
+    def unify(
+        self, model: str, name: str, decl: TensorType, got: TensorType, symbols: dict[str, Dim], where: Any
+    ) -> None:
         """Bind the callee's symbols to the argument's dims, checking what is fixed."""
         bad = decl.dtype != got.dtype or decl.rank != got.rank
-        for dd, gd in zip(decl.shape, got.shape) if not bad else ():
+        for dd, gd in zip(decl.shape, got.shape, strict=True) if not bad else ():
             if dd.is_symbol():
                 s = next(iter(dd.symbols))
                 if s in symbols and not symbols[s].compatible(gd):
@@ -429,17 +493,21 @@ class Elaborator(ExprMixin):
             elif not dd.unknown and dd.symbols <= set(symbols):
                 bad = bad or not _subst(dd, symbols).compatible(gd)
         if bad:
-            raise TypeError_(f"input '{name}' of model {model} is declared {decl}, but the argument is {got}", self.loc(where))
+            raise TypeError_(
+                f"input '{name}' of model {model} is declared {decl}, but the argument is {got}", self.loc(where)
+            )
 
     def call_fn(self, d: DefRef, args: list[Any], call: Tree, frame: Frame) -> Any:
         name_tok, names, body = d.tree.children
         pnames = [str(n) for n in names.children] if names is not None else []
         if len(args) != len(pnames):
-            raise TypeError_(f"fn {d.name} takes {len(pnames)} argument(s) ({', '.join(pnames)}), got {len(args)}", self.loc(call))
+            raise TypeError_(
+                f"fn {d.name} takes {len(pnames)} argument(s) ({', '.join(pnames)}), got {len(args)}", self.loc(call)
+            )
         site = self.loc(call)
         self.enter(d.name, call)
         try:
-            inner = Frame(ChainMap(dict(zip(pnames, args))), frame.owner, frame.symbols, kind="fn")
+            inner = Frame(ChainMap(dict(zip(pnames, args, strict=True))), frame.owner, frame.symbols, kind="fn")
             if d.tree.data == "fn_expr":
                 return self.eval(body, inner)
             vals, _ = self.run_body(body, inner)
@@ -475,7 +543,12 @@ class Elaborator(ExprMixin):
         if new_symbols:
             frame.symbols[name] = Dim.of(name)
             return frame.symbols[name]
-        raise TypeError_(f"unknown dim '{name}'", self.loc(d), hint=did_you_mean(name, list(frame.symbols) + [k for k in frame.scope]) or "symbols are bound by the model's input types")
+        raise TypeError_(
+            f"unknown dim '{name}'",
+            self.loc(d),
+            hint=did_you_mean(name, list(frame.symbols) + [k for k in frame.scope])
+            or "symbols are bound by the model's input types",
+        )
 
     # -- strings -----------------------------------------------------------------------
     def string(self, tok: Token) -> str:

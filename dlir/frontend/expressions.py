@@ -9,7 +9,8 @@ PyTorch and NumPy's weak scalars.
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lark import Token, Tree
 
@@ -24,7 +25,12 @@ from dlir.ops.shape import END
 BINARY_OPS = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "matmul": "matmul", "pow": "pow"}
 COMPARE_OPS = {"<": "less", "<=": "less_equal", ">": "greater", ">=": "greater_equal", "==": "equal", "!=": "not_equal"}
 _PY_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 
 
@@ -127,7 +133,11 @@ class ExprMixin:
                 self.loc(n.children[1]),
                 hint=did_you_mean(attr, base.scope) or f"it has: {', '.join(base.scope) or 'nothing'}",
             )
-        raise TypeError_(f"cannot read '.{attr}' of {self.describe(base)}", self.loc(n.children[1]), hint="only layer instances have members")
+        raise TypeError_(
+            f"cannot read '.{attr}' of {self.describe(base)}",
+            self.loc(n.children[1]),
+            hint="only layer instances have members",
+        )
 
     # -- operators ---------------------------------------------------------------------
     def _binary(self, n: Tree, f: Frame) -> Any:
@@ -160,14 +170,20 @@ class ExprMixin:
     def fold(self, op: str, a: Any, b: Any, n: Tree) -> Any:
         """Arithmetic on compile-time values (config ints, dims)."""
         if isinstance(a, Dim) or isinstance(b, Dim):
-            if op in ("add", "sub", "mul") and all(isinstance(x, Dim) or isinstance(x, int) for x in (a, b)) and not any(isinstance(x, bool) for x in (a, b)):
+            if (
+                op in ("add", "sub", "mul")
+                and all(isinstance(x, Dim) or isinstance(x, int) for x in (a, b))
+                and not any(isinstance(x, bool) for x in (a, b))
+            ):
                 da, db = Dim.of(a), Dim.of(b)
                 return da + db if op == "add" else da - db if op == "sub" else da * db
             if op == "div":
                 q = Dim.of(a).exact_div(b) if isinstance(b, (Dim, int)) else None
                 if q is not None:
                     return q
-            raise TypeError_(f"cannot compute {op} of {self.describe(a)} and {self.describe(b)} at compile time", self.loc(n))
+            raise TypeError_(
+                f"cannot compute {op} of {self.describe(a)} and {self.describe(b)} at compile time", self.loc(n)
+            )
         if not (_is_number(a) and _is_number(b)):
             raise TypeError_(f"cannot compute {op} of {self.describe(a)} and {self.describe(b)}", self.loc(n))
         try:
@@ -216,7 +232,11 @@ class ExprMixin:
             return self.call_builtin(callee.name, pos, kw, n)
         if kw:
             k, (_, where) = next(iter(kw.items()))
-            raise TypeError_(f"keyword argument '{k}' is not allowed here", self.loc(where), hint="only ops and layer creation take keyword arguments")
+            raise TypeError_(
+                f"keyword argument '{k}' is not allowed here",
+                self.loc(where),
+                hint="only ops and layer creation take keyword arguments",
+            )
         if isinstance(callee, DefRef) and callee.kind == "fn":
             return self.call_fn(callee, pos, n, f)
         if isinstance(callee, Instance):
@@ -230,7 +250,11 @@ class ExprMixin:
         t = pos[0].type
         if name == "shape":
             if any(d.unknown for d in t.shape):
-                raise TypeError_(f"shape(): {t} has an unknown dim", self.loc(n), hint="unknown dims (?) cannot be used at compile time")
+                raise TypeError_(
+                    f"shape(): {t} has an unknown dim",
+                    self.loc(n),
+                    hint="unknown dims (?) cannot be used at compile time",
+                )
             return tuple(d.value if d.is_static else d for d in t.shape)
         return t.rank  # rank
 
@@ -238,7 +262,7 @@ class ExprMixin:
         try:
             opdef = get_op(name)
         except DlirError as e:
-            raise e.with_loc(self.loc(n))
+            raise e.with_loc(self.loc(n)) from None
         inputs: list[Any]
         rest = list(pos)
         if opdef.variadic:
@@ -252,22 +276,28 @@ class ExprMixin:
             inputs = []
             while rest and len(inputs) < k and (not opdef.inputs[len(inputs)].endswith("?") or is_tensor(rest[0])):
                 inputs.append(rest.pop(0))
-            for iname in opdef.input_names[len(inputs):]:
+            for iname in opdef.input_names[len(inputs) :]:
                 if iname in kw:
                     inputs.append(kw.pop(iname)[0])
             if not opdef.accepts(len(inputs)):
                 raise TypeError_(f"{opdef.arity_text()}, got {len(inputs)}", self.loc(n))
         attr_names = [a.name for a in opdef.attrs]
         if len(rest) > len(attr_names):
-            raise TypeError_(f"{name} got {len(rest)} extra positional argument(s)", self.loc(n), hint=f"{name} takes attributes: {', '.join(attr_names) or 'none'}")
-        attrs: dict[str, Any] = dict(zip(attr_names, rest))
+            raise TypeError_(
+                f"{name} got {len(rest)} extra positional argument(s)",
+                self.loc(n),
+                hint=f"{name} takes attributes: {', '.join(attr_names) or 'none'}",
+            )
+        attrs: dict[str, Any] = dict(zip(attr_names, rest, strict=False))  # the rest: keywords or defaults
         for k, (v, where) in kw.items():
             if k in attrs:
                 raise TypeError_(f"{name}: attribute '{k}' given twice", self.loc(where))
             attrs[k] = v
         for k, v in attrs.items():
             if is_tensor(v) or isinstance(v, Instance):
-                raise TypeError_(f"{name}: attribute '{k}' must be known at compile time, got {self.describe(v)}", self.loc(n))
+                raise TypeError_(
+                    f"{name}: attribute '{k}' must be known at compile time, got {self.describe(v)}", self.loc(n)
+                )
         return self.apply_op(name, inputs, attrs, n)
 
     def apply_op(self, name: str, inputs: list[Any], attrs: dict[str, Any], n: Tree) -> Any:
@@ -294,7 +324,11 @@ class ExprMixin:
         elif isinstance(v, float):
             dt = like if like is not None and like.is_float else DType.f32
             if like is not None and not like.is_float and float(v).is_integer() is False:
-                raise TypeError_(f"the number {v} cannot be combined with a {like} tensor", self.loc(n), hint=f"cast the tensor first: cast(x, f32)")
+                raise TypeError_(
+                    f"the number {v} cannot be combined with a {like} tensor",
+                    self.loc(n),
+                    hint="cast the tensor first: cast(x, f32)",
+                )
         elif isinstance(v, list) and v and all(_is_number(x) or isinstance(x, bool) for x in v):
             dt = like if like is not None else (DType.f32 if any(isinstance(x, float) for x in v) else DType.i64)
         else:
@@ -336,7 +370,9 @@ class ExprMixin:
                 lo, hi, st = parts[0], parts[1], parts[2] if s.data == "slice3" else None
                 for what, v in (("start", lo), ("end", hi), ("step", st)):
                     if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
-                        raise TypeError_(f"slice {what} must be a compile-time int, got {self.describe(v)}", self.loc(s))
+                        raise TypeError_(
+                            f"slice {what} must be a compile-time int, got {self.describe(v)}", self.loc(s)
+                        )
                 if st is not None and st <= 0:
                     raise TypeError_(f"slice step {st} is not supported", self.loc(s), hint="steps must be positive")
                 if (lo, hi, st) != (None, None, None) and (lo, hi, st) != (None, None, 1):
@@ -347,7 +383,11 @@ class ExprMixin:
             else:
                 i = self.eval(s, f)
                 if is_tensor(i):
-                    raise TypeError_("indexing with a tensor is not supported yet", self.loc(s), hint="index with compile-time ints and slices")
+                    raise TypeError_(
+                        "indexing with a tensor is not supported yet",
+                        self.loc(s),
+                        hint="index with compile-time ints and slices",
+                    )
                 if not isinstance(i, int) or isinstance(i, bool):
                     raise TypeError_(f"an index must be a compile-time int, got {self.describe(i)}", self.loc(s))
                 d = x.type.shape[axis]

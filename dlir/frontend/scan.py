@@ -47,39 +47,61 @@ class ScanFrame(Frame):
     scan: ScanState | None = None
 
 
-def exec_scan_stmt(el: "Elaborator", st: Tree, frame: Frame) -> None:
+def exec_scan_stmt(el: Elaborator, st: Tree, frame: Frame) -> None:
     """Execute a ``scan_assign`` or an ``emit_stmt``."""
     if st.data == "emit_stmt":
         if not isinstance(frame, ScanFrame) or frame.scan is None:
-            raise TypeError_("emit is only allowed inside a scan body", el.loc(st),
-                             hint="emit adds one value per step to the results of a scan")
+            raise TypeError_(
+                "emit is only allowed inside a scan body",
+                el.loc(st),
+                hint="emit adds one value per step to the results of a scan",
+            )
         _emit(el, st, frame, frame.scan)
     else:
         _scan(el, st, frame)
 
 
-def _scan(el: "Elaborator", st: Tree, frame: Frame) -> None:
+def _scan(el: Elaborator, st: Tree, frame: Frame) -> None:
     targets = [str(t) for t in st.children[0].children]
     expr = st.children[1]
     reverse_tok, x_tok, xs_expr, axis_expr, *carries, block = expr.children
     xs = el.eval(xs_expr, frame)
     if not is_tensor(xs):
-        raise TypeError_(f"scan iterates over a tensor, but xs is {el.describe(xs)}", el.loc(xs_expr),
-                         hint="`scan x_t in xs along 1 ...` slices the tensor xs along axis 1")
+        raise TypeError_(
+            f"scan iterates over a tensor, but xs is {el.describe(xs)}",
+            el.loc(xs_expr),
+            hint="`scan x_t in xs along 1 ...` slices the tensor xs along axis 1",
+        )
     axis = _axis(el, axis_expr, xs, frame)
     names, inits = _carries(el, carries, x_tok, frame)
     carry_toks = [c.children[0] for c in carries]
     # Body inputs are named as bind() names values: with the layer's prefix (rnn.h).
     prefix = frame.owner.prefix + "." if frame.owner is not None and frame.owner.prefix and frame.kind != "fn" else ""
     bases = [prefix + n for n in [str(x_tok), *names]]
-    body = scan_body(el.graph, step_type(xs.type, axis), [v.type for v in inits], bases,
-                     locs=[el.loc(t) for t in [x_tok, *carry_toks]], loc=el.loc(expr))
+    body = scan_body(
+        el.graph,
+        step_type(xs.type, axis),
+        [v.type for v in inits],
+        bases,
+        locs=[el.loc(t) for t in [x_tok, *carry_toks]],
+        loc=el.loc(expr),
+    )
     state = ScanState(axis)
-    local: dict[str, Any] = dict(zip([str(x_tok)] + names, body.inputs))
-    inner = ScanFrame(ChainMap(local, *frame.scope.maps), frame.owner, frame.symbols, frame.loops, frame.created,
-                      frame.kind, scan=state)
+    local: dict[str, Any] = dict(zip([str(x_tok)] + names, body.inputs, strict=True))
+    inner = ScanFrame(
+        ChainMap(local, *frame.scope.maps),
+        frame.owner,
+        frame.symbols,
+        frame.loops,
+        frame.created,
+        frame.kind,
+        scan=state,
+    )
     body.nodes = _run_body(el, block, inner)
-    new = [_carry_out(el, n, local[n], h.type, block, tok) for n, h, tok in zip(names, body.inputs[1:], carry_toks)]
+    new = [
+        _carry_out(el, n, local[n], h.type, block, tok)
+        for n, h, tok in zip(names, body.inputs[1:], carry_toks, strict=True)
+    ]
     m, k = len(state.emits), len(names)
     if len(targets) != m + k:
         carries_text = "carry" if k == 1 else "carries"
@@ -90,28 +112,31 @@ def _scan(el: "Elaborator", st: Tree, frame: Frame) -> None:
             hint="bind the stacked emits first, then the final carries: `ys, h_last = scan ...`",
         )
     emit_names = [t if t not in names else f"emit{j}" for j, t in enumerate(targets[:m])]
-    body.outputs = list(zip(names, new)) + list(zip(emit_names, state.emits))
+    body.outputs = list(zip(names, new, strict=True)) + list(zip(emit_names, state.emits, strict=True))
     outs = emit_scan(el.graph, xs, inits, body, axis, reverse_tok is not None, el.loc(expr), names=targets)
-    for name, v in zip(targets, outs):
+    for name, v in zip(targets, outs, strict=True):
         el.auto_named.add(v)
         el.bind(name, v, frame, st)
 
 
-def _run_body(el: "Elaborator", block: Tree, inner: ScanFrame) -> list[Node]:
+def _run_body(el: Elaborator, block: Tree, inner: ScanFrame) -> list[Node]:
     """Run the body's statements; the nodes they build move from the model's graph into the body."""
     g = el.graph
     start = len(g.nodes)
     for s in block.children:
         if s.data == "return_stmt":
-            raise TypeError_("return is not allowed inside a scan body", el.loc(s),
-                             hint="a scan gives its emits and final carries: `ys, h = scan ...`; return after it")
+            raise TypeError_(
+                "return is not allowed inside a scan body",
+                el.loc(s),
+                hint="a scan gives its emits and final carries: `ys, h = scan ...`; return after it",
+            )
         el.exec_stmt(s, inner)
     nodes = g.nodes[start:]
     del g.nodes[start:]
     return nodes
 
 
-def _axis(el: "Elaborator", axis_expr: Tree, xs: Value, frame: Frame) -> int:
+def _axis(el: Elaborator, axis_expr: Tree, xs: Value, frame: Frame) -> int:
     axis = el.eval(axis_expr, frame)
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise TypeError_(f"`along` takes a compile-time int axis, got {el.describe(axis)}", el.loc(axis_expr))
@@ -123,7 +148,7 @@ def _axis(el: "Elaborator", axis_expr: Tree, xs: Value, frame: Frame) -> int:
     return ax
 
 
-def _carries(el: "Elaborator", carries: list[Tree], x_tok: Token, frame: Frame) -> tuple[list[str], list[Value]]:
+def _carries(el: Elaborator, carries: list[Tree], x_tok: Token, frame: Frame) -> tuple[list[str], list[Value]]:
     names: list[str] = []
     inits: list[Value] = []
     for c in carries:
@@ -131,8 +156,11 @@ def _carries(el: "Elaborator", carries: list[Tree], x_tok: Token, frame: Frame) 
         name = str(tok)
         if name in names or name == str(x_tok):
             what = "the slice" if name == str(x_tok) else "another carry"
-            raise TypeError_(f"carry '{name}' has the name of {what}", el.loc(tok),
-                             hint="each carry and the slice need their own names")
+            raise TypeError_(
+                f"carry '{name}' has the name of {what}",
+                el.loc(tok),
+                hint="each carry and the slice need their own names",
+            )
         v = el.eval(e, frame)
         if not is_tensor(v):
             v = el.as_tensor(v, None, e)  # `carry n = 0` starts a scalar counter
@@ -141,7 +169,7 @@ def _carries(el: "Elaborator", carries: list[Tree], x_tok: Token, frame: Frame) 
     return names, inits
 
 
-def _carry_out(el: "Elaborator", name: str, v: Any, t: TensorType, block: Tree, tok: Token) -> Value:
+def _carry_out(el: Elaborator, name: str, v: Any, t: TensorType, block: Tree, tok: Token) -> Value:
     """The carry's value at the end of the body; it must keep its type."""
     if is_tensor(v) and v.type == t:
         return v
@@ -167,7 +195,7 @@ def _last_binding(block: Tree, name: str) -> Tree | None:
     return last
 
 
-def _emit(el: "Elaborator", st: Tree, frame: Frame, state: ScanState) -> None:
+def _emit(el: Elaborator, st: Tree, frame: Frame, state: ScanState) -> None:
     v = el.eval(st.children[0], frame)
     if not is_tensor(v):
         v = el.as_tensor(v, None, st)

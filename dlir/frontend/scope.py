@@ -8,7 +8,6 @@ from typing import Any
 
 from dlir.ir.types import Dim
 
-
 MISSING: Any = object()  # Frame.lookup's answer for an unbound name
 
 
@@ -37,7 +36,7 @@ class Instance:
     prefix: str  # dotted path of its params, "" for the model being compiled
     scope: dict[str, Any] = field(default_factory=dict)
     forward: Any = None  # a layer's forward_def tree
-    children: dict[str, "Instance"] = field(default_factory=dict)  # by local key, reused on re-calls
+    children: dict[str, Instance] = field(default_factory=dict)  # by local key, reused on re-calls
     created: Any = None  # the SourceLoc of the line that created it, for error notes
 
     def path(self, name: str) -> str:
@@ -55,7 +54,9 @@ class Frame:
     created: set[str] = field(default_factory=set)  # params/instances made by this execution
     kind: str = "model"  # "model" | "layer" | "forward" | "fn"
 
-    def child(self, local: dict[str, Any], owner: Instance | None, kind: str, symbols: dict[str, Dim] | None = None) -> "Frame":
+    def child(
+        self, local: dict[str, Any], owner: Instance | None, kind: str, symbols: dict[str, Dim] | None = None
+    ) -> Frame:
         base = owner.scope if owner is not None else {}
         return Frame(ChainMap(local, base), owner, symbols if symbols is not None else self.symbols, kind=kind)
 

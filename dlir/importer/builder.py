@@ -10,16 +10,17 @@ arithmetic never reaches the IR.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from dlir.errors import DlirError, SourceLoc
+from dlir.importer.dim_unify import DimKey, DimUnion, MergeDims, pinned_symbol, required_equal, symbol_pair
+from dlir.importer.onnx_import import ImportError_, ident, tensor_value, value_type
 from dlir.ir.builder import emit
 from dlir.ir.graph import Graph, Init, Value
 from dlir.ir.types import Dim, DType, TensorType
-from dlir.importer.dim_unify import DimKey, DimUnion, MergeDims, pinned_symbol, required_equal, symbol_pair
-from dlir.importer.onnx_import import ImportError_, ident, tensor_value, value_type
 from dlir.ops.registry import check_attrs, get_op
 
 Operand = Any  # Value | np.ndarray | None
@@ -64,12 +65,18 @@ class NeedsConstant(ImportError_):
 class Builder:
     """Builds one dlir graph from an ONNX GraphProto."""
 
-    def __init__(self, graph: Graph, opset: int, path: str, constants: dict[str, np.ndarray] | None = None,
-                 dims: DimUnion | None = None) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        opset: int,
+        path: str,
+        constants: dict[str, np.ndarray] | None = None,
+        dims: DimUnion | None = None,
+    ) -> None:
         self.constants = constants or {}
         self.dim_union = dims or DimUnion()  # input dims unified so far (tf2onnx's unk__N that must be equal)
         self.sym_keys: dict[str, DimKey] = {}  # dlir symbol of an input dim -> its ONNX dim key
-        self.root: "Builder" = self
+        self.root: Builder = self
         self.graph = graph
         self.opset = opset
         self.path = path
@@ -119,7 +126,7 @@ class Builder:
             self.graph.outputs.append((ident(vo.name, set(self.graph.output_names()) | RESERVED_OUT), v))
         self._prune_params()
 
-    def child(self, body: Graph) -> "Builder":
+    def child(self, body: Graph) -> Builder:
         """A builder for a body graph: it sees this graph's values (closure); its params go to the root graph."""
         c = Builder(body, self.opset, self.path)
         c.root = self.root
@@ -165,13 +172,18 @@ class Builder:
         for n in g.node:
             for o in n.output:
                 if o and (o in produced or o in known):
-                    raise self.error(f"value '{o}' is defined twice (by node '{n.name or n.op_type}')", "the file is inconsistent")
+                    raise self.error(
+                        f"value '{o}' is defined twice (by node '{n.name or n.op_type}')", "the file is inconsistent"
+                    )
                 if o:
                     produced[o] = n
         for n in g.node:
             for i in node_inputs(n):
                 if i not in known and i not in produced:
-                    raise self.error(f"node '{n.name or n.op_type}' reads '{i}', which nothing defines", "a dangling name: the file is inconsistent")
+                    raise self.error(
+                        f"node '{n.name or n.op_type}' reads '{i}', which nothing defines",
+                        "a dangling name: the file is inconsistent",
+                    )
         order: list[Any] = []
         pending = list(g.node)
         while pending:  # file order when the file is sorted (one pass), else as sorted as it can be
@@ -197,11 +209,16 @@ class Builder:
             self.env = saved
 
     def _check_supported(self, nodes: list[Any]) -> None:
-        missing = [f"{n.op_type} (node '{n.name or '?'}')" for n in nodes if n.domain not in ("", "ai.onnx") or n.op_type not in HANDLERS]
+        missing = [
+            f"{n.op_type} (node '{n.name or '?'}')"
+            for n in nodes
+            if n.domain not in ("", "ai.onnx") or n.op_type not in HANDLERS
+        ]
         if missing:
             ops = sorted({m.split(" ")[0] for m in missing})
             raise ImportError_(
-                f"the model uses {len(missing)} node(s) of ops dlir cannot import: " + "; ".join(missing[:50])
+                f"the model uses {len(missing)} node(s) of ops dlir cannot import: "
+                + "; ".join(missing[:50])
                 + (f"; ... {len(missing) - 50} more" if len(missing) > 50 else ""),
                 SourceLoc(self.path, 0, 0),
                 hint="unsupported ops: " + ", ".join(ops),
@@ -224,11 +241,13 @@ class Builder:
             raise self.error(f"{n.op_type}: {e.message}", e.hint) from None
         except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError, OverflowError) as e:
             # Malformed attributes (a missing kernel_shape, a string where ints belong) end here.
-            raise self.error(f"{n.op_type}: cannot import this node ({type(e).__name__}: {e})",
-                             "the node's attributes or inputs do not match the ONNX spec") from None
+            raise self.error(
+                f"{n.op_type}: cannot import this node ({type(e).__name__}: {e})",
+                "the node's attributes or inputs do not match the ONNX spec",
+            ) from None
         if not isinstance(outs, list):
             outs = [outs]
-        for name, v in zip(self.out_names, outs):
+        for name, v in zip(self.out_names, outs, strict=False):  # an ONNX node may name fewer outputs than it has
             if name:
                 if v is None:
                     raise self.error(f"{n.op_type}: output '{name}' is not supported (only the first outputs are)")
@@ -238,7 +257,7 @@ class Builder:
                 self.env[name] = v
                 if isinstance(v, np.ndarray):
                     self.const_names[id(v)] = (v, name)
-        for name in self.out_names[len(outs):]:
+        for name in self.out_names[len(outs) :]:
             if name:
                 raise self.error(f"{n.op_type}: output '{name}' is not supported")
 
@@ -249,7 +268,10 @@ class Builder:
             return x
         a = np.asarray(x)
         if a.dtype == object:
-            raise self.error("a shape with symbolic dims is used as a tensor; dlir keeps shapes static", "export the model with static shapes")
+            raise self.error(
+                "a shape with symbolic dims is used as a tensor; dlir keeps shapes static",
+                "export the model with static shapes",
+            )
         if id(x) in self._materialized:
             return self._materialized[id(x)][1]
         dt = DType.from_numpy(a.dtype)
@@ -265,13 +287,19 @@ class Builder:
     def known(self, x: Operand, what: str) -> np.ndarray:
         if isinstance(x, Value) and x.kind == "input":
             onnx_name = next(k for k, v in self.input_names.items() if v == x.name)
-            e = NeedsConstant(f"node '{self.node_name}': {what} is the graph input '{onnx_name}', but must be known when the model is imported",
-                              SourceLoc(self.path, 0, 0), hint="dlir's shapes and axes are compile-time attributes: make it an initializer")
+            e = NeedsConstant(
+                f"node '{self.node_name}': {what} is the graph input '{onnx_name}', "
+                "but must be known when the model is imported",
+                SourceLoc(self.path, 0, 0),
+                hint="dlir's shapes and axes are compile-time attributes: make it an initializer",
+            )
             e.onnx_name = onnx_name
             raise e
         if isinstance(x, Value) or x is None:
-            raise self.error(f"{what} must be known when the model is imported (a constant or initializer)",
-                             "dlir's shapes and axes are compile-time attributes")
+            raise self.error(
+                f"{what} must be known when the model is imported (a constant or initializer)",
+                "dlir's shapes and axes are compile-time attributes",
+            )
         return np.asarray(x)
 
     def ints(self, x: Operand, what: str) -> list[int]:
@@ -279,14 +307,19 @@ class Builder:
         for v in self.known(x, what).reshape(-1):
             if isinstance(v, Dim):
                 if not v.is_static:
-                    raise self.error(f"{what} holds the symbolic dim {v}, but must be a number", "export the model with static shapes")
+                    raise self.error(
+                        f"{what} holds the symbolic dim {v}, but must be a number",
+                        "export the model with static shapes",
+                    )
                 v = v.value
             out.append(int(v))
         return out
 
     def dims(self, x: Operand, what: str) -> list[Any]:
         """A shape vector: ints and symbolic dims (``Shape`` of a tensor with named dims)."""
-        return [(v.value if v.is_static else v) if isinstance(v, Dim) else int(v) for v in self.known(x, what).reshape(-1)]
+        return [
+            (v.value if v.is_static else v) if isinstance(v, Dim) else int(v) for v in self.known(x, what).reshape(-1)
+        ]
 
     def type_of(self, x: Operand) -> TensorType:
         if isinstance(x, Value):
@@ -315,7 +348,7 @@ class Builder:
                 full = opdef.canonical(types, full)
             opdef.infer(types, full)  # the shape rule's errors, even when folding
             outs = [np.asarray(o) for o in opdef.ref([np.asarray(x) for x in inputs], full)]
-            outs = [o.astype(t.dtype.numpy) for o, t in zip(outs, opdef.infer(types, full))]
+            outs = [o.astype(t.dtype.numpy) for o, t in zip(outs, opdef.infer(types, full), strict=True)]
             return outs[0] if len(outs) == 1 else outs
         vals = [self.tensor(x) for x in inputs]
         try:
@@ -345,9 +378,10 @@ class Builder:
         pinned = pinned_symbol(need, set(keys))
         if pinned is not None:
             sym, size = pinned
-            e.hint = (f"the input dim {sym} must be {size} here; dlir makes unknown input dims that must be equal one "
-                      f"symbol, but does not fix one to a size: export the model with that dim static")
-
+            e.hint = (
+                f"the input dim {sym} must be {size} here; dlir makes unknown input dims that must be equal one "
+                f"symbol, but does not fix one to a size: export the model with that dim static"
+            )
 
     def _sym_fold(self, name: str, inputs: list[np.ndarray], attrs: dict[str, Any]) -> Any:
         """Shape arithmetic on vectors holding symbolic dims (``Shape`` of a ``[B, 16, 5, 5]`` tensor)."""
@@ -357,7 +391,18 @@ class Builder:
             out = np.frompyfunc(f, 2, 1)(xs[0], xs[1])
         elif name == "cast":
             out = xs[0]
-        elif name in ("gather", "slice", "concat", "unsqueeze", "squeeze", "reshape", "flatten", "transpose", "prod", "broadcast_to"):
+        elif name in (
+            "gather",
+            "slice",
+            "concat",
+            "unsqueeze",
+            "squeeze",
+            "reshape",
+            "flatten",
+            "transpose",
+            "prod",
+            "broadcast_to",
+        ):
             opdef = get_op(name)
             full = check_attrs(opdef, attrs)
             if opdef.canonical is not None:
@@ -367,8 +412,10 @@ class Builder:
             else:
                 out = opdef.ref(xs, full)[0]
         else:
-            raise self.error(f"{name} on a shape with symbolic dims cannot be folded at import",
-                             "export the model with static shapes")
+            raise self.error(
+                f"{name} on a shape with symbolic dims cannot be folded at import",
+                "export the model with static shapes",
+            )
         out = np.asarray(out, dtype=object)
         if all(isinstance(d, Dim) and d.is_static for d in out.reshape(-1)):
             return np.array([d.value for d in out.reshape(-1)], np.int64).reshape(out.shape)

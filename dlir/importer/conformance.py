@@ -51,7 +51,6 @@ def _as_array(x: Any) -> Any:
 
 def run_case(case: Any, targets: list[str]) -> list[CaseResult]:
     """One node test on every target."""
-    from dlir.importer import from_onnx
 
     op = case.model.graph.node[0].op_type if len(case.model.graph.node) == 1 else _op_of(case)
     try:
@@ -73,7 +72,7 @@ def _import_freezing(case: Any) -> tuple[Any, set[str]]:
 
     inits = {i.name for i in case.model.graph.initializer}
     names = [vi.name for vi in case.model.graph.input if vi.name not in inits]
-    data = dict(zip(names, case.data_sets[0][0])) if case.data_sets else {}
+    data = dict(zip(names, case.data_sets[0][0], strict=True)) if case.data_sets else {}
     frozen: dict[str, np.ndarray] = {}
     while True:
         try:
@@ -86,12 +85,14 @@ def _import_freezing(case: Any) -> tuple[Any, set[str]]:
 
 
 def _run_on(case: Any, m: Any, target: str) -> tuple[str, str]:
-    g_inputs = [vi.name for vi in case.model.graph.input if vi.name not in {i.name for i in case.model.graph.initializer}]
+    g_inputs = [
+        vi.name for vi in case.model.graph.input if vi.name not in {i.name for i in case.model.graph.initializer}
+    ]
     try:
         run = m.compile(target, device="cpu")
         for inputs, expected in case.data_sets:
             feeds = {}
-            for name, x in zip(g_inputs, inputs):
+            for name, x in zip(g_inputs, inputs, strict=True):
                 a = _as_array(x)
                 if a is None:
                     return "unsupported", f"a non-tensor input {type(x).__name__}"
@@ -99,7 +100,7 @@ def _run_on(case: Any, m: Any, target: str) -> tuple[str, str]:
                     feeds[m.input_names[name]] = a
             got = run(**feeds)
             got = got if isinstance(got, tuple) else (got,)
-            for i, (g, e) in enumerate(zip(got, expected)):
+            for i, (g, e) in enumerate(zip(got, expected, strict=True)):
                 e = _as_array(e)
                 if e is None:
                     return "unsupported", "a non-tensor output"

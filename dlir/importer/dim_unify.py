@@ -26,7 +26,8 @@ error.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from dlir.ir.types import Dim, TensorType
 from dlir.ops.registry import get_op

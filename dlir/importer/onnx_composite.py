@@ -10,7 +10,6 @@ from dlir.importer.builder import HANDLERS, Builder, Handler, Operand, handles
 from dlir.importer.onnx_ops import _axes, _scalar
 
 
-
 @handles("CastLike")
 def _cast_like(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     return b.op("cast", [ins[0]], dtype=b.type_of(ins[1]).dtype)
@@ -35,7 +34,9 @@ def _softsign(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
 @handles("HardSigmoid")
 def _hard_sigmoid(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     x = ins[0]
-    y = b.op("add", [b.op("mul", [x, _scalar(b, x, float(a.get("alpha", 0.2)))]), _scalar(b, x, float(a.get("beta", 0.5)))])
+    y = b.op(
+        "add", [b.op("mul", [x, _scalar(b, x, float(a.get("alpha", 0.2)))]), _scalar(b, x, float(a.get("beta", 0.5)))]
+    )
     return b.op("clip", [y], min=0.0, max=1.0)
 
 

@@ -41,8 +41,23 @@ RESERVED = set(
 # ONNX TensorProto element types dlir has.
 ONNX_DTYPES = {1: DType.f32, 10: DType.f16, 11: DType.f64, 16: DType.bf16, 6: DType.i32, 7: DType.i64, 9: DType.bool}
 ONNX_TYPE_NAMES = {
-    0: "UNDEFINED", 1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32", 7: "INT64", 8: "STRING",
-    9: "BOOL", 10: "FLOAT16", 11: "DOUBLE", 12: "UINT32", 13: "UINT64", 14: "COMPLEX64", 15: "COMPLEX128", 16: "BFLOAT16",
+    0: "UNDEFINED",
+    1: "FLOAT",
+    2: "UINT8",
+    3: "INT8",
+    4: "UINT16",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
+    8: "STRING",
+    9: "BOOL",
+    10: "FLOAT16",
+    11: "DOUBLE",
+    12: "UINT32",
+    13: "UINT64",
+    14: "COMPLEX64",
+    15: "COMPLEX128",
+    16: "BFLOAT16",
 }
 
 
@@ -58,7 +73,9 @@ class ImportedModel:
     params: dict[str, np.ndarray] = field(default_factory=dict)
     opset: int = 0
     source_path: str = ""
-    input_names: dict[str, str] = field(default_factory=dict)  # ONNX input name -> dlir input name (unused ones dropped)
+    input_names: dict[str, str] = field(
+        default_factory=dict
+    )  # ONNX input name -> dlir input name (unused ones dropped)
     # dlir symbol -> the ONNX input dims unified into it (dim_param, or input[axis]), where more than one
     unified: dict[str, list[str]] = field(default_factory=dict)
 
@@ -118,7 +135,9 @@ def read_model(path: str | os.PathLike[str]) -> Any:
     try:
         model.ParseFromString(data)
     except (DecodeError, ValueError, RuntimeError) as e:
-        raise _err(f"'{p}' is not a valid ONNX file (protobuf decode failed: {e})", p, "the file may be truncated or corrupt") from None
+        raise _err(
+            f"'{p}' is not a valid ONNX file (protobuf decode failed: {e})", p, "the file may be truncated or corrupt"
+        ) from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
         raise _err(f"'{p}' holds no ONNX graph", p, "the file may be truncated or not an ONNX model")
     folder = Path(p).resolve().parent
@@ -141,12 +160,18 @@ def _load_external(t: Any, folder: Path, p: str) -> None:
     info = {e.key: e.value for e in t.external_data}
     loc = info.get("location", "")
     if not loc or os.path.isabs(loc):
-        raise _err(f"initializer '{t.name}' has external data at '{loc}', an absolute or empty path", p,
-                   "external data must lie in the model's folder")
+        raise _err(
+            f"initializer '{t.name}' has external data at '{loc}', an absolute or empty path",
+            p,
+            "external data must lie in the model's folder",
+        )
     target = (folder / loc).resolve()
     if folder != target and folder not in target.parents:
-        raise _err(f"initializer '{t.name}' points outside the model's folder: '{loc}'", p,
-                   "external data must lie in the model's folder")
+        raise _err(
+            f"initializer '{t.name}' points outside the model's folder: '{loc}'",
+            p,
+            "external data must lie in the model's folder",
+        )
     try:
         offset = int(info.get("offset", "0"))
         length = int(info["length"]) if "length" in info else -1
@@ -173,17 +198,25 @@ def tensor_value(t: Any, p: str) -> np.ndarray:
 
     if t.data_type not in ONNX_DTYPES:
         name = ONNX_TYPE_NAMES.get(t.data_type, str(t.data_type))
-        raise _err(f"tensor '{t.name}' has element type {name}, which dlir does not support", p,
-                   "dlir has f16 bf16 f32 f64 i32 i64 bool")
+        raise _err(
+            f"tensor '{t.name}' has element type {name}, which dlir does not support",
+            p,
+            "dlir has f16 bf16 f32 f64 i32 i64 bool",
+        )
     if t.data_location == 1:  # EXTERNAL, not resolved by read_model: never read relative to the cwd
-        raise _err(f"tensor '{t.name}' keeps its data in an external file", p,
-                   "import the model from its file path, so its folder is known")
+        raise _err(
+            f"tensor '{t.name}' keeps its data in an external file",
+            p,
+            "import the model from its file path, so its folder is known",
+        )
     dims = list(t.dims)
     _check_dims(dims, f"tensor '{t.name}'", p)
     try:
         a = numpy_helper.to_array(t)
     except Exception as e:  # noqa: BLE001 - onnx raises many kinds on malformed data
-        raise _err(f"tensor '{t.name}' cannot be read: {e}", p, "its data does not match its declared type and shape") from None
+        raise _err(
+            f"tensor '{t.name}' cannot be read: {e}", p, "its data does not match its declared type and shape"
+        ) from None
     if tuple(a.shape) != tuple(dims):
         raise _err(f"tensor '{t.name}' holds {a.size} values but declares dims {dims}", p)
     dt = ONNX_DTYPES[t.data_type]
@@ -211,7 +244,11 @@ def value_type(vi: Any, p: str, symbols: dict[DimKey, str], dims: DimUnion | Non
         raise _err(f"'{vi.name}' is not a tensor; dlir imports tensor inputs only", p)
     if tt.elem_type not in ONNX_DTYPES:
         name = ONNX_TYPE_NAMES.get(tt.elem_type, str(tt.elem_type))
-        raise _err(f"'{vi.name}' has element type {name}, which dlir does not support", p, "dlir has f16 bf16 f32 f64 i32 i64 bool")
+        raise _err(
+            f"'{vi.name}' has element type {name}, which dlir does not support",
+            p,
+            "dlir has f16 bf16 f32 f64 i32 i64 bool",
+        )
     if not tt.HasField("shape"):
         raise _err(f"input '{vi.name}' has no declared shape", p, "give the model's inputs a shape (dims may be named)")
     shape: list[Any] = []
@@ -238,7 +275,9 @@ def opset_of(model: Any) -> int:
     return 7  # no default-domain opset: only other domains' ops, refused by name
 
 
-def from_onnx(path: str | os.PathLike[str] | Any, name: str | None = None, constants: dict[str, np.ndarray] | None = None) -> ImportedModel:
+def from_onnx(
+    path: str | os.PathLike[str] | Any, name: str | None = None, constants: dict[str, np.ndarray] | None = None
+) -> ImportedModel:
     """Import an ONNX model (a path or a ModelProto) as dlir IR plus its weights.
 
     ``constants`` fixes graph inputs to known values (ONNX inputs that dlir needs at

@@ -79,10 +79,10 @@ class Affine:
     base: Dim
     step: int
 
-    def __add__(self, o: "Affine") -> "Affine":
+    def __add__(self, o: Affine) -> Affine:
         return Affine(self.base + o.base, self.step + o.step)
 
-    def __sub__(self, o: "Affine") -> "Affine":
+    def __sub__(self, o: Affine) -> Affine:
         return Affine(self.base - o.base, self.step - o.step)
 
 
@@ -146,7 +146,7 @@ def _expand(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
 
 # Per import (root builder): id(reversed value) -> (reversed value, source, axis), so that
 # reversing a reversal gives its source back.
-_REVERSALS: "weakref.WeakKeyDictionary[Builder, dict[int, tuple[Value, Operand, int]]]" = weakref.WeakKeyDictionary()
+_REVERSALS: weakref.WeakKeyDictionary[Builder, dict[int, tuple[Value, Operand, int]]] = weakref.WeakKeyDictionary()
 
 
 def reverse_along(b: Builder, x: Operand, axis: int, idx: Value | None = None) -> Operand:
@@ -188,8 +188,10 @@ def _reverse_sequence(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     n, batch = t.shape[time_axis], t.shape[batch_axis]
     hint = "dlir reverses whole sequences only; a per-row length needs masking, which dlir's ops do not express here"
     if isinstance(lens, Value) or lens is None:
-        raise b.error("ReverseSequence: sequence_lens is computed at run time, so it cannot be proved to equal "
-                      f"the time dim {n}", hint)
+        raise b.error(
+            f"ReverseSequence: sequence_lens is computed at run time, so it cannot be proved to equal the time dim {n}",
+            hint,
+        )
     if lens.dtype == object and lens.ndim == 0 and isinstance(lens[()], DimFill):
         fill = lens[()]
         ok = fill.value == n and fill.shape == (batch,)
@@ -218,9 +220,11 @@ class _LoopImport:
         k = len(self.inits)
         gin, gout = [v.name for v in g.input], [v.name for v in g.output]
         if len(gin) != k + 2 or len(gout) < k + 1:
-            raise b.error(f"Loop: the body takes {len(gin)} inputs and gives {len(gout)} outputs, "
-                          f"but the node carries {k} values",
-                          "the body takes the iteration, the condition, then the carried values")
+            raise b.error(
+                f"Loop: the body takes {len(gin)} inputs and gives {len(gout)} outputs, "
+                f"but the node carries {k} values",
+                "the body takes the iteration, the condition, then the carried values",
+            )
         self.iter_name, self.cond_in, self.v_in = gin[0], gin[1], gin[2:]
         self.cond_out, self.v_out, self.scan_out = gout[0], gout[1 : k + 1], gout[k + 1 :]
         self.producer = {o: n for n in g.node for o in n.output if o}
@@ -293,10 +297,12 @@ class _LoopImport:
 
     # -- the trip count -------------------------------------------------------------------
     def _refuse(self, why: str) -> Exception:
-        return self.b.error(f"Loop: {why}; only a loop whose trip count is proved at import is a scan "
-                            "(a data-dependent loop cannot be a static scan)",
-                            "dlir imports a Loop whose trip count follows from a counter and a limit known at import "
-                            "(tf2onnx's while loops), or from M with a constant-true condition")
+        return self.b.error(
+            f"Loop: {why}; only a loop whose trip count is proved at import is a scan "
+            "(a data-dependent loop cannot be a static scan)",
+            "dlir imports a Loop whose trip count follows from a counter and a limit known at import "
+            "(tf2onnx's while loops), or from M with a constant-true condition",
+        )
 
     def _cond_limit(self) -> Dim | None:
         """None when the body's condition is always true; else N: the loop, once started, runs N times.
@@ -319,8 +325,10 @@ class _LoopImport:
             raise self._refuse(f"the body's condition comes from {what}, not from a counter compared with a limit")
         lhs, rhs = (self._affine(i) for i in n.input)
         if lhs is None or rhs is None:
-            raise self._refuse(f"the condition '{n.name}' ({n.op_type}) compares values that are not a counter "
-                               "and a limit known at import")
+            raise self._refuse(
+                f"the condition '{n.name}' ({n.op_type}) compares values that are not a counter "
+                "and a limit known at import"
+            )
         if n.op_type.startswith("Greater"):
             lhs, rhs = rhs, lhs
         gap = rhs - lhs  # cond <=> gap.base - t >= 1 (>= 0 when not strict) <=> t < gap.base (+ 1)
@@ -350,8 +358,10 @@ class _LoopImport:
                 raise self._refuse("the initial condition is false (the loop never runs)")
         if limit is None:  # the condition stays true: M alone decides
             if m is None or first is not True:
-                raise self._refuse("the condition is always true, and " + (
-                    "M is not given" if m is None else "the initial condition is not known to be true"))
+                raise self._refuse(
+                    "the condition is always true, and "
+                    + ("M is not given" if m is None else "the initial condition is not known to be true")
+                )
             n = m
         else:
             n = self._runs(limit, first)
@@ -370,8 +380,10 @@ class _LoopImport:
         """The trip count of a loop that runs n times once started: n, when it starts exactly if n >= 1."""
         if first is True:
             if not (n.is_static and n.value >= 1):
-                raise self._refuse(f"the initial condition is a constant true, but the condition allows {n} "
-                                   "iterations, which may be fewer than one")
+                raise self._refuse(
+                    f"the initial condition is a constant true, but the condition allows {n} "
+                    "iterations, which may be fewer than one"
+                )
             return n
         if first != n:  # first is "gap >= 1": it must be "n >= 1", so that n <= 0 means no iteration, as in a scan
             raise self._refuse(f"the initial condition ({first} >= 1) is not 'the loop runs at least once' ({n} >= 1)")
@@ -388,8 +400,12 @@ class _LoopImport:
         while True:  # a counter the imported body reads is carried after all
             roots = [self.v_out[j] for j in carried] + [self.scan_out[i] for i in emits]
             needed, reads = self._slice(roots, bound)
-            extra = [j for j, c in self.counters.items() if j not in carried and (self.v_in[j] in reads or (
-                b.out_names[j] and not (c.base + n * c.step).is_static))]  # a symbolic final value is no tensor
+            extra = [
+                j
+                for j, c in self.counters.items()
+                if j not in carried
+                and (self.v_in[j] in reads or (b.out_names[j] and not (c.base + n * c.step).is_static))
+            ]  # a symbolic final value is no tensor
             if not extra:
                 break
             carried = sorted(carried + extra)
@@ -412,7 +428,7 @@ class _LoopImport:
                 outs[j] = _known_dim(c.base + n * c.step, self.inits[j].dtype)
         # The stacked counts are n-p at position p (axis is 0 then): n-1-p are the indices that reverse.
         idx = b.op("sub", [ys[-1], np.array(1, np.int64)]) if order else None
-        for i, y in zip(emits, ys):
+        for i, y in zip(emits, ys, strict=False):  # ys holds the emits, then the counter
             if axis != 0:  # Loop stacks along a new axis 0
                 y = b.op("transpose", [y], perm=[axis] + [d for d in range(b.rank(y)) if d != axis])
             outs[k + i] = reverse_along(b, y, 0, idx) if idx is not None else y  # in iteration order
@@ -475,8 +491,18 @@ class _LoopImport:
                 todo += [i for i in node_inputs(node) if i]
         return needed, reads
 
-    def _scan(self, xs: Value, axis: int, reverse: bool, carried: list[int], emits: list[int],
-              needed: set[int], bound: set[str], count: bool, emit_count: bool) -> tuple[list[Value], list[Value], int]:
+    def _scan(
+        self,
+        xs: Value,
+        axis: int,
+        reverse: bool,
+        carried: list[int],
+        emits: list[int],
+        needed: set[int],
+        bound: set[str],
+        count: bool,
+        emit_count: bool,
+    ) -> tuple[list[Value], list[Value], int]:
         """Import the needed body nodes into a scan body over ``xs``: the stacked emits, last carries and axis.
 
         ``count`` carries the iteration number (from 0); ``emit_count`` also stacks it, plus one, as the last emit.

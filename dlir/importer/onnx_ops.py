@@ -25,8 +25,20 @@ def _simple(onnx_name: str, dlir_name: str) -> None:
 
 
 for _o, _d in {
-    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Abs": "abs",
-    "Neg": "neg", "Sin": "sin", "Cos": "cos", "Erf": "erf", "Floor": "floor", "Ceil": "ceil", "Sign": "sign",
+    "Relu": "relu",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "Exp": "exp",
+    "Log": "log",
+    "Sqrt": "sqrt",
+    "Abs": "abs",
+    "Neg": "neg",
+    "Sin": "sin",
+    "Cos": "cos",
+    "Erf": "erf",
+    "Floor": "floor",
+    "Ceil": "ceil",
+    "Sign": "sign",
     "Softplus": "softplus",
 }.items():
     _simple(_o, _d)
@@ -42,8 +54,15 @@ def _binary(onnx_name: str, dlir_name: str) -> None:
 
 
 for _o, _d in {
-    "Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Equal": "equal", "Greater": "greater", "Less": "less",
-    "GreaterOrEqual": "greater_equal", "LessOrEqual": "less_equal",
+    "Add": "add",
+    "Sub": "sub",
+    "Mul": "mul",
+    "Div": "div",
+    "Equal": "equal",
+    "Greater": "greater",
+    "Less": "less",
+    "GreaterOrEqual": "greater_equal",
+    "LessOrEqual": "less_equal",
 }.items():
     _binary(_o, _d)
 
@@ -113,7 +132,9 @@ def _identity(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
 def _cast(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     to = int(a["to"])
     if to not in ONNX_DTYPES:
-        raise b.error(f"Cast to {ONNX_TYPE_NAMES.get(to, to)} is not supported", "dlir has f16 bf16 f32 f64 i32 i64 bool")
+        raise b.error(
+            f"Cast to {ONNX_TYPE_NAMES.get(to, to)} is not supported", "dlir has f16 bf16 f32 f64 i32 i64 bool"
+        )
     return b.op("cast", [ins[0]], dtype=ONNX_DTYPES[to])
 
 
@@ -144,7 +165,9 @@ def _shape(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
         out = np.empty(len(dims), dtype=object)
         for i, d in enumerate(dims):
             if d.unknown:
-                raise b.error(f"Shape of {t}: an unknown dim cannot be folded at import", "give the model's inputs named dims")
+                raise b.error(
+                    f"Shape of {t}: an unknown dim cannot be folded at import", "give the model's inputs named dims"
+                )
             out[i] = d
         return out
     return np.array([d.value for d in dims], np.int64)
@@ -222,7 +245,7 @@ def _spatial(b: Builder, a: dict[str, Any], x: Operand, kernel: list[int], op: s
         if not all(d.is_static for d in hw):
             raise b.error(f"{op}: auto_pad={auto} needs static height and width, got {b.type_of(x)}")
         lo, hi = [], []
-        for n, k, s, d in zip([d.value for d in hw], kernel, stride, dil):
+        for n, k, s, d in zip([d.value for d in hw], kernel, stride, dil, strict=True):
             ext = (k - 1) * d + 1
             out = -(-n // s)
             total = max((out - 1) * s + ext - n, 0)
@@ -281,8 +304,14 @@ def _avgpool(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     geo = _spatial(b, a, ins[0], kernel, "AveragePool")
     if geo.pop("dilation") != [1, 1]:
         raise b.error("AveragePool with dilations is not supported")
-    return b.op("avg_pool2d", [ins[0]], kernel=kernel, ceil_mode=bool(a.get("ceil_mode", 0)),
-                count_include_pad=bool(a.get("count_include_pad", 0)), **geo)
+    return b.op(
+        "avg_pool2d",
+        [ins[0]],
+        kernel=kernel,
+        ceil_mode=bool(a.get("ceil_mode", 0)),
+        count_include_pad=bool(a.get("count_include_pad", 0)),
+        **geo,
+    )
 
 
 @handles("GlobalAveragePool", "GlobalMaxPool")
@@ -444,7 +473,7 @@ def _slice(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
         axes = b.ints(ins[3], "Slice's axes") if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
         steps = b.ints(ins[4], "Slice's steps") if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
     s2, e2, a2, st2 = [], [], [], []
-    for s, e, ax, st in zip(starts, ends, axes, steps):
+    for s, e, ax, st in zip(starts, ends, axes, steps, strict=True):
         ax = ax % t.rank
         d = t.shape[ax]
         if st <= 0:
@@ -486,14 +515,22 @@ def _reduce(dlir_name: str, axes_input_since: int) -> Handler:
         shape = b.shape(ins[0])
         picked = range(len(shape)) if axes is None else [ax % max(len(shape), 1) for ax in axes]
         if dlir_name in ("max", "min", "logsumexp") and any(shape[i] == Dim.of(0) for i in picked):
-            raise b.error(f"{dlir_name} over an empty axis is not supported", "dlir's max/min/logsumexp need at least one element")
+            raise b.error(
+                f"{dlir_name} over an empty axis is not supported", "dlir's max/min/logsumexp need at least one element"
+            )
         return b.op(dlir_name, [ins[0]], axis=axes, keepdims=keep)
 
     return h
 
 
 HANDLERS["ReduceSum"] = _reduce("sum", 13)
-for _o, _d in {"ReduceMean": "mean", "ReduceMax": "max", "ReduceMin": "min", "ReduceProd": "prod", "ReduceLogSumExp": "logsumexp"}.items():
+for _o, _d in {
+    "ReduceMean": "mean",
+    "ReduceMax": "max",
+    "ReduceMin": "min",
+    "ReduceProd": "prod",
+    "ReduceLogSumExp": "logsumexp",
+}.items():
     HANDLERS[_o] = _reduce(_d, 18)
 
 
@@ -538,7 +575,7 @@ def _expand(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     r = max(len(xs), len(shape))
     xs_p = [Dim.of(1)] * (r - len(xs)) + list(xs)
     sh_p = [1] * (r - len(shape)) + shape
-    out = [_dimattr(d) if isinstance(s, int) and s == 1 else s for d, s in zip(xs_p, sh_p)]
+    out = [_dimattr(d) if isinstance(s, int) and s == 1 else s for d, s in zip(xs_p, sh_p, strict=True)]
     return b.op("broadcast_to", [x], shape=out)
 
 
@@ -573,8 +610,16 @@ def _sce(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     red = a.get("reduction", b"mean")
     red = red.decode() if isinstance(red, bytes) else red
     # A negative ignore_index (torch's -100) never matches a valid class id, which dlir requires anyway.
-    if red != "mean" or (len(ins) > 2 and ins[2] is not None) or int(a.get("ignore_index", -1)) >= 0 or any(b.out_names[1:]):
-        raise b.error("SoftmaxCrossEntropyLoss is supported with reduction='mean', no weights, a negative or no ignore_index, one output")
+    if (
+        red != "mean"
+        or (len(ins) > 2 and ins[2] is not None)
+        or int(a.get("ignore_index", -1)) >= 0
+        or any(b.out_names[1:])
+    ):
+        raise b.error(
+            "SoftmaxCrossEntropyLoss is supported with reduction='mean', no weights, "
+            "a negative or no ignore_index, one output"
+        )
     if b.rank(ins[0]) != 2:
         raise b.error(f"SoftmaxCrossEntropyLoss: only [N, C] scores are supported, got {b.type_of(ins[0])}")
     return b.op("cross_entropy", [ins[0], ins[1]])
@@ -601,10 +646,12 @@ def _scan_op(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     if any(x != axis for x in out_axes) or any(d != direction for d in out_dirs):
         raise b.error("Scan whose outputs are stacked along another axis or direction than its input is not supported")
     inits = [b.tensor(x) for x in ins[:k]]
-    body = scan_body(b.graph, step_type(xs.type, axis), [v.type for v in inits], ["x_t"] + [f"h{i + 1}" for i in range(k)])
+    body = scan_body(
+        b.graph, step_type(xs.type, axis), [v.type for v in inits], ["x_t"] + [f"h{i + 1}" for i in range(k)]
+    )
     c = b.child(body)
     c.consumed.update(o.name for o in g.output)
-    for vi, v in zip(g.input, [*body.inputs[1:], body.inputs[0]]):
+    for vi, v in zip(g.input, [*body.inputs[1:], body.inputs[0]], strict=True):
         c.env[vi.name] = v
     for n in c._toposort_body(g):
         c._node(n)

@@ -130,9 +130,11 @@ def _scan_block(n: Any, lhs: str, names: _Names, lines: list[str], ind: str) -> 
     assert body is not None
     k = n.attrs["n_carry"]
     x_t, carries = body.inputs[0], body.inputs[1:]
-    inits = ", ".join(f"{names(h)} = {names(v)}" for h, v in zip(carries, n.inputs[1:]))
+    inits = ", ".join(f"{names(h)} = {names(v)}" for h, v in zip(carries, n.inputs[1:], strict=True))
     rev = "reverse " if n.attrs["reverse"] else ""
-    lines.append(f"{ind}{lhs} = scan {rev}{names(x_t)} in {names(n.inputs[0])} along {n.attrs['axis']} carry {inits} {{")
+    lines.append(
+        f"{ind}{lhs} = scan {rev}{names(x_t)} in {names(n.inputs[0])} along {n.attrs['axis']} carry {inits} {{"
+    )
     _statements(body, names, lines, ind + "    ")
     outs = [v for _, v in body.outputs]
     # An emit reads a name's value where it stands, so the emits come before the carries
@@ -140,7 +142,7 @@ def _scan_block(n: Any, lhs: str, names: _Names, lines: list[str], ind: str) -> 
     # carry's old value is read into a fresh name first (``h, c = c, h`` would else lose one).
     for e in outs[k:]:
         lines.append(f"{ind}    emit {names(e)}")
-    updates = [(h, new) for h, new in zip(carries, outs[:k]) if new is not h]
+    updates = [(h, new) for h, new in zip(carries, outs[:k], strict=True) if new is not h]
     rebound = {id(h) for h, _ in updates}
     saved: dict[int, str] = {}
     for _, new in updates:
@@ -184,8 +186,10 @@ def source_and_param_names(graph: Graph, header: str = "") -> tuple[str, dict[st
 
 def unified_note(unified: dict[str, list[str]]) -> str:
     """A header saying which ONNX input dims the importer made one symbol (they must be equal at run time)."""
-    return "\n".join(f"{sym} stands for the ONNX input dims {', '.join(dims)} (unified at import: they must be equal)"
-                     for sym, dims in unified.items())
+    return "\n".join(
+        f"{sym} stands for the ONNX input dims {', '.join(dims)} (unified at import: they must be equal)"
+        for sym, dims in unified.items()
+    )
 
 
 __all__ = ["graph_source", "source_and_param_names", "fmt_type", "unified_note"]

@@ -37,14 +37,21 @@ def emit(
             full = opdef.canonical([v.type for v in inputs], full)
         out_types = infer_types(opdef, [v.type for v in inputs], full)
     except DlirError as e:
-        raise e.with_loc(loc)
+        raise e.with_loc(loc) from None
     if names is not None and len(names) != len(out_types):
         names = None
     node = graph.add_node(op, inputs, full, out_types, loc, names)
     return node.outputs
 
 
-def emit1(graph: Graph, op: str, inputs: list[Value], attrs: dict[str, Any] | None = None, loc: SourceLoc = UNKNOWN_LOC, name: str | None = None) -> Value:
+def emit1(
+    graph: Graph,
+    op: str,
+    inputs: list[Value],
+    attrs: dict[str, Any] | None = None,
+    loc: SourceLoc = UNKNOWN_LOC,
+    name: str | None = None,
+) -> Value:
     """:func:`emit` for single-result ops."""
     outs = emit(graph, op, inputs, attrs, loc, [name] if name else None)
     assert len(outs) == 1, op

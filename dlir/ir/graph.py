@@ -9,9 +9,10 @@ for the generated code, and are unique within a graph.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from collections import Counter
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from dlir.errors import UNKNOWN_LOC, SourceLoc
 from dlir.ir.types import Dim, DType, TensorType
@@ -55,7 +56,7 @@ class Value:
     name: str
     type: TensorType
     kind: str = "node"  # "input" | "param" | "buffer" | "node"
-    producer: "Node | None" = None
+    producer: Node | None = None
     init: Init | None = None  # params and buffers only
     loc: SourceLoc = UNKNOWN_LOC
 
@@ -72,7 +73,7 @@ class Node:
     attrs: dict[str, AttrValue]
     outputs: list[Value]
     loc: SourceLoc = UNKNOWN_LOC
-    body: "Graph | None" = None  # reserved for `scan`
+    body: Graph | None = None  # reserved for `scan`
 
     def __repr__(self) -> str:
         outs = ", ".join(f"%{v.name}" for v in self.outputs)
@@ -154,7 +155,7 @@ class Graph:
         names: list[str] | None = None,
     ) -> Node:
         names = names or ["t"] * len(out_types)
-        outs = [Value(self.fresh_name(n), t, "node", loc=loc) for n, t in zip(names, out_types)]
+        outs = [Value(self.fresh_name(n), t, "node", loc=loc) for n, t in zip(names, out_types, strict=True)]
         node = Node(op, list(inputs), dict(attrs), outs, loc)
         for v in outs:
             v.producer = node
@@ -202,7 +203,8 @@ def body_reads(body: Graph) -> Iterator[Value]:
 
 
 def use_counts(graph: Graph, nodes: Iterable[Node] | None = None) -> Counter[Value]:
-    """How often each value is read by ``nodes`` (default: the graph's), their bodies (closures) and the graph's outputs."""
+    """How often each value is read by ``nodes`` (default: the graph's), their bodies (closures)
+    and the graph's outputs."""
     uses: Counter[Value] = Counter()
     for n in graph.nodes if nodes is None else nodes:
         uses.update(n.inputs)
@@ -212,7 +214,7 @@ def use_counts(graph: Graph, nodes: Iterable[Node] | None = None) -> Counter[Val
     return uses
 
 
-def dim_attr(d: Dim | int) -> "int | Dim":
+def dim_attr(d: Dim | int) -> int | Dim:
     """Attributes keep static dims as plain ints and symbolic ones as Dim."""
     d = Dim.of(d)
     return d.value if d.is_static else d

@@ -10,7 +10,8 @@ remembered: the next call raises again with the same message.
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops.registry import OpDef

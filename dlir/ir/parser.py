@@ -15,9 +15,10 @@ import difflib
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from dlir.errors import UNKNOWN_LOC, DlirError, ParseError, SourceLoc, TypeError_, VerifyError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
@@ -200,9 +201,12 @@ class _Parser:
         names = [n for n, _ in g.outputs]
         if names != [n for _, n, _ in declared]:
             at = declared[0][0] if declared else self.peek()
-            raise self.error(f"the header declares outputs ({', '.join(n for _, n, _ in declared)}) "
-                             f"but return gives ({', '.join(names)})", at)
-        for (tok, name, t), (_, v) in zip(declared, g.outputs):
+            raise self.error(
+                f"the header declares outputs ({', '.join(n for _, n, _ in declared)}) "
+                f"but return gives ({', '.join(names)})",
+                at,
+            )
+        for (tok, name, t), (_, v) in zip(declared, g.outputs, strict=True):
             if v.type != t:
                 raise self.error(f"output {name} is declared {t} but returns %{v.name}: {v.type}", tok, TypeError_)
 
@@ -298,12 +302,19 @@ class _Parser:
         except DlirError as e:
             raise self.locate(e, op_tok) from None
         if len(expected) != len(results):
-            raise self.error(f"{opdef.name} gives {len(expected)} result(s) here, but {len(results)} are written",
-                             results[0][0] if results else op_tok, TypeError_)
-        for (tok, t), want in zip(results, expected):
+            raise self.error(
+                f"{opdef.name} gives {len(expected)} result(s) here, but {len(results)} are written",
+                results[0][0] if results else op_tok,
+                TypeError_,
+            )
+        for (tok, t), want in zip(results, expected, strict=True):
             if t != want:
-                raise self.error(f"%{_value_name(tok)} is written {t}, but {opdef.name} gives {want}", tok, TypeError_,
-                                 hint="result types must be what the op's shape rule infers")
+                raise self.error(
+                    f"%{_value_name(tok)} is written {t}, but {opdef.name} gives {want}",
+                    tok,
+                    TypeError_,
+                    hint="result types must be what the op's shape rule infers",
+                )
 
     # -- attributes -------------------------------------------------------------------
     def canonical(self, opdef: OpDef, op_tok: Tok, inputs: list[Value], attrs: dict[str, Any]) -> dict[str, Any]:

@@ -40,8 +40,8 @@ read by this scan only, and a backend then skips that node (see
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from dlir.ir.graph import Graph, Node, Value, use_counts
 from dlir.ir.types import DType

@@ -23,7 +23,7 @@ Example, ``ys, h_last = scan x_t in xs along 1 carry h = h0 { h = tanh(x_t + h);
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from dlir.errors import UNKNOWN_LOC, DlirError, SourceLoc, TypeError_
 from dlir.ir.graph import Graph, Value
@@ -52,7 +52,7 @@ def scan_body(
     body = Graph(name, loc=loc, _used=outer._used, _next=outer._next)
     bases = list(names) or ["x_t"] + [f"h{i + 1}" for i in range(len(carry_types))]
     assert len(bases) == 1 + len(carry_types), "one name for x_t and one per carry"
-    for i, (base, t) in enumerate(zip(bases, [x_type, *carry_types])):
+    for i, (base, t) in enumerate(zip(bases, [x_type, *carry_types], strict=True)):
         v = Value(outer.fresh_name(base), t, "input", loc=locs[i] if i < len(locs) else UNKNOWN_LOC)
         body.inputs.append(v)
     return body
@@ -92,7 +92,7 @@ def emit_scan(
         out_types = scan_types([xs.type] + [v.type for v in inits], attrs, body)
         _adopt(graph, body)
     except DlirError as e:
-        raise e.with_loc(loc)
+        raise e.with_loc(loc) from None
     if names is not None and len(names) != len(out_types):
         names = None
     node = graph.add_node("scan", [xs, *inits], attrs, out_types, loc, list(names) if names else None)
@@ -107,8 +107,10 @@ def _adopt(graph: Graph, body: Graph) -> None:
     clash = sorted(body._used & graph._used)
     if clash:
         names = ", ".join("%" + n for n in clash[:5])
-        raise TypeError_(f"scan: body value name(s) {names} are also used in the outer graph",
-                         hint="build the body with dlir.ir.scan.scan_body(outer, ...), which shares the outer names")
+        raise TypeError_(
+            f"scan: body value name(s) {names} are also used in the outer graph",
+            hint="build the body with dlir.ir.scan.scan_body(outer, ...), which shares the outer names",
+        )
     graph._used |= body._used
     _share(body, graph._used, graph._next)
 

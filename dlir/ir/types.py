@@ -7,9 +7,9 @@ shapes that reshape, concat and slicing produce; division is exact or unknown.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable, Union
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class DType(Enum):
         return _NUMPY_DTYPES[self]
 
     @staticmethod
-    def from_numpy(dt: np.dtype) -> "DType | None":
+    def from_numpy(dt: np.dtype) -> DType | None:
         dt = np.dtype(dt)
         for d, n in _NUMPY_NAMES.items():
             if dt == np.dtype(n):
@@ -85,7 +85,7 @@ class Dim:
 
     # -- construction -----------------------------------------------------
     @staticmethod
-    def of(x: "DimLike") -> "Dim":
+    def of(x: DimLike) -> Dim:
         if isinstance(x, Dim):
             return x
         if isinstance(x, (bool, np.bool_)):
@@ -100,7 +100,7 @@ class Dim:
         raise TypeError(f"not a dim: {x!r}")
 
     @staticmethod
-    def _make(terms: dict[Monomial, int]) -> "Dim":
+    def _make(terms: dict[Monomial, int]) -> Dim:
         kept = tuple(sorted(((m, c) for m, c in terms.items() if c != 0), key=_term_order))
         return Dim(kept)
 
@@ -134,12 +134,12 @@ class Dim:
             total += v
         return total
 
-    def compatible(self, other: "Dim") -> bool:
+    def compatible(self, other: Dim) -> bool:
         """Whether two dims may be equal (unknown matches anything)."""
         return self.unknown or other.unknown or self == other
 
     # -- arithmetic -----------------------------------------------------------
-    def __add__(self, other: "DimLike") -> "Dim":
+    def __add__(self, other: DimLike) -> Dim:
         o = Dim.of(other)
         if self.unknown or o.unknown:
             return UNKNOWN
@@ -148,15 +148,15 @@ class Dim:
             acc[m] = acc.get(m, 0) + c
         return Dim._make(acc)
 
-    def __neg__(self) -> "Dim":
+    def __neg__(self) -> Dim:
         if self.unknown:
             return UNKNOWN
         return Dim._make({m: -c for m, c in self.terms})
 
-    def __sub__(self, other: "DimLike") -> "Dim":
+    def __sub__(self, other: DimLike) -> Dim:
         return self + (-Dim.of(other))
 
-    def __mul__(self, other: "DimLike") -> "Dim":
+    def __mul__(self, other: DimLike) -> Dim:
         o = Dim.of(other)
         if self.unknown or o.unknown:
             return UNKNOWN
@@ -167,12 +167,12 @@ class Dim:
                 acc[m] = acc.get(m, 0) + c1 * c2
         return Dim._make(acc)
 
-    def exact_div(self, other: "DimLike") -> "Dim | None":
+    def exact_div(self, other: DimLike) -> Dim | None:
         """``self / other`` when it divides exactly by a monomial, else None."""
         o = Dim.of(other)
         if self.unknown or o.unknown or len(o.terms) != 1:
             return None
-        (om, oc), = o.terms
+        ((om, oc),) = o.terms
         if oc == 0:
             return None
         acc: dict[Monomial, int] = {}
@@ -212,7 +212,7 @@ def _term_order(term: tuple[Monomial, int]) -> tuple[int, Monomial]:
 
 UNKNOWN = Dim((), unknown=True)
 _ZERO = Dim(())
-DimLike = Union[Dim, int, str]
+DimLike = Dim | int | str
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ class TensorType:
     shape: tuple[Dim, ...]
 
     @staticmethod
-    def make(dtype: DType | str, shape: Iterable[DimLike]) -> "TensorType":
+    def make(dtype: DType | str, shape: Iterable[DimLike]) -> TensorType:
         dt = dtype if isinstance(dtype, DType) else DType(dtype)
         return TensorType(dt, tuple(Dim.of(d) for d in shape))
 
@@ -238,10 +238,10 @@ class TensorType:
     def static_shape(self) -> tuple[int, ...]:
         return tuple(d.value for d in self.shape)
 
-    def with_dtype(self, dtype: DType) -> "TensorType":
+    def with_dtype(self, dtype: DType) -> TensorType:
         return TensorType(dtype, self.shape)
 
-    def with_shape(self, shape: Iterable[DimLike]) -> "TensorType":
+    def with_shape(self, shape: Iterable[DimLike]) -> TensorType:
         return TensorType(self.dtype, tuple(Dim.of(d) for d in shape))
 
     def numel(self) -> Dim:

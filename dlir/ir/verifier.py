@@ -24,7 +24,8 @@ keep their type, and derives the result types from the emits.
 from __future__ import annotations
 
 import math
-from typing import Any, Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
 from dlir.errors import UNKNOWN_LOC, DlirError, SourceLoc, VerifyError
 from dlir.ir.graph import INIT_KINDS, Graph, Node, Value
@@ -78,7 +79,7 @@ def ir_excerpt(graph: Graph, at: object, context: int = CONTEXT_LINES) -> str:
 
 
 class _Checker:
-    def __init__(self, graph: Graph, outer: "_Checker | None" = None) -> None:
+    def __init__(self, graph: Graph, outer: _Checker | None = None) -> None:
         self.g = graph
         self.outer = outer
         self.defined: set[Value] = set()  # values defined so far in this graph
@@ -109,8 +110,12 @@ class _Checker:
             what = "no producer" if v.producer is None else f"producer {v.producer.op}"
             raise _Fault(f"%{v.name} has {what}, but is defined here", at, v.loc)
         if v.name not in self.g._used:
-            raise _Fault(f"the name %{v.name} is not registered with the graph", at, v.loc,
-                         "create values with Graph.add_*/fresh_name or register them with claim_name")
+            raise _Fault(
+                f"the name %{v.name} is not registered with the graph",
+                at,
+                v.loc,
+                "create values with Graph.add_*/fresh_name or register them with claim_name",
+            )
         self.defined.add(v)
         self.names[v.name] = v
 
@@ -190,8 +195,12 @@ class _Checker:
         except DlirError as e:
             raise _Fault(e.message, node, node.loc, e.hint) from None
         if opdef.expand is not None:
-            raise _Fault(f"'{node.op}' is a frontend-only op; the builder expands it", node, node.loc,
-                         "build nodes with dlir.ir.builder.emit")
+            raise _Fault(
+                f"'{node.op}' is a frontend-only op; the builder expands it",
+                node,
+                node.loc,
+                "build nodes with dlir.ir.builder.emit",
+            )
         return opdef
 
     def check_attrs(self, node: Node, opdef: OpDef) -> None:
@@ -210,8 +219,12 @@ class _Checker:
     def check_symbols(self, node: Node) -> None:
         unbound = sorted(_attr_symbols(node.attrs.values()) - self.symbols)
         if unbound:
-            raise _Fault(f"{node.op}: attributes use symbol(s) {', '.join(unbound)} that no graph input binds", node,
-                         node.loc, "a symbol is bound by a bare dim of an input type")
+            raise _Fault(
+                f"{node.op}: attributes use symbol(s) {', '.join(unbound)} that no graph input binds",
+                node,
+                node.loc,
+                "a symbol is bound by a bare dim of an input type",
+            )
 
     def check_canonical(self, node: Node, opdef: OpDef, full: dict[str, Any]) -> None:
         if opdef.canonical is None:
@@ -247,10 +260,14 @@ class _Checker:
     def check_results(self, node: Node, want: Sequence[TensorType]) -> None:
         if len(want) != len(node.outputs):
             raise _Fault(f"{node.op} gives {len(want)} result(s), but the node has {len(node.outputs)}", node, node.loc)
-        for v, t in zip(node.outputs, want):
+        for v, t in zip(node.outputs, want, strict=True):
             if v.type != t:
-                raise _Fault(f"%{v.name} has type {v.type}, but {node.op} gives {t} for its inputs", node, node.loc,
-                             "a pass changed a node without re-inferring its result type")
+                raise _Fault(
+                    f"%{v.name} has type {v.type}, but {node.op} gives {t} for its inputs",
+                    node,
+                    node.loc,
+                    "a pass changed a node without re-inferring its result type",
+                )
 
     def check_outputs(self) -> None:
         at = self.g.outputs
@@ -286,7 +303,7 @@ def same_attr(a: Any, b: Any) -> bool:
     if isinstance(a, float):
         return a == b or (math.isnan(a) and math.isnan(b))
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same_attr(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_attr(x, y) for x, y in zip(a, b, strict=True))
     try:
         return bool(a == b)
     except ValueError:  # numpy arrays compare elementwise

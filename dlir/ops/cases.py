@@ -13,14 +13,15 @@ the moment it is registered.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from dlir.ir.builder import emit, emit1
-from dlir.ir.scan import emit_scan, scan_body, step_type
 from dlir.ir.graph import Graph, Value
+from dlir.ir.scan import emit_scan, scan_body, step_type
 from dlir.ir.types import Dim, DimLike, DType, TensorType
 from dlir.ops.registry import get_op
 from dlir.ops.shape import END
@@ -139,7 +140,8 @@ def input_names(case_: Case) -> list[str]:
 def build_case(case_: Case) -> tuple[Graph, dict[str, np.ndarray]]:
     """A one-node graph (inputs as graph inputs) and feeds for the first binding."""
     g = Graph("OpCase")
-    args: list[Value] = [g.add_input(n, i.type) for n, i in zip(input_names(case_), case_.inputs)]
+    # (a case may leave out an op's trailing optional inputs)
+    args: list[Value] = [g.add_input(n, i.type) for n, i in zip(input_names(case_), case_.inputs, strict=False)]
     outs = case_.build(g, args) if case_.build is not None else emit(g, case_.op, args, dict(case_.attrs))
     for k, v in enumerate(outs):
         g.outputs.append(("out" if len(outs) == 1 else f"out{k}", v))
@@ -150,7 +152,7 @@ def make_feeds(case_: Case, env: dict[str, int], seed: int) -> dict[str, np.ndar
     """Input values for one symbol binding; the same case and seed give the same numbers."""
     rng = np.random.default_rng([zlib.crc32(case_.id.encode()), seed])
     feeds = {}
-    for name, i in zip(input_names(case_), case_.inputs):
+    for name, i in zip(input_names(case_), case_.inputs, strict=False):  # optional inputs may be left out
         shape = concrete_shape(i.type, env)
         feeds[name] = np.asarray(i.gen(rng, shape, i.type.dtype.numpy)).astype(i.type.dtype.numpy).reshape(shape)
     return feeds
@@ -411,19 +413,41 @@ case("conv2d", "dilation2_pad_pair", inp("f32", ["B", 2, 9, 9]), inp("f32", [3, 
 case("conv2d", "groups2", inp("f32", ["B", 4, 7, 7]), inp("f32", [6, 2, 3, 3]), inp("f32", [6]), groups=2, padding=1)
 case("conv2d", "depthwise", inp("f32", ["B", 3, 8, 8]), inp("f32", [3, 1, 3, 3]), inp("f32", [3]), groups=3, padding=1)
 case("conv2d", "depthwise_multiplier2", inp("f32", ["B", 3, 7, 6]), inp("f32", [6, 1, 3, 3]), groups=3, stride=2)
-case("conv2d", "pads4_stride_pair", inp("f32", ["B", 2, 8, 7]), inp("f32", [3, 2, 2, 3]), padding=[1, 0, 2, 1],
-     stride=[2, 1])
+case(
+    "conv2d",
+    "pads4_stride_pair",
+    inp("f32", ["B", 2, 8, 7]),
+    inp("f32", [3, 2, 2, 3]),
+    padding=[1, 0, 2, 1],
+    stride=[2, 1],
+)
 # H=9, W=8, k=4, s=2: SAME pads H by 3 (1 top, 2 bottom) and W by 2; the extra cell goes bottom/right.
-case("conv2d", "same_even_kernel_stride2", inp("f32", ["B", 2, 9, 8]), inp("f32", [4, 2, 4, 4]), inp("f32", [4]),
-     stride=2, padding="same")
+case(
+    "conv2d",
+    "same_even_kernel_stride2",
+    inp("f32", ["B", 2, 9, 8]),
+    inp("f32", [4, 2, 4, 4]),
+    inp("f32", [4]),
+    stride=2,
+    padding="same",
+)
 case("conv2d", "same_even_kernel_stride1", inp("f32", ["B", 2, 6, 6]), inp("f32", [3, 2, 2, 4]), padding="same")
 case("conv2d", "valid_f64", inp("f64", ["B", 2, 6, 5]), inp("f64", [3, 2, 3, 2]), inp("f64", [3]), padding="valid")
 case("conv2d", "symbolic_hw_same_stride1", inp("f32", ["B", 2, "T", "T"]), inp("f32", [3, 2, 3, 3]), padding="same")
 # fused activations (the fuse pass makes these; act as linear's)
-case("conv2d", "bias_relu", inp("f32", ["B", 3, 6, 6]), inp("f32", [4, 3, 3, 3]), inp("f32", [4]), padding=1, act="relu")
+case(
+    "conv2d", "bias_relu", inp("f32", ["B", 3, 6, 6]), inp("f32", [4, 3, 3, 3]), inp("f32", [4]), padding=1, act="relu"
+)
 case("conv2d", "stride2_gelu_tanh_f64", inp("f64", ["B", 2, 7, 6]), inp("f64", [3, 2, 3, 3]), stride=2, act="gelu_tanh")
-case("conv2d", "groups2_bias_sigmoid", inp("f32", ["B", 4, 5, 5]), inp("f32", [4, 2, 3, 3]), inp("f32", [4]), groups=2,
-     act="sigmoid")
+case(
+    "conv2d",
+    "groups2_bias_sigmoid",
+    inp("f32", ["B", 4, 5, 5]),
+    inp("f32", [4, 2, 3, 3]),
+    inp("f32", [4]),
+    groups=2,
+    act="sigmoid",
+)
 
 case("max_pool2d", "k2", inp("f32", ["B", 3, 8, 8]), kernel=2)
 case("max_pool2d", "k3_s2_pad1", inp("f32", ["B", 2, 7, 7], TIES), kernel=3, stride=2, padding=1)
@@ -434,43 +458,129 @@ case("max_pool2d", "ceil_mode_drops_last", inp("f32", ["B", 2, 4, 5]), kernel=2,
 case("max_pool2d", "dilation2_pad1", inp("f32", ["B", 2, 9, 9]), kernel=2, stride=1, dilation=2, padding=1)
 case("max_pool2d", "same_even_stride2", inp("f32", ["B", 2, 7, 8], floats(-5, -1)), kernel=2, stride=2, padding="same")
 case("max_pool2d", "rect_f64", inp("f64", ["B", 3, 6, 7]), kernel=[2, 3], stride=[1, 2])
-case("max_pool2d", "pads4_ceil_f64", inp("f64", ["B", 2, 7, 8]), kernel=3, stride=2, padding=[1, 0, 0, 1],
-     ceil_mode=True)
+case(
+    "max_pool2d", "pads4_ceil_f64", inp("f64", ["B", 2, 7, 8]), kernel=3, stride=2, padding=[1, 0, 0, 1], ceil_mode=True
+)
 
 case("avg_pool2d", "k2", inp("f32", ["B", 3, 8, 8]), kernel=2)
 case("avg_pool2d", "pad1_include_pad", inp("f32", ["B", 2, 7, 7]), kernel=3, stride=2, padding=1)
-case("avg_pool2d", "pad1_exclude_pad", inp("f32", ["B", 2, 7, 7]), kernel=3, stride=2, padding=1,
-     count_include_pad=False)
+case(
+    "avg_pool2d", "pad1_exclude_pad", inp("f32", ["B", 2, 7, 7]), kernel=3, stride=2, padding=1, count_include_pad=False
+)
 case("avg_pool2d", "ceil_include_pad", inp("f32", ["B", 2, 8, 6]), kernel=3, stride=2, padding=1, ceil_mode=True)
-case("avg_pool2d", "ceil_exclude_pad", inp("f32", ["B", 2, 8, 6]), kernel=3, stride=2, padding=1, ceil_mode=True,
-     count_include_pad=False)
+case(
+    "avg_pool2d",
+    "ceil_exclude_pad",
+    inp("f32", ["B", 2, 8, 6]),
+    kernel=3,
+    stride=2,
+    padding=1,
+    ceil_mode=True,
+    count_include_pad=False,
+)
 case("avg_pool2d", "ceil_no_pad", inp("f32", ["B", 2, 7, 7]), kernel=2, ceil_mode=True)
 case("avg_pool2d", "ceil_drops_last", inp("f32", ["B", 2, 4, 5]), kernel=2, stride=3, padding=1, ceil_mode=True)
-case("avg_pool2d", "same_even_stride2", inp("f32", ["B", 2, 7, 8]), kernel=2, stride=2, padding="same",
-     count_include_pad=False)
+case(
+    "avg_pool2d",
+    "same_even_stride2",
+    inp("f32", ["B", 2, 7, 8]),
+    kernel=2,
+    stride=2,
+    padding="same",
+    count_include_pad=False,
+)
 case("avg_pool2d", "pads4_f64", inp("f64", ["B", 2, 6, 7]), kernel=[3, 2], stride=[2, 1], padding=[1, 0, 0, 1])
 
 _VAR = floats(0.1, 2.0)
-case("batch_norm", "f32_nchw", inp("f32", ["B", 3, 5, 4]), inp("f32", [3]), inp("f32", [3]), inp("f32", [3]),
-     inp("f32", [3], _VAR))
-case("batch_norm", "f64_eps", inp("f64", ["B", 4, 3, 3]), inp("f64", [4]), inp("f64", [4]), inp("f64", [4]),
-     inp("f64", [4], _VAR), eps=1e-3)
-case("batch_norm", "rank2", inp("f32", ["B", 5]), inp("f32", [5]), inp("f32", [5]), inp("f32", [5]),
-     inp("f32", [5], _VAR))
-case("batch_norm", "rank3_symbolic", inp("f32", ["B", 3, "T"]), inp("f32", [3]), inp("f32", [3]), inp("f32", [3]),
-     inp("f32", [3], _VAR))
+case(
+    "batch_norm",
+    "f32_nchw",
+    inp("f32", ["B", 3, 5, 4]),
+    inp("f32", [3]),
+    inp("f32", [3]),
+    inp("f32", [3]),
+    inp("f32", [3], _VAR),
+)
+case(
+    "batch_norm",
+    "f64_eps",
+    inp("f64", ["B", 4, 3, 3]),
+    inp("f64", [4]),
+    inp("f64", [4]),
+    inp("f64", [4]),
+    inp("f64", [4], _VAR),
+    eps=1e-3,
+)
+case(
+    "batch_norm",
+    "rank2",
+    inp("f32", ["B", 5]),
+    inp("f32", [5]),
+    inp("f32", [5]),
+    inp("f32", [5]),
+    inp("f32", [5], _VAR),
+)
+case(
+    "batch_norm",
+    "rank3_symbolic",
+    inp("f32", ["B", 3, "T"]),
+    inp("f32", [3]),
+    inp("f32", [3]),
+    inp("f32", [3]),
+    inp("f32", [3], _VAR),
+)
 
 # layout="NHWC" (the layout pass makes these for the tensorflow target): x is [N, H, W, C]
-case("conv2d", "nhwc_bias_relu_stride2", inp("f32", ["B", 7, 6, 3]), inp("f32", [4, 3, 3, 3]), inp("f32", [4]), stride=2,
-     padding=1, act="relu", layout="NHWC")
-case("conv2d", "nhwc_same_groups2_f64", inp("f64", ["B", 5, 6, 4]), inp("f64", [2, 2, 2, 3]), groups=2, padding="same",
-     layout="NHWC")
-case("max_pool2d", "nhwc_k3_s2_pad1_ceil", inp("f32", ["B", 8, 6, 2]), kernel=3, stride=2, padding=1, ceil_mode=True,
-     layout="NHWC")
-case("avg_pool2d", "nhwc_pad1_exclude_pad", inp("f32", ["B", 7, 7, 2]), kernel=3, stride=2, padding=1,
-     count_include_pad=False, layout="NHWC")
-case("batch_norm", "nhwc", inp("f32", ["B", 5, 4, 3]), inp("f32", [3]), inp("f32", [3]), inp("f32", [3]),
-     inp("f32", [3], _VAR), layout="NHWC")
+case(
+    "conv2d",
+    "nhwc_bias_relu_stride2",
+    inp("f32", ["B", 7, 6, 3]),
+    inp("f32", [4, 3, 3, 3]),
+    inp("f32", [4]),
+    stride=2,
+    padding=1,
+    act="relu",
+    layout="NHWC",
+)
+case(
+    "conv2d",
+    "nhwc_same_groups2_f64",
+    inp("f64", ["B", 5, 6, 4]),
+    inp("f64", [2, 2, 2, 3]),
+    groups=2,
+    padding="same",
+    layout="NHWC",
+)
+case(
+    "max_pool2d",
+    "nhwc_k3_s2_pad1_ceil",
+    inp("f32", ["B", 8, 6, 2]),
+    kernel=3,
+    stride=2,
+    padding=1,
+    ceil_mode=True,
+    layout="NHWC",
+)
+case(
+    "avg_pool2d",
+    "nhwc_pad1_exclude_pad",
+    inp("f32", ["B", 7, 7, 2]),
+    kernel=3,
+    stride=2,
+    padding=1,
+    count_include_pad=False,
+    layout="NHWC",
+)
+case(
+    "batch_norm",
+    "nhwc",
+    inp("f32", ["B", 5, 4, 3]),
+    inp("f32", [3]),
+    inp("f32", [3]),
+    inp("f32", [3]),
+    inp("f32", [3], _VAR),
+    layout="NHWC",
+)
 
 # lrn: odd sizes (symmetric windows) and even ones (one channel further up), windows wider than C,
 # alpha large enough that the normalization really bites.
@@ -525,7 +635,9 @@ def _two_carries_reverse(g: Graph, a: list[Value]) -> list[Value]:
     xs, a0, c0 = a
     body = scan_body(g, step_type(xs.type, 0), [a0.type, c0.type], ["x_t", "a", "c"])
     x_t, h, c = body.inputs
-    hn = emit1(body, "add", [emit1(body, "mul", [h, emit1(body, "constant", [], {"value": 0.5, "dtype": DType.f32})]), x_t])
+    hn = emit1(
+        body, "add", [emit1(body, "mul", [h, emit1(body, "constant", [], {"value": 0.5, "dtype": DType.f32})]), x_t]
+    )
     cn = emit1(body, "add", [c, emit1(body, "sum", [x_t], {"axis": 1})])
     body.outputs = [("a", hn), ("c", cn), ("ya", emit1(body, "sigmoid", [hn])), ("yc", cn)]
     return emit_scan(g, xs, [a0, c0], body, axis=0, reverse=True)
@@ -550,10 +662,21 @@ def _cumsum_i64(g: Graph, a: list[Value]) -> list[Value]:
     return emit_scan(g, xs, [acc0], body, axis=0, reverse=True)
 
 
-scan_case("elman_axis1", _elman, inp("f32", ["B", "T", 3]), inp("f32", ["B", 4]), inp("f32", [3, 4], floats(-1, 1)),
-          inp("f32", [4, 4], floats(-0.5, 0.5)))
-scan_case("two_carries_two_emits_reverse_axis0", _two_carries_reverse, inp("f32", ["T", "B", 2]), inp("f32", ["B", 2]),
-          inp("f32", ["B"]))
+scan_case(
+    "elman_axis1",
+    _elman,
+    inp("f32", ["B", "T", 3]),
+    inp("f32", ["B", 4]),
+    inp("f32", [3, 4], floats(-1, 1)),
+    inp("f32", [4, 4], floats(-0.5, 0.5)),
+)
+scan_case(
+    "two_carries_two_emits_reverse_axis0",
+    _two_carries_reverse,
+    inp("f32", ["T", "B", 2]),
+    inp("f32", ["B", 2]),
+    inp("f32", ["B"]),
+)
 scan_case("passthrough_axis2_f64", _passthrough, inp("f64", ["B", 2, "T"]), inp("f64", ["B", 2]))
 scan_case("cumsum_i64_reverse_closure_emit", _cumsum_i64, inp("i64", ["T", 3]), inp("i64", [3]), inp("i64", [2]))
 
@@ -583,7 +706,8 @@ def compare(got: np.ndarray, want: np.ndarray) -> str | None:
         bad = np.flatnonzero(got != want)
         if bad.size:
             i = bad[0]
-            return f"{bad.size} of {want.size} values differ, first at flat index {i}: {got.flat[i]} vs {want.flat[i]} (reference)"
+            first = f"first at flat index {i}: {got.flat[i]} vs {want.flat[i]} (reference)"
+            return f"{bad.size} of {want.size} values differ, {first}"
         return None
     err = np.abs(got.astype(np.float64) - want.astype(np.float64))
     with np.errstate(invalid="ignore"):
@@ -609,7 +733,7 @@ def scaled_error(got: np.ndarray, want: np.ndarray) -> float:
 
 def describe(case_: Case) -> str:
     """The case as the op call a .dlir file would write: ``layer_norm(x: f32[B, 16], ..., eps=1e-05)``."""
-    args = [f"{n}: {i.type}" for n, i in zip(input_names(case_), case_.inputs)]
+    args = [f"{n}: {i.type}" for n, i in zip(input_names(case_), case_.inputs, strict=True)]
     args += [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in case_.attrs.items()]
     return f"{case_.op}({', '.join(args)})"
 
@@ -645,10 +769,11 @@ def build_suites(cases: Sequence[Case]) -> list[Suite]:
         g = Graph("OpSuite")
         outputs: list[list[str]] = []
         for i, c in enumerate(members):
-            args = [g.add_input(f"c{i}_{n}", inp_.type) for n, inp_ in zip(input_names(c), c.inputs)]
+            names = zip(input_names(c), c.inputs, strict=False)  # optional inputs may be left out
+            args = [g.add_input(f"c{i}_{n}", inp_.type) for n, inp_ in names]
             outs = c.build(g, args) if c.build is not None else emit(g, c.op, args, dict(c.attrs))
             names = [f"c{i}_out{k}" for k in range(len(outs))]
-            g.outputs.extend(zip(names, outs))
+            g.outputs.extend(zip(names, outs, strict=True))
             outputs.append(names)
         suites.append(Suite(g, members, outputs, members[0].bindings))
     return suites

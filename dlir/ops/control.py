@@ -48,13 +48,15 @@ def scan_types(ts: list[TensorType], a: dict[str, Any], body: Graph) -> list[Ten
         raise TypeError_(f"scan: axis {axis} does not exist for xs: {xs}", hint=hint)
     if body.params:
         names = ", ".join(p.name for p in body.params)
-        raise TypeError_(f"scan: the body declares params ({names})",
-                         hint="params belong to the outermost graph; the body reads them")
+        raise TypeError_(
+            f"scan: the body declares params ({names})",
+            hint="params belong to the outermost graph; the body reads them",
+        )
     _check_body_inputs(xs, axis, inits, body)
     carries = "carry" if k == 1 else "carries"
     if len(body.outputs) < k:
         raise TypeError_(f"scan: the body returns {len(body.outputs)} value(s), fewer than its {k} {carries}")
-    for (name, v), h in zip(body.outputs[:k], body.inputs[1:]):
+    for (name, v), h in zip(body.outputs[:k], body.inputs[1:], strict=True):
         if _type(v) != h.type:
             raise TypeError_(
                 f"scan: carry '{name}' changes type in the body: it enters as {h.type} and leaves as {_type(v)}",
@@ -64,8 +66,10 @@ def scan_types(ts: list[TensorType], a: dict[str, Any], body: Graph) -> list[Ten
     for name, e in body.outputs[k:]:
         et = _type(e)
         if axis > et.rank:
-            raise TypeError_(f"scan: emit '{name}': {et} cannot be stacked along axis {axis}",
-                             hint=f"emits of a scan along axis {axis} need rank {axis} or more")
+            raise TypeError_(
+                f"scan: emit '{name}': {et} cannot be stacked along axis {axis}",
+                hint=f"emits of a scan along axis {axis} need rank {axis} or more",
+            )
         ys.append(stacked_type(et, xs, axis))
     return ys + list(inits)
 
@@ -73,13 +77,16 @@ def scan_types(ts: list[TensorType], a: dict[str, Any], body: Graph) -> list[Ten
 def _check_body_inputs(xs: TensorType, axis: int, inits: list[TensorType], body: Graph) -> None:
     k = len(inits)
     if len(body.inputs) != 1 + k:
-        raise TypeError_(f"scan: the body takes {len(body.inputs)} input(s), but a scan with {k} "
-                         f"carr{'y' if k == 1 else 'ies'} gives it {1 + k} (x_t, then the carries)")
+        raise TypeError_(
+            f"scan: the body takes {len(body.inputs)} input(s), but a scan with {k} "
+            f"carr{'y' if k == 1 else 'ies'} gives it {1 + k} (x_t, then the carries)"
+        )
     x_t, want = body.inputs[0], step_type(xs, axis)
     if x_t.type != want:
-        raise TypeError_(f"scan: body input %{x_t.name} is {x_t.type}, "
-                         f"but a slice of xs: {xs} along axis {axis} is {want}")
-    for h, t in zip(body.inputs[1:], inits):
+        raise TypeError_(
+            f"scan: body input %{x_t.name} is {x_t.type}, but a slice of xs: {xs} along axis {axis} is {want}"
+        )
+    for h, t in zip(body.inputs[1:], inits, strict=True):
         if h.type != t:
             raise TypeError_(f"scan: body input %{h.name} is {h.type}, but its initial value is {t}")
 
@@ -98,8 +105,9 @@ def _built_by_emit_scan(ts: list[TensorType], a: dict[str, Any]) -> list[TensorT
 
 
 def _run_by_interpreter(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
-    raise TypeError_("scan has no standalone numpy reference",
-                     hint="dlir.runtime.interpreter.run_graph runs its body step by step")
+    raise TypeError_(
+        "scan has no standalone numpy reference", hint="dlir.runtime.interpreter.run_graph runs its body step by step"
+    )
 
 
 # The VJP of scan is a reverse scan built by dlir.autodiff.scan, a higher layer (it runs the

@@ -23,7 +23,8 @@ overhang past the padding), otherwise by its cells inside the real input.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -54,8 +55,9 @@ def _nchw_view(op: str, ts: list[TensorType], a: dict[str, Any]) -> list[TensorT
     if a.get("layout", "NCHW") == "NCHW":
         return ts
     if ts[0].rank != 4:
-        raise TypeError_(f"{op} with layout=\"NHWC\" expects x: [N, H, W, C], got {ts[0]}",
-                         hint="channels-last images are rank 4")
+        raise TypeError_(
+            f'{op} with layout="NHWC" expects x: [N, H, W, C], got {ts[0]}', hint="channels-last images are rank 4"
+        )
     return [_permuted(ts[0], TO_NCHW), *ts[1:]]
 
 
@@ -118,7 +120,7 @@ def same_pads(
 ) -> list[int]:
     """TF / ONNX SAME_UPPER padding as [top, left, bottom, right]."""
     pads = [0, 0, 0, 0]
-    for i, (d, k, s, dil) in enumerate(zip(x.shape[2:], kernel, stride, dilation)):
+    for i, (d, k, s, dil) in enumerate(zip(x.shape[2:], kernel, stride, dilation, strict=True)):
         ext = extent(k, dil)
         if s == 1:
             total = ext - 1  # does not depend on the input size
@@ -176,7 +178,7 @@ def spatial_out(
     """Output height and width over symbolic dims; a TypeError_ when the window exceeds the padded input."""
     out: list[Dim] = []
     too_big = False
-    for i, (d, k, s, dil) in enumerate(zip(x.shape[2:], kernel, stride, dilation)):
+    for i, (d, k, s, dil) in enumerate(zip(x.shape[2:], kernel, stride, dilation, strict=True)):
         lo, hi, ext = pads[i], pads[i + 2], extent(k, dil)
         if d.is_static:
             n = out_len(d.value, lo, hi, ext, s, ceil_mode)
@@ -191,10 +193,8 @@ def spatial_out(
             q = span.exact_div(s)
             out.append(q + 1 if q is not None else UNKNOWN)
     if too_big:
-        ext_h, ext_w = (extent(k, dil) for k, dil in zip(kernel, dilation))
-        padded = [
-            str(d.value + pads[i] + pads[i + 2]) if d.is_static else "?" for i, d in enumerate(x.shape[2:])
-        ]
+        ext_h, ext_w = (extent(k, dil) for k, dil in zip(kernel, dilation, strict=True))
+        padded = [str(d.value + pads[i] + pads[i + 2]) if d.is_static else "?" for i, d in enumerate(x.shape[2:])]
         dil_text = ""
         if list(dilation) != [1, 1]:
             dil_text = f" with dilation {list(dilation)} spans {ext_h}x{ext_w} cells and"
@@ -211,8 +211,13 @@ def _pad_spatial(x: np.ndarray, top: int, left: int, bottom: int, right: int, fi
 
 
 def windows(
-    x: np.ndarray, pads: Sequence[int], kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
-    ceil_mode: bool, fill: float,
+    x: np.ndarray,
+    pads: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+    fill: float,
 ) -> np.ndarray:
     """[N, C, Ho, Wo, kh, kw] views of the padded input (the ceil_mode overhang filled with ``fill`` too)."""
     n_out = [
@@ -220,8 +225,8 @@ def windows(
         for i in range(2)
     ]
     assert None not in n_out, "the shape rule rejects windows larger than the padded input"
-    ext = [extent(k, dil) for k, dil in zip(kernel, dilation)]
-    need = [(n - 1) * s + e for n, s, e in zip(n_out, stride, ext)]  # type: ignore[operator]
+    ext = [extent(k, dil) for k, dil in zip(kernel, dilation, strict=True)]
+    need = [(n - 1) * s + e for n, s, e in zip(n_out, stride, ext, strict=True)]  # type: ignore[operator]
     bottom = max(need[0] - x.shape[2] - pads[0], pads[2])
     right = max(need[1] - x.shape[3] - pads[1], pads[3])
     xp = _pad_spatial(x, pads[0], pads[1], bottom, right, fill)
@@ -338,12 +343,12 @@ def _pool_infer(op: str):  # type: ignore[no-untyped-def]
         kernel, stride, dilation = _pool_geometry(a)
         _require_positive(op, kernel=kernel, stride=stride, dilation=dilation)
         pads = a["padding"]
-        half = [extent(k, dil) // 2 for k, dil in zip(kernel, dilation)]
+        half = [extent(k, dil) // 2 for k, dil in zip(kernel, dilation, strict=True)]
         if any(p > half[i % 2] for i, p in enumerate(pads)):
             raise TypeError_(
                 f"{op}: padding {list(pads)} is more than half the {kernel[0]}x{kernel[1]} window of x: {x}",
-                hint=f"each pad may be at most {half[0]} (top, bottom) and {half[1]} (left, right): half the dilated window, "
-                "so that no window lies in the padding",
+                hint=f"each pad may be at most {half[0]} (top, bottom) and {half[1]} (left, right): "
+                "half the dilated window, so that no window lies in the padding",
             )
         ho, wo = spatial_out(op, x, pads, kernel, stride, dilation, a["ceil_mode"], what="window")
         return [x.with_shape([x.shape[0], x.shape[1], ho, wo])]
@@ -438,7 +443,7 @@ def _bn_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     require_float("batch_norm", x)
     same_dtype("batch_norm", ts)
     c = x.shape[1]
-    for name, t in zip(_BN_PARAMS, ts[1:]):
+    for name, t in zip(_BN_PARAMS, ts[1:], strict=True):
         if t.rank != 1 or not t.shape[0].compatible(c):
             raise TypeError_(
                 f"batch_norm: {name}: {t} must be [C] = [{c}] for x: {x}",
@@ -447,7 +452,10 @@ def _bn_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     if a["eps"] < 0:
         raise TypeError_(f"batch_norm: eps={a['eps']} must be >= 0")
     if not 0.0 <= a["momentum"] <= 1.0:
-        raise TypeError_(f"batch_norm: momentum={a['momentum']} must be in [0, 1]", hint="torch's convention: the weight of the new batch statistic (0.1)")
+        raise TypeError_(
+            f"batch_norm: momentum={a['momentum']} must be in [0, 1]",
+            hint="torch's convention: the weight of the new batch statistic (0.1)",
+        )
     return [x]
 
 

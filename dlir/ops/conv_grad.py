@@ -10,7 +10,8 @@ activation's own rule first, as ``linear`` does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -127,8 +128,10 @@ def _conv_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None
 def _static_hw(b: GradBuilder, t: TensorType, what: str) -> list[int]:
     dims = t.shape[2:]
     if not all(d.is_static for d in dims):
-        raise b.error(f"cannot differentiate {what} over an image of symbolic size {t}",
-                      hint="give the height and width as numbers in the input type")
+        raise b.error(
+            f"cannot differentiate {what} over an image of symbolic size {t}",
+            hint="give the height and width as numbers in the input type",
+        )
     return [d.value for d in dims]
 
 
@@ -143,12 +146,14 @@ def _conv_dx(b: GradBuilder, node: Node, x: Value, w: Value, g: Value) -> Value:
     stride, dil, pads, groups = a["stride"], a["dilation"], a["padding"], a["groups"]
     o, cg, kh, kw = w.type.shape
     kernel = [kh.value, kw.value]
-    ext = [extent(k, d) for k, d in zip(kernel, dil)]
+    ext = [extent(k, d) for k, d in zip(kernel, dil, strict=True)]
     # The full correlation of the dilated cotangent covers padded rows 0 .. (Ho-1) s + ext - 1;
     # x's rows are padded rows top .. top + H - 1. (With stride 1 both ends are static.)
     before = [ext[i] - 1 - pads[i] for i in range(2)]
-    after = [_static(b, x.type.shape[2 + i] - 1 + pads[i] - (g.type.shape[2 + i] - 1) * stride[i], "conv2d")
-             for i in range(2)]
+    after = [
+        _static(b, x.type.shape[2 + i] - 1 + pads[i] - (g.type.shape[2 + i] - 1) * stride[i], "conv2d")
+        for i in range(2)
+    ]
     gd, conv_pads = _crop_or_pad(b, _dilate(b, g, stride), before, after)
     # [O, C/G, kh, kw] -> [C, O/G, kh, kw] per group, flipped in space.
     wt = w
@@ -214,12 +219,19 @@ def _frame(node: Node, x: TensorType, kernel: Sequence[int], stride: Sequence[in
     pads = node.attrs["padding"]
     out_hw = [d.value for d in node.outputs[0].type.shape[2:]]
     size = [d.value for d in x.shape[2:]]
-    return [max((out_hw[i] - 1) * stride[i] + extent(kernel[i], dil[i]) - size[i] - pads[i], pads[i + 2])
-            for i in range(2)]
+    return [
+        max((out_hw[i] - 1) * stride[i] + extent(kernel[i], dil[i]) - size[i] - pads[i], pads[i + 2]) for i in range(2)
+    ]
 
 
-def _window_views(b: GradBuilder, xp: Value, out_hw: Sequence[Dim | int], kernel: Sequence[int],
-                  stride: Sequence[int], dil: Sequence[int]) -> dict[tuple[int, int], Value]:
+def _window_views(
+    b: GradBuilder,
+    xp: Value,
+    out_hw: Sequence[Dim | int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dil: Sequence[int],
+) -> dict[tuple[int, int], Value]:
     """For each kernel offset (i, j), the [N, C, Ho, Wo] cells the windows read there from ``xp``
     (the padded image). A symbolic end is counted from the end of the axis."""
     views = {}
@@ -237,8 +249,15 @@ def _window_views(b: GradBuilder, xp: Value, out_hw: Sequence[Dim | int], kernel
     return views
 
 
-def _scatter_windows(b: GradBuilder, parts: dict[tuple[int, int], Value], frame: Sequence[int],
-                     stride: Sequence[int], dil: Sequence[int], pads: Sequence[int], size: Sequence[int]) -> Value:
+def _scatter_windows(
+    b: GradBuilder,
+    parts: dict[tuple[int, int], Value],
+    frame: Sequence[int],
+    stride: Sequence[int],
+    dil: Sequence[int],
+    pads: Sequence[int],
+    size: Sequence[int],
+) -> Value:
     """The transpose of :func:`_window_views`: each part put back where its cells were read, summed,
     and the padding cut off."""
     total = None
@@ -248,8 +267,14 @@ def _scatter_windows(b: GradBuilder, parts: dict[tuple[int, int], Value], frame:
             p = unslice_axis(b, p, Dim.of(frame[k]), 2 + k, off, off + (m - 1) * stride[k] + 1, stride[k])
         total = p if total is None else b.add(total, p)
     assert total is not None
-    return b.op("slice", total, starts=[pads[0], pads[1]], ends=[pads[0] + size[0], pads[1] + size[1]], axes=[2, 3],
-                steps=[1, 1])
+    return b.op(
+        "slice",
+        total,
+        starts=[pads[0], pads[1]],
+        ends=[pads[0] + size[0], pads[1] + size[1]],
+        axes=[2, 3],
+        steps=[1, 1],
+    )
 
 
 def _pool_vjp(kind: str):  # type: ignore[no-untyped-def]

@@ -8,7 +8,8 @@ least as exact as any target.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -146,17 +147,28 @@ unary("abs", np.abs, doc="|x|", float_only=False, vjp=lambda b, x, y, g, a: b.mu
 unary("exp", np.exp, doc="e**x", vjp=lambda b, x, y, g, a: b.mul(g, y))
 unary("log", np.log, doc="natural logarithm", vjp=lambda b, x, y, g, a: b.div(g, x))
 unary("sqrt", np.sqrt, doc="square root", vjp=lambda b, x, y, g, a: b.div(g, b.scale(y, 2.0)))
-unary("rsqrt", lambda x: 1.0 / np.sqrt(x), doc="1 / sqrt(x)",
-      vjp=lambda b, x, y, g, a: b.mul(g, b.div(b.scale(y, -0.5), x)))
+unary(
+    "rsqrt",
+    lambda x: 1.0 / np.sqrt(x),
+    doc="1 / sqrt(x)",
+    vjp=lambda b, x, y, g, a: b.mul(g, b.div(b.scale(y, -0.5), x)),
+)
 unary("sin", np.sin, doc="sine", vjp=lambda b, x, y, g, a: b.mul(g, b.op("cos", x)))
 unary("cos", np.cos, doc="cosine", vjp=lambda b, x, y, g, a: b.neg(b.mul(g, b.op("sin", x))))
-unary("tanh", np.tanh, doc="hyperbolic tangent",
-      vjp=lambda b, x, y, g, a: b.mul(g, b.sub(b.const(1.0, y), b.mul(y, y))))
-unary("sigmoid", _sigmoid, doc="1 / (1 + e**-x)",
-      vjp=lambda b, x, y, g, a: b.mul(g, b.mul(y, b.sub(b.const(1.0, y), y))))
+unary(
+    "tanh", np.tanh, doc="hyperbolic tangent", vjp=lambda b, x, y, g, a: b.mul(g, b.sub(b.const(1.0, y), b.mul(y, y)))
+)
+unary(
+    "sigmoid", _sigmoid, doc="1 / (1 + e**-x)", vjp=lambda b, x, y, g, a: b.mul(g, b.mul(y, b.sub(b.const(1.0, y), y)))
+)
 # relu'(0) = 0 and leaky_relu'(0) = alpha, as in torch and TensorFlow.
-unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype), doc="max(x, 0)", float_only=False,
-      vjp=lambda b, x, y, g, a: b.keep_where(b.op("greater", x, b.const(0, x)), g))
+unary(
+    "relu",
+    lambda x: np.maximum(x, 0).astype(x.dtype),
+    doc="max(x, 0)",
+    float_only=False,
+    vjp=lambda b, x, y, g, a: b.keep_where(b.op("greater", x, b.const(0, x)), g),
+)
 unary(
     "gelu",
     _gelu,
@@ -165,10 +177,18 @@ unary(
     vjp=_gelu_vjp,
 )
 unary("silu", lambda x: x * _sigmoid(x), doc="x * sigmoid(x)", vjp=_silu_vjp)
-unary("softplus", lambda x: np.logaddexp(0.0, x), doc="log(1 + e**x)",
-      vjp=lambda b, x, y, g, a: b.mul(g, b.op("sigmoid", x)))
-unary("erf", _erf, doc="the error function",
-      vjp=lambda b, x, y, g, a: b.mul(g, b.scale(b.op("exp", b.neg(b.mul(x, x))), 2.0 / math.sqrt(math.pi))))
+unary(
+    "softplus",
+    lambda x: np.logaddexp(0.0, x),
+    doc="log(1 + e**x)",
+    vjp=lambda b, x, y, g, a: b.mul(g, b.op("sigmoid", x)),
+)
+unary(
+    "erf",
+    _erf,
+    doc="the error function",
+    vjp=lambda b, x, y, g, a: b.mul(g, b.scale(b.op("exp", b.neg(b.mul(x, x))), 2.0 / math.sqrt(math.pi))),
+)
 unary("floor", np.floor, doc="round down", differentiable=False)
 unary("ceil", np.ceil, doc="round up", differentiable=False)
 unary("sign", np.sign, doc="-1, 0 or 1", float_only=False, differentiable=False)

@@ -26,7 +26,7 @@ def _layer_norm_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorTyp
     ax = norm_axis("layer_norm", a["axis"], x.rank)
     norm_shape = x.shape[ax:]
     for what, t in (("gamma", g), ("beta", b)):
-        if t.rank != len(norm_shape) or any(not d.compatible(e) for d, e in zip(t.shape, norm_shape)):
+        if t.rank != len(norm_shape) or any(not d.compatible(e) for d, e in zip(t.shape, norm_shape, strict=True)):
             raise TypeError_(
                 f"layer_norm: {what} has type {t}, but x: {x} is normalised over the shape "
                 f"[{', '.join(map(str, norm_shape))}] (axis {a['axis']} to the end)",
@@ -147,7 +147,9 @@ def _ce_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
             hint="labels are class ids (i64), not one-hot vectors",
         )
     if not logits.shape[0].compatible(labels.shape[0]):
-        raise TypeError_(f"cross_entropy: batch sizes differ ({logits.shape[0]} vs {labels.shape[0]}) for {logits} and {labels}")
+        raise TypeError_(
+            f"cross_entropy: batch sizes differ ({logits.shape[0]} vs {labels.shape[0]}) for {logits} and {labels}"
+        )
     return [_scalar_of(logits)]
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -135,15 +136,9 @@ reduction(
     float_only=True,
     vjp=_mean_vjp,
 )
-reduction(
-    "max", lambda x, ax, a: np.max(x, axis=ax, keepdims=a["keepdims"]), doc="max over axes", vjp=_extremum_vjp
-)
-reduction(
-    "min", lambda x, ax, a: np.min(x, axis=ax, keepdims=a["keepdims"]), doc="min over axes", vjp=_extremum_vjp
-)
-reduction(
-    "prod", lambda x, ax, a: np.prod(x, axis=ax, keepdims=a["keepdims"]), doc="product over axes", vjp=_prod_vjp
-)
+reduction("max", lambda x, ax, a: np.max(x, axis=ax, keepdims=a["keepdims"]), doc="max over axes", vjp=_extremum_vjp)
+reduction("min", lambda x, ax, a: np.min(x, axis=ax, keepdims=a["keepdims"]), doc="min over axes", vjp=_extremum_vjp)
+reduction("prod", lambda x, ax, a: np.prod(x, axis=ax, keepdims=a["keepdims"]), doc="product over axes", vjp=_prod_vjp)
 reduction(
     "logsumexp",
     lambda x, ax, a: _logsumexp(x, ax, a["keepdims"]),

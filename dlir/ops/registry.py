@@ -9,8 +9,9 @@ has an entry in each.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -160,9 +161,7 @@ def check_attrs(op: OpDef, given: dict[str, Any]) -> dict[str, Any]:
     for name in given:
         if op.attr(name) is None:
             known = [a.name for a in op.attrs]
-            hint = did_you_mean(name, known) or (
-                f"{op.name} takes " + (", ".join(known) if known else "no attributes")
-            )
+            hint = did_you_mean(name, known) or (f"{op.name} takes " + (", ".join(known) if known else "no attributes"))
             raise TypeError_(f"{op.name} has no attribute '{name}'", hint=hint)
     for a in op.attrs:
         if a.name in given:

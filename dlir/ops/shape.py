@@ -50,8 +50,10 @@ def _concat_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | No
         return [g]
     if all(d.is_static for d in sizes):
         return list(b.ops("split", [g], sizes=[d.value for d in sizes], axis=ax))
-    bounds = [(_static_offset(sizes[:i], sizes[i:]), _static_offset(sizes[: i + 1], sizes[i + 1 :]))
-              for i in range(len(sizes))]
+    bounds = [
+        (_static_offset(sizes[:i], sizes[i:]), _static_offset(sizes[: i + 1], sizes[i + 1 :]))
+        for i in range(len(sizes))
+    ]
     if all(s is not None and e is not None for s, e in bounds):
         return [b.op("slice", g, starts=[s], ends=[e], axes=[ax], steps=[1]) for s, e in bounds]
     common = _common_factor(sizes)
@@ -67,7 +69,7 @@ def _concat_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | No
     view_shape = shape[:ax] + [Dim.of(sum(counts)), unit] + shape[ax + 1 :]
     view = b.op("reshape", g, shape=b.dims(g.type.with_shape(view_shape)))
     pieces = b.ops("split", [view], sizes=counts, axis=ax)
-    return [_reshape_back(b, p, x) for p, x in zip(pieces, node.inputs)]
+    return [_reshape_back(b, p, x) for p, x in zip(pieces, node.inputs, strict=True)]
 
 
 def _common_factor(sizes: list[Dim]) -> tuple[Dim, list[int]] | None:
@@ -113,7 +115,7 @@ def _slice_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | Non
     """The cotangent put back in place, zeros around it (and between, for steps > 1), axis by axis."""
     x, g = node.inputs[0], cts[0]
     a = node.attrs
-    for ax, s, e, st in zip(a["axes"], a["starts"], a["ends"], a["steps"]):
+    for ax, s, e, st in zip(a["axes"], a["starts"], a["ends"], a["steps"], strict=True):
         g = unslice_axis(b, g, x.type.shape[ax % x.type.rank], ax % x.type.rank, s, e, st)
     return [g]
 
@@ -292,9 +294,11 @@ def _stack_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     dt = same_dtype("stack", ts)
     shape = list(ts[0].shape)
     for t in ts[1:]:
-        if t.rank != len(shape) or any(not d.compatible(e) for d, e in zip(t.shape, shape)):
-            raise TypeError_("stack: shapes differ: " + " and ".join(str(t) for t in ts), hint="stacked tensors must have one shape")
-        shape = [e if not e.unknown else d for d, e in zip(t.shape, shape)]
+        if t.rank != len(shape) or any(not d.compatible(e) for d, e in zip(t.shape, shape, strict=True)):
+            raise TypeError_(
+                "stack: shapes differ: " + " and ".join(str(t) for t in ts), hint="stacked tensors must have one shape"
+            )
+        shape = [e if not e.unknown else d for d, e in zip(t.shape, shape, strict=True)]
     ax = norm_axis("stack", a["axis"], len(shape) + 1)
     out = list(shape)
     out.insert(ax, Dim.of(len(ts)))
@@ -382,7 +386,7 @@ def _slice_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     axes = [norm_axis("slice", ax, t.rank) for ax in a["axes"]]
     if len(set(axes)) != len(axes):
         raise TypeError_(f"slice: axis repeated in {a['axes']}")
-    for ax, s, e, st in zip(axes, a["starts"], a["ends"], a["steps"]):
+    for ax, s, e, st in zip(axes, a["starts"], a["ends"], a["steps"], strict=True):
         if st <= 0:
             raise TypeError_(f"slice: step {st} is not supported", hint="slice steps must be positive")
         shape[ax] = slice_len(t.shape[ax], s, e, st)
@@ -392,7 +396,7 @@ def _slice_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
 def _slice_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     x = xs[0]
     idx: list[Any] = [slice(None)] * x.ndim
-    for ax, s, e, st in zip(a["axes"], a["starts"], a["ends"], a["steps"]):
+    for ax, s, e, st in zip(a["axes"], a["starts"], a["ends"], a["steps"], strict=True):
         idx[ax % x.ndim] = slice(s, None if e == END else e, st)
     return [x[tuple(idx)]]
 
@@ -432,7 +436,9 @@ register(
         "squeeze",
         ("x",),
         (Attr("axes", "axes?", None),),
-        lambda ts, a: [ts[0].with_shape([d for i, d in enumerate(ts[0].shape) if i not in _squeeze_axes(ts[0], a["axes"])])],
+        lambda ts, a: [
+            ts[0].with_shape([d for i, d in enumerate(ts[0].shape) if i not in _squeeze_axes(ts[0], a["axes"])])
+        ],
         lambda xs, a: [np.squeeze(xs[0], axis=tuple(a["axes"]) if a["axes"] is not None else None)],
         doc="drop axes of size 1 (default: those that are 1 in the type)",
         canonical=_squeeze_canonical,
@@ -471,7 +477,7 @@ def _broadcast_to_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorT
     if t.rank > target.rank:
         raise TypeError_(f"broadcast_to: cannot broadcast {t} to fewer dims {a['shape']}")
     got = broadcast_shapes("broadcast_to", [t, target])
-    if any(not g.compatible(d) for g, d in zip(got, target.shape)):
+    if any(not g.compatible(d) for g, d in zip(got, target.shape, strict=True)):
         raise TypeError_(f"broadcast_to: cannot broadcast {t} to {a['shape']}")
     return [target]
 

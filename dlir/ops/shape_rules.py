@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from dlir.errors import TypeError_
 from dlir.ir.types import UNKNOWN, Dim, DType, TensorType
@@ -47,9 +47,7 @@ def same_dtype(op: str, types: Sequence[TensorType]) -> DType:
 
 def require_float(op: str, t: TensorType) -> None:
     if not t.dtype.is_float:
-        raise TypeError_(
-            f"{op} expects a floating-point tensor, got {t}", hint="convert it first with cast(x, f32)"
-        )
+        raise TypeError_(f"{op} expects a floating-point tensor, got {t}", hint="convert it first with cast(x, f32)")
 
 
 def require_numeric(op: str, t: TensorType) -> None:

@@ -1,6 +1,7 @@
 """Optimisation passes and the pass manager (see :mod:`dlir.passes.manager`).
 
-Importing this package registers every pass: ``dce``, ``cse``, ``fold``, ``simplify``, ``fuse``, ``licm``, ``rnn``, ``layout``, ``autodiff``.
+Importing this package registers every pass: ``dce``, ``cse``, ``fold``, ``simplify``, ``fuse``,
+``licm``, ``rnn``, ``layout``, ``autodiff``.
 """
 
 from dlir.passes import autodiff, cse, dce, fold, fuse, layout, licm, rnn, simplify  # noqa: F401  (register the passes)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any
 
 from dlir.ir.graph import Graph, Node
 from dlir.passes.manager import Pass, register_pass
@@ -38,7 +39,7 @@ class CommonSubexpressionElimination(Pass):
                     seen[key] = node
                 kept.append(node)
                 continue
-            for old, new in zip(node.outputs, first.outputs):
+            for old, new in zip(node.outputs, first.outputs, strict=True):
                 rep.replace(old, new)
         self.at = None
         if not rep:

@@ -72,7 +72,7 @@ class ConstantFolding(Pass):
         if len(results) != len(node.outputs):
             return None
         out = []
-        for v, r in zip(node.outputs, results):
+        for v, r in zip(node.outputs, results, strict=True):
             const = _constant_node(v, np.asarray(r).astype(v.type.dtype.numpy, copy=False), node)
             if const is None:
                 return None

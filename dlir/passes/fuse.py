@@ -105,9 +105,7 @@ class Fusion(Pass):
         return None
 
     @staticmethod
-    def _bias_conv(
-        graph: Graph, node: Node, uses: Counter[Value], out: list[Node | None], pos: dict[int, int]
-    ) -> bool:
+    def _bias_conv(graph: Graph, node: Node, uses: Counter[Value], out: list[Node | None], pos: dict[int, int]) -> bool:
         """``add(conv2d(x, w), b)`` with ``b`` a per-channel bias -> ``conv2d(x, w, reshape(b))``.
 
         The conv node moves to the add's place and takes its result; the add goes.

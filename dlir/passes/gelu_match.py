@@ -187,7 +187,7 @@ def _uniform(c: np.ndarray, like: Value) -> bool:
         return False
     if any(n != 1 for n in c.shape):
         shape = like.type.shape[like.type.rank - c.ndim :]
-        if any(n != 1 and not (d.is_static and d.value == n) for n, d in zip(c.shape, shape)):
+        if any(n != 1 and not (d.is_static and d.value == n) for n, d in zip(c.shape, shape, strict=True)):
             return False
     return bool(np.all(c == c.flat[0])) and math.isfinite(float(c.flat[0]))
 

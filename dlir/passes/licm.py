@@ -129,6 +129,8 @@ def _project_input(graph: Graph, scan: Node) -> list[Node]:
 
 def _split(body: Graph, v: Value, sizes: list[int], scan: Node) -> list[Value]:
     """``split(v, sizes, axis=-1)`` as the body's first node."""
-    outs = emit(body, "split", [v], {"sizes": sizes, "axis": v.type.rank - 1}, scan.loc, [v.name + ".part"] * len(sizes))
+    outs = emit(
+        body, "split", [v], {"sizes": sizes, "axis": v.type.rank - 1}, scan.loc, [v.name + ".part"] * len(sizes)
+    )
     body.nodes.insert(0, body.nodes.pop())
     return outs

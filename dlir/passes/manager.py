@@ -23,9 +23,10 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Sequence, TextIO
+from typing import Any, ClassVar, TextIO
 
 from dlir.errors import UNKNOWN_LOC, DlirError, PassError, UsageError, VerifyError, did_you_mean
 from dlir.ir.gc_pause import gc_paused
@@ -120,7 +121,9 @@ def make_pass(name: str, options: dict[str, str | Any] | None = None) -> Pass:
     for key, raw in (options or {}).items():
         if key not in fields:
             known = ", ".join(fields) or "no options"
-            raise UsageError(f"pass '{name}' has no option '{key}'", hint=did_you_mean(key, fields) or f"{name} takes {known}")
+            raise UsageError(
+                f"pass '{name}' has no option '{key}'", hint=did_you_mean(key, fields) or f"{name} takes {known}"
+            )
         kwargs[key] = _convert_option(name, key, fields[key].default, raw)
     return cls(**kwargs)
 
@@ -134,7 +137,9 @@ def parse_pipeline(text: str) -> list[Pass]:
     for item in _split_items(text):
         m = _ITEM.match(item)
         if not m:
-            raise UsageError(f"bad pass '{item.strip()}' in pipeline '{text}'", hint="write NAME or NAME{option=value,...}")
+            raise UsageError(
+                f"bad pass '{item.strip()}' in pipeline '{text}'", hint="write NAME or NAME{option=value,...}"
+            )
         options: dict[str, str] = {}
         for kv in filter(str.strip, (m.group(2) or "").split(",")):
             key, sep, value = kv.partition("=")
@@ -227,7 +232,9 @@ class PrintIR(Instrument):
     Each print starts with a ``#`` comment line, so the stream stays readable as IR text.
     """
 
-    def __init__(self, stream: TextIO | None = None, only: Iterable[str] | None = None, changed_only: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, only: Iterable[str] | None = None, changed_only: bool = False
+    ) -> None:
         self.stream = stream
         self.only = set(only) if only is not None else None
         self.changed_only = changed_only
@@ -279,7 +286,7 @@ def format_timing(model: str, records: Sequence[PassRecord]) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     right = {0, 2, 3, 4}
     for row in [header, *rows]:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  " + "  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -323,11 +330,11 @@ class PassManager:
         self.records: list[PassRecord] = []
 
     @classmethod
-    def for_level(cls, level: int, **kwargs: Any) -> "PassManager":
+    def for_level(cls, level: int, **kwargs: Any) -> PassManager:
         return cls(level_pipeline(level), **kwargs)
 
     @classmethod
-    def from_text(cls, text: str, **kwargs: Any) -> "PassManager":
+    def from_text(cls, text: str, **kwargs: Any) -> PassManager:
         return cls(parse_pipeline(text), **kwargs)
 
     def describe(self) -> str:
@@ -365,7 +372,8 @@ class PassManager:
                 raise PassError(
                     f"pass '{p.describe()}' left invalid IR: {e.message}",
                     e.loc,
-                    hint=(e.hint + "; " if e.hint else "") + f"this is a bug in the pass; --print-after={p.name} shows its output",
+                    hint=(e.hint + "; " if e.hint else "")
+                    + f"this is a bug in the pass; --print-after={p.name} shows its output",
                 ) from e
             t2 = time.perf_counter()
         return PassRecord(index, p.name, p.describe(), changed, t1 - t0, t2 - t1, before, count_nodes(graph))

@@ -105,7 +105,7 @@ def fills_type(const: np.ndarray, t: TensorType) -> bool:
     """
     if const.ndim > t.rank:
         return False
-    for c, d in zip(reversed(const.shape), reversed(t.shape)):
+    for c, d in zip(reversed(const.shape), reversed(t.shape), strict=False):  # trailing dims: broadcasting
         if c != 1 and not (d.is_static and d.value == c):
             return False
     return True

@@ -41,7 +41,11 @@ def read_inputs(specs: list[str]) -> dict[str, Any]:
         try:
             out[name] = np.load(file, allow_pickle=False)
         except FileNotFoundError:
-            raise DlirError(f"no such file: '{file}'", SourceLoc(file, 0, 0), hint=f"--input {name}=FILE.npy needs an existing .npy file") from None
+            raise DlirError(
+                f"no such file: '{file}'",
+                SourceLoc(file, 0, 0),
+                hint=f"--input {name}=FILE.npy needs an existing .npy file",
+            ) from None
         except (ValueError, OSError) as e:
             raise DlirError(f"cannot read '{file}' as .npy: {e}", SourceLoc(file, 0, 0)) from None
     return out

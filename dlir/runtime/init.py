@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from dlir.errors import TypeError_
-from dlir.ir.graph import INIT_KINDS, Graph, Init, Value
-
+from dlir.ir.graph import Graph, Init, Value
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -86,6 +85,8 @@ def init_params(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
 
 def init_param(p: Value, seed: int) -> np.ndarray:
     if not p.type.is_static:
-        raise TypeError_(f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time")
+        raise TypeError_(
+            f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time"
+        )
     assert p.init is not None
     return init_value(p.name, p.type.static_shape(), p.type.dtype.numpy, p.init, seed)

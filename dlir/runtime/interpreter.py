@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import ChainMap
-from typing import Any, MutableMapping
+from collections.abc import MutableMapping
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def run_nodes(
             outs = run_scan(node, vals, env)
         else:
             outs = get_op(node.op).ref([vals[v] for v in node.inputs], resolve_attrs(node.attrs, env))
-        for v, arr in zip(node.outputs, outs):
+        for v, arr in zip(node.outputs, outs, strict=True):
             vals[v] = np.asarray(arr).astype(v.type.dtype.numpy, copy=False)
         if observe is not None:
             observe(node, [vals[v] for v in node.outputs])
@@ -87,17 +88,19 @@ def run_scan(node: Node, vals: MutableMapping[Value, np.ndarray], env: dict[str,
     emits: list[list[np.ndarray]] = [[] for _ in node.outputs[k:]]
     for t in steps:
         step: dict[Value, np.ndarray] = {body.inputs[0]: np.take(xs, t, axis=axis)}
-        step.update(zip(body.inputs[1:], carries))
+        step.update(zip(body.inputs[1:], carries, strict=True))
         scope = ChainMap(step, vals)  # writes go to the step's layer
         if t == steps[0]:
             env = _body_env(body, step, env)
         run_nodes(body.nodes, scope, env)
         outs = [scope[v] for _, v in body.outputs]
-        carries = [np.asarray(c).astype(h.type.dtype.numpy, copy=False) for c, h in zip(outs[:k], body.inputs[1:])]
-        for acc, e in zip(emits, outs[k:]):
+        carries = [
+            np.asarray(c).astype(h.type.dtype.numpy, copy=False) for c, h in zip(outs[:k], body.inputs[1:], strict=True)
+        ]
+        for acc, e in zip(emits, outs[k:], strict=True):
             acc.append(e)
     ys = []
-    for acc, v in zip(emits, node.outputs[:len(emits)]):
+    for acc, v in zip(emits, node.outputs[: len(emits)], strict=True):
         if node.attrs["reverse"]:
             acc.reverse()
         ys.append(np.stack(acc, axis=axis) if acc else np.zeros(_empty_shape(v, env), v.type.dtype.numpy))

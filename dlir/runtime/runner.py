@@ -8,7 +8,8 @@ params, safetensors I/O and output packing live here, once.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,9 @@ def check_inputs(graph: Graph, given: Mapping[str, Any]) -> dict[str, np.ndarray
     env: dict[str, tuple[int, str]] = {}
     for v in graph.inputs:
         if v.name not in given:
-            raise RuntimeMismatch(f"missing input '{v.name}' ({v.type})", v.loc, hint="pass every declared input by name")
+            raise RuntimeMismatch(
+                f"missing input '{v.name}' ({v.type})", v.loc, hint="pass every declared input by name"
+            )
         a = np.asarray(given[v.name])
         t = v.type
         if a.dtype != t.dtype.numpy:
@@ -46,8 +49,10 @@ def check_inputs(graph: Graph, given: Mapping[str, Any]) -> dict[str, np.ndarray
                 hint=f"convert it first, e.g. x.astype(np.{t.dtype.numpy})",
             )
         if a.ndim != t.rank:
-            raise RuntimeMismatch(f"input '{v.name}' is declared {t} (rank {t.rank}), but a {_describe(a)} was given", v.loc)
-        for axis, (d, n) in enumerate(zip(t.shape, a.shape)):
+            raise RuntimeMismatch(
+                f"input '{v.name}' is declared {t} (rank {t.rank}), but a {_describe(a)} was given", v.loc
+            )
+        for axis, (d, n) in enumerate(zip(t.shape, a.shape, strict=True)):
             _check_dim(v.name, t, a, axis, d, int(n), env)
         feeds[v.name] = a
     return feeds
@@ -58,7 +63,9 @@ def _check_dim(name: str, t: Any, a: np.ndarray, axis: int, d: Dim, n: int, env:
         return
     if d.is_static:
         if d.value != n:
-            raise RuntimeMismatch(f"input '{name}' is declared {t}, but a {_describe(a)} was given (axis {axis} must be {d.value})")
+            raise RuntimeMismatch(
+                f"input '{name}' is declared {t}, but a {_describe(a)} was given (axis {axis} must be {d.value})"
+            )
         return
     if d.is_symbol():
         sym = next(iter(d.symbols))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -25,7 +25,9 @@ def save_safetensors(
     try:
         # (not np.ascontiguousarray: it turns a scalar into shape (1,))
         arrays = {k: np.asarray(v) for k, v in params.items()}
-        save_file({k: a if a.flags.c_contiguous else a.copy(order="C") for k, a in arrays.items()}, tmp, metadata=metadata)
+        save_file(
+            {k: a if a.flags.c_contiguous else a.copy(order="C") for k, a in arrays.items()}, tmp, metadata=metadata
+        )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -41,7 +43,9 @@ def load_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise RuntimeMismatch(f"cannot read weights: no file '{path}'") from None
     except (SafetensorError, OSError, ValueError) as e:
-        raise RuntimeMismatch(f"cannot read weights from '{path}': {e}", hint="the file must be a .safetensors file") from None
+        raise RuntimeMismatch(
+            f"cannot read weights from '{path}': {e}", hint="the file must be a .safetensors file"
+        ) from None
 
 
 def checked_params(graph: Graph, given: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

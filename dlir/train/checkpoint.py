@@ -34,10 +34,18 @@ class Checkpoint:
     stale: int = 0  # epochs since it improved
 
     def save(self, path: str | Path) -> None:
-        tensors = {f"{k}/{n}": v for k, group in zip(KINDS, (self.params, self.buffers, self.state)) for n, v in group.items()}
+        tensors = {
+            f"{k}/{n}": v
+            for k, group in zip(KINDS, (self.params, self.buffers, self.state), strict=True)
+            for n, v in group.items()
+        }
         meta = {
-            "epoch": self.epoch, "losses": self.losses, "rng": self.rng, "history": self.history,
-            "best": self.best if np.isfinite(self.best) else None, "stale": self.stale,
+            "epoch": self.epoch,
+            "losses": self.losses,
+            "rng": self.rng,
+            "history": self.history,
+            "best": self.best if np.isfinite(self.best) else None,
+            "stale": self.stale,
         }
         save_safetensors(tensors, path, metadata={"dlir.checkpoint": json.dumps(meta)})
 
@@ -53,16 +61,30 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except FileNotFoundError:
         raise UsageError(f"--resume: no file '{path}'") from None
     except (SafetensorError, OSError, ValueError) as e:
-        raise UsageError(f"--resume: cannot read '{path}': {e}", hint="give a checkpoint written by dlirc train --checkpoint") from None
+        raise UsageError(
+            f"--resume: cannot read '{path}': {e}", hint="give a checkpoint written by dlirc train --checkpoint"
+        ) from None
     if meta_text is None:
-        raise UsageError(f"--resume: '{path}' is a weights file, not a checkpoint", hint="checkpoints are written by --checkpoint")
+        raise UsageError(
+            f"--resume: '{path}' is a weights file, not a checkpoint", hint="checkpoints are written by --checkpoint"
+        )
     meta = json.loads(meta_text)
     groups: dict[str, dict[str, np.ndarray]] = {k: {} for k in KINDS}
     for key, v in tensors.items():
         kind, _, name = key.partition("/")
         groups[kind][name] = v
     best = meta["best"] if meta["best"] is not None else float("inf")
-    return Checkpoint(groups["param"], groups["buffer"], groups["state"], meta["epoch"], meta["losses"], meta["rng"], meta["history"], best, meta["stale"])
+    return Checkpoint(
+        groups["param"],
+        groups["buffer"],
+        groups["state"],
+        meta["epoch"],
+        meta["losses"],
+        meta["rng"],
+        meta["history"],
+        best,
+        meta["stale"],
+    )
 
 
 __all__ = ["Checkpoint", "load_checkpoint"]

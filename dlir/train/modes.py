@@ -98,7 +98,9 @@ def _batch_norm_train(g: Graph, node: Node) -> tuple[Value, Value, Value]:
     centred = b.sub(x, mu)
     batch_var = b.op("mean", b.mul(centred, centred), axis=axes, keepdims=True)  # biased, for y
     inv = b.op("rsqrt", b.add(batch_var, b.const(node.attrs["eps"], x)))
-    y = b.add(b.mul(b.mul(centred, inv), b.op("reshape", scale, shape=per_channel)), b.op("reshape", bias, shape=per_channel))
+    y = b.add(
+        b.mul(b.mul(centred, inv), b.op("reshape", scale, shape=per_channel)), b.op("reshape", bias, shape=per_channel)
+    )
     m = float(node.attrs["momentum"])
     n = b.count([x.type.shape[a] for a in axes], x.type.dtype)
     unbiased = b.mul(b.op("reshape", batch_var, shape=[-1]), b.div(n, b.sub(n, b.const(1.0, x))))

@@ -56,7 +56,9 @@ class Optimizer:
         """Emit what every param's update shares; returns the new counters (and scratch values)."""
         return {}
 
-    def update(self, b: GradBuilder, p: Value, g: Value, state: dict[str, Value], shared: dict[str, Value]) -> tuple[Value, dict[str, Value]]:
+    def update(
+        self, b: GradBuilder, p: Value, g: Value, state: dict[str, Value], shared: dict[str, Value]
+    ) -> tuple[Value, dict[str, Value]]:
         """``(new param, new per-param state)`` for one param ``p`` with gradient ``g``."""
         raise NotImplementedError
 
@@ -82,7 +84,9 @@ class SGD(Optimizer):
     def state_slots(self) -> tuple[str, ...]:
         return ("momentum",) if self.momentum else ()
 
-    def update(self, b: GradBuilder, p: Value, g: Value, state: dict[str, Value], shared: dict[str, Value]) -> tuple[Value, dict[str, Value]]:
+    def update(
+        self, b: GradBuilder, p: Value, g: Value, state: dict[str, Value], shared: dict[str, Value]
+    ) -> tuple[Value, dict[str, Value]]:
         d = b.add(g, b.scale(p, self.weight_decay)) if self.weight_decay else g
         new_state: dict[str, Value] = {}
         if self.momentum:
@@ -113,7 +117,9 @@ class Adam(Optimizer):
         step_size = b.div(counters["lr"], bc1)
         return {"step": t, "_step_size": step_size, "_bc2_sqrt": b.op("sqrt", bc2)}
 
-    def update(self, b: GradBuilder, p: Value, g: Value, state: dict[str, Value], shared: dict[str, Value]) -> tuple[Value, dict[str, Value]]:
+    def update(
+        self, b: GradBuilder, p: Value, g: Value, state: dict[str, Value], shared: dict[str, Value]
+    ) -> tuple[Value, dict[str, Value]]:
         if self.weight_decay:
             g = b.add(g, b.scale(p, self.weight_decay))
         m = b.add(state["m"], b.scale(b.sub(g, state["m"]), 1.0 - self.beta1))  # torch: m.lerp_(g, 1 - beta1)
@@ -169,14 +175,14 @@ def train_step_graph(
     shared = {"lr": lr, **optimizer.begin(b, {**counters, "lr": lr})}
     outputs: list[tuple[str, Value]] = [(loss_name, loss), *buffer_outs]
     new_state: dict[str, list[Value]] = {s: [] for s in optimizer.state_slots}
-    for i, (p, gr) in enumerate(zip(params, grads)):
+    for i, (p, gr) in enumerate(zip(params, grads, strict=True)):
         b.name = "new." + p.name
         new_p, st = optimizer.update(b, p, gr, {s: vs[i] for s, vs in state.items()}, shared)
         outputs.append((NEW + p.name, new_p))
         for s in optimizer.state_slots:
             new_state[s].append(st[s])
     for s in optimizer.state_slots:
-        outputs += [(NEW + v.name, nv) for v, nv in zip(state[s], new_state[s])]
+        outputs += [(NEW + v.name, nv) for v, nv in zip(state[s], new_state[s], strict=True)]
     outputs += [(NEW + v.name, shared[c]) for c, v in counters.items()]
     g.outputs = outputs
     g.name = f"{graph.name}Step"

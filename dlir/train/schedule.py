@@ -25,9 +25,14 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise UsageError(f"unknown learning-rate schedule '{self.kind}'", hint=did_you_mean(self.kind, KINDS) or "schedules: " + ", ".join(KINDS))
+            raise UsageError(
+                f"unknown learning-rate schedule '{self.kind}'",
+                hint=did_you_mean(self.kind, KINDS) or "schedules: " + ", ".join(KINDS),
+            )
         if self.step_size < 1 or not 0.0 < self.gamma <= 1.0:
-            raise UsageError(f"--lr-step-size must be >= 1 and --lr-gamma in (0, 1] (got {self.step_size}, {self.gamma})")
+            raise UsageError(
+                f"--lr-step-size must be >= 1 and --lr-gamma in (0, 1] (got {self.step_size}, {self.gamma})"
+            )
 
     def lr(self, base: float, epoch: int, epochs: int) -> float:
         """The learning rate of (0-based) ``epoch`` of ``epochs``."""

@@ -59,9 +59,7 @@ def threefry2x32(key0: ArrayLike, key1: ArrayLike, ctr0: ArrayLike, ctr1: ArrayL
         TypeError: An argument is not integer.
         ValueError: An argument lies outside [0, 2**32).
     """
-    k0, k1, c0, c1 = np.broadcast_arrays(
-        _u32(key0, "key0"), _u32(key1, "key1"), _u32(ctr0, "ctr0"), _u32(ctr1, "ctr1")
-    )
+    k0, k1, c0, c1 = np.broadcast_arrays(_u32(key0, "key0"), _u32(key1, "key1"), _u32(ctr0, "ctr0"), _u32(ctr1, "ctr1"))
     ks = (k0, k1, k0 ^ k1 ^ _PARITY)
     # Wrapping mod 2**32 is the cipher; numpy only warns about it for 0-d inputs, which became scalars.
     with np.errstate(over="ignore"):

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -82,7 +83,7 @@ class Trainer:
         known[LR] = np.asarray(self.lr, np.float32)
         outs = self.runner(**{k: known[k] for k in self._inputs if k in known})
         names = self.step_graph.output_names()
-        for name, a in zip(names[1:], outs[1:]):
+        for name, a in zip(names[1:], outs[1:], strict=True):
             key = name[len(NEW) :]
             for kept in (self.params, self.buffers, self.state):
                 if key in kept:
@@ -104,7 +105,13 @@ class Trainer:
         for site in self.dropouts:
             shape = concrete_shape(site.type, env)
             out[site.input] = dropout_mask(
-                self.seed, len(self.losses), site.site, np.asarray(sample_index, np.int64), shape[1:], site.p, site.type.dtype.numpy
+                self.seed,
+                len(self.losses),
+                site.site,
+                np.asarray(sample_index, np.int64),
+                shape[1:],
+                site.p,
+                site.type.dtype.numpy,
             )
         return out
 
@@ -117,7 +124,7 @@ class Trainer:
         max_steps: int | None = None,
         *,
         schedule: Schedule | None = None,
-        evaluate: Callable[["Trainer"], dict[str, float]] | None = None,
+        evaluate: Callable[[Trainer], dict[str, float]] | None = None,
         patience: int | None = None,
         checkpoint: str | Path | None = None,
         resume: str | Path | None = None,
@@ -162,30 +169,44 @@ class Trainer:
                 if max_steps is not None and len(self.losses) >= max_steps:
                     return self.losses
             metrics = evaluate(self) if evaluate is not None else {}
-            self.history.append({"epoch": epoch + 1, "loss": float(np.mean(self.losses[-per_epoch:])), "lr": self.lr, **metrics})
+            self.history.append(
+                {"epoch": epoch + 1, "loss": float(np.mean(self.losses[-per_epoch:])), "lr": self.lr, **metrics}
+            )
             if "val_loss" in metrics:
                 best, stale = (metrics["val_loss"], 0) if metrics["val_loss"] < best else (best, stale + 1)
             if bar is not None:
                 bar.end_epoch(epoch, self.losses[-per_epoch:], metrics)
             if checkpoint is not None:
                 state = rng.bit_generator.state
-                Checkpoint(self.params, self.buffers, self.state, epoch + 1, self.losses, state, self.history, best, stale).save(checkpoint)
+                Checkpoint(
+                    self.params, self.buffers, self.state, epoch + 1, self.losses, state, self.history, best, stale
+                ).save(checkpoint)
             if patience is not None and stale >= patience:
                 if progress is not None:
-                    progress.write(f"early stop: validation loss has not improved for {patience} epoch(s) (best {best:.4f})\n")
+                    progress.write(
+                        f"early stop: validation loss has not improved for {patience} epoch(s) (best {best:.4f})\n"
+                    )
                 break
         return self.losses
 
     def _restore(self, ck: Checkpoint) -> None:
-        for name, mine, theirs in (("params", self.params, ck.params), ("buffers", self.buffers, ck.buffers), ("state", self.state, ck.state)):
+        for name, mine, theirs in (
+            ("params", self.params, ck.params),
+            ("buffers", self.buffers, ck.buffers),
+            ("state", self.state, ck.state),
+        ):
             if set(mine) != set(theirs):
                 raise UsageError(
                     f"--resume: the checkpoint's {name} are not this model's",
-                    hint=f"missing {sorted(set(mine) - set(theirs))[:3]}, unknown {sorted(set(theirs) - set(mine))[:3]}",
+                    hint=f"missing {sorted(set(mine) - set(theirs))[:3]}, "
+                    f"unknown {sorted(set(theirs) - set(mine))[:3]}",
                 )
             for k, v in theirs.items():
                 if v.shape != mine[k].shape or v.dtype != mine[k].dtype:
-                    raise UsageError(f"--resume: {k} is {v.dtype}{list(v.shape)} in the checkpoint, {mine[k].dtype}{list(mine[k].shape)} here")
+                    raise UsageError(
+                        f"--resume: {k} is {v.dtype}{list(v.shape)} in the checkpoint, "
+                        f"{mine[k].dtype}{list(mine[k].shape)} here"
+                    )
             mine.update(theirs)
         self.losses = list(ck.losses)
         self.history = list(ck.history)
@@ -198,7 +219,7 @@ def _symbols(inputs: list[Any], batch: dict[str, np.ndarray]) -> dict[str, int]:
         a = batch.get(v.name)
         if a is None:
             continue
-        for d, n in zip(v.type.shape, a.shape):
+        for d, n in zip(v.type.shape, a.shape, strict=True):
             if not d.is_static and len(d.symbols) == 1 and str(d) in d.symbols:
                 env[str(d)] = int(n)
     return env
@@ -240,10 +261,17 @@ def find_forward_model(prog: Any, loss_graph: Graph, data: Dataset, name: str | 
                 raise
             continue
         prefix = _prefix(loss_names, {p.name for p in g.trainable})
-        shape_ok = len(g.outputs) == 1 and g.outputs[0][1].type.rank == 2 and g.outputs[0][1].type.shape[1].value == data.classes
+        shape_ok = (
+            len(g.outputs) == 1
+            and g.outputs[0][1].type.rank == 2
+            and g.outputs[0][1].type.shape[1].value == data.classes
+        )
         if prefix is None or not shape_ok:
             if name:
-                raise UsageError(f"model {m} is not the forward model of {loss_graph.name}", hint=f"it must take the images, return [B, {data.classes}] logits and have the loss model's params")
+                raise UsageError(
+                    f"model {m} is not the forward model of {loss_graph.name}",
+                    hint=f"it must take the images, return [B, {data.classes}] logits and have the loss model's params",
+                )
             continue
         try:
             bind_inputs(g, data, role="forward model")
@@ -297,7 +325,13 @@ class Evaluator:
                 raise KeyError(f"no trained value for {key}")
         return out
 
-    def accuracy(self, loss_values: dict[str, np.ndarray], data: Dataset, x: np.ndarray | None = None, y: np.ndarray | None = None) -> float:
+    def accuracy(
+        self,
+        loss_values: dict[str, np.ndarray],
+        data: Dataset,
+        x: np.ndarray | None = None,
+        y: np.ndarray | None = None,
+    ) -> float:
         """Accuracy on the test split (or on ``x``, ``y``) in eval mode (running statistics, no dropout)."""
         self.runner.load_params({**self.runner.params, **self.weights(loss_values)})
         (x_name,) = bind_inputs(self.graph, data, role="forward model")
@@ -331,7 +365,8 @@ class Progress:
         mean = float(np.mean(losses)) if losses else float("nan")
         extra = "".join(f" {k.replace('_', ' ')} {v:.4f}" for k, v in (metrics or {}).items())
         line = (
-            f"epoch {epoch + 1}/{self.epochs} [{'#' * self.WIDTH}] {self.per_epoch}/{self.per_epoch} loss {mean:.4f}{extra} "
+            f"epoch {epoch + 1}/{self.epochs} [{'#' * self.WIDTH}] {self.per_epoch}/{self.per_epoch} "
+            f"loss {mean:.4f}{extra} "
             f"({time.perf_counter() - self.start:.1f}s)"
         )
         self.stream.write(("\r" if self.tty else "") + line + "\n")
@@ -362,7 +397,14 @@ def loss_curve_png(losses: Sequence[float], per_epoch: int, title: str, val_acc:
     handles, labels = ax.get_legend_handles_labels()
     if len(val_acc):
         acc_ax = ax.twinx()
-        acc_ax.plot(np.arange(1, len(val_acc) + 1) * per_epoch, val_acc, "s--", ms=3, color="tab:green", label="validation accuracy")
+        acc_ax.plot(
+            np.arange(1, len(val_acc) + 1) * per_epoch,
+            val_acc,
+            "s--",
+            ms=3,
+            color="tab:green",
+            label="validation accuracy",
+        )
         acc_ax.set_ylabel("validation accuracy")
         acc_ax.set_ylim(min(0.5, min(val_acc)), 1.0)
         more_handles, more_labels = acc_ax.get_legend_handles_labels()
