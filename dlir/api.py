@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from dlir.errors import DlirError, ParseError, SourceLoc, TypeError_, UsageError, did_you_mean
 from dlir.frontend.parse import decode_source, parse
@@ -108,7 +108,7 @@ class _SourceAttach:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, et: Any, e: Any, tb: Any) -> bool:
+    def __exit__(self, et: Any, e: Any, tb: Any) -> Literal[False]:
         if isinstance(e, DlirError) and e.loc is not None and e.loc.file in self.prog.sources and e.source_line is None:
             lines = self.prog.sources[e.loc.file].splitlines()
             if 0 < e.loc.line <= len(lines):

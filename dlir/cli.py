@@ -309,9 +309,10 @@ def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
         if out and not (Path(out).parent if str(Path(out).parent) else Path(".")).is_dir():
             raise UsageError(f"cannot write '{out}': no directory '{Path(out).parent}'")
     schedule = Schedule(args.lr_schedule, args.lr_step_size, args.lr_gamma)
-    label_column: str | int | None = args.label_column
-    if label_column is not None and label_column.lstrip("-").isdigit():
-        label_column = int(label_column)
+    raw_label: str | None = args.label_column
+    label_column: str | int | None = raw_label
+    if raw_label is not None and raw_label.lstrip("-").isdigit():
+        label_column = int(raw_label)
     data = load_dataset(args.data, label_column=label_column, seed=args.seed)
     prog = _load(args, sources)
     graph = prog.graph(args.model)
@@ -329,7 +330,8 @@ def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
     evaluator = Evaluator(forward, prefix, args.target, seed=args.seed, device=args.device)
     rows = "images" if data.kind == "images" else "rows"
     print(
-        f"training {graph.name} on {args.target} with {opt.name} (lr {opt.lr}, {schedule.kind}): "
+        # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
+        f"training {graph.name} on {args.target} with {opt.name} (lr {opt.lr}, {schedule.kind}): "  # type: ignore[attr-defined]
         f"{len(train_data.y_train)} {data.name} {rows} "
         f"({len(data.y_train) - len(train_data.y_train)} held out for validation), "
         f"batch {args.batch}, {args.epochs} epoch(s)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ def random_inputs(graph: Graph, seed: int = 0, size: int = 3) -> dict[str, np.nd
     for v in graph.inputs:
         shape = tuple(1 if d.unknown else d.evaluate(env) for d in v.type.shape)
         dt = v.type.dtype
+        arr: np.ndarray
         if dt.is_float:
             arr = rng.standard_normal(shape)
         elif dt.is_int:
@@ -106,7 +108,7 @@ def format_table(rows: list[Row]) -> str:
     return text_table(head, body)
 
 
-def text_table(head: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
+def text_table(head: tuple[str, ...], body: Sequence[tuple[str, ...]]) -> str:
     """Columns padded to their widest cell, a rule under the header."""
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731

@@ -134,6 +134,7 @@ class Checks:
             results = [_outputs(run(**suite.feeds(k))) for k in range(len(suite.bindings))]
         except Exception:  # noqa: BLE001 - find which case breaks the whole graph
             results = None
+        why: str | None
         for i, case in enumerate(suite.cases):
             for k, env in enumerate(suite.bindings):
                 n = len(suite.outputs[i])
@@ -233,7 +234,8 @@ def configs(target: str, device: str) -> list[Config]:
             import torch
 
             # (torch.backends.mkldnn.flags() would also set its TF32 flag, with a warning on CPU builds)
-            saved, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, on
+            # a ContextProp descriptor, typed as itself: assigning a bool sets the flag
+            saved, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, on  # type: ignore[assignment]
             try:
                 yield
             finally:

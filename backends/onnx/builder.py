@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from numpy.typing import DTypeLike
 from onnx import TensorProto, helper, numpy_helper
 
 from dlir.errors import UNKNOWN_LOC, LoweringError, SourceLoc
@@ -120,7 +121,7 @@ class Builder:
         return self.op("Cast", [x], to=ONNX_DTYPES[dtype])
 
     # -- constants --------------------------------------------------------------
-    def const(self, value: Any, dtype: DType | np.dtype, base: str = "const") -> str:
+    def const(self, value: Any, dtype: DType | DTypeLike, base: str = "const") -> str:
         """An initializer holding ``value``; equal constants are shared."""
         np_dt = dtype.numpy if isinstance(dtype, DType) else np.dtype(dtype)
         arr = np.asarray(value).astype(np_dt)
@@ -136,7 +137,7 @@ class Builder:
         """A rank-0 constant in the dtype the current emitter computes in."""
         return self.const(value, self.dt, "c")
 
-    def ints(self, values: Sequence[int]) -> str:
+    def ints(self, values: Sequence[int] | np.ndarray) -> str:
         """A 1-D int64 constant (axes, shapes, slice bounds)."""
         return self.const(np.asarray(list(values), dtype=np.int64).reshape(len(values)), np.int64, "ints")
 

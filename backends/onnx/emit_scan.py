@@ -18,6 +18,7 @@ computes stay inside the body.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import onnx
 from onnx import helper
@@ -38,7 +39,7 @@ def _scan(b: Builder, node: Node, xs: list[str]) -> list[str]:
     k = node.attrs["n_carry"]
     m = len(node.outputs) - k
     axis, direction = node.attrs["axis"], int(node.attrs["reverse"])
-    attrs: dict[str, object] = {
+    attrs: dict[str, Any] = {
         "body": lower_body(b, node, node.body, k),
         "num_scan_inputs": 1,
         "scan_input_axes": [axis],

@@ -119,7 +119,7 @@ class _Scope:
     def __init__(self, graph: Graph, parent: _Scope | None, ns: Namespace, training: bool = False) -> None:
         self.graph = graph
         self.parent = parent
-        self.training = training if parent is None else parent.training
+        self.training: bool = training if parent is None else parent.training
         self.ns = ns
         self.lines: list[str] = []
         self.home: set[Value] = set(graph.inputs) | set(graph.params) | {v for n in graph.nodes for v in n.outputs}

@@ -11,7 +11,7 @@ emitter says why it does more than the obvious call.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from dlir.backends.codegen import py_num
 from dlir.backends.torch.lowering_nn import NN_EMITTERS
@@ -127,7 +127,7 @@ def scalar_literal(node: Node) -> str | None:
     """A constant node as a plain Python number (``0.5``), if it is a scalar that can be one."""
     dt: DType = node.attrs["dtype"]
     value = node.attrs["value"]
-    if dt not in _SCALAR_DTYPES or isinstance(value, (list, tuple)) or getattr(value, "ndim", 0):
+    if dt not in _SCALAR_DTYPES or isinstance(value, (list, tuple)) or cast(int, getattr(value, "ndim", 0)):
         return None
     text = _literal(value, dt.is_float)
     return f"({text})" if text.startswith("-") else text  # -2.0 ** x would negate the power

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from lark import Token, Tree
 
@@ -64,10 +64,10 @@ class ExprMixin:
     defs: dict[str, DefRef]
     auto_named: set[Value]
 
-    # provided by the Elaborator
+    # provided by the Elaborator (declarations only: the two with results need empty-body ignored)
     def loc(self, node: Any) -> Any: ...
-    def string(self, tok: Token) -> str: ...
-    def instantiate(self, d: DefRef, call: Tree, name: str, frame: Frame) -> Instance: ...
+    def string(self, tok: Token) -> str: ...  # type: ignore[empty-body]
+    def instantiate(self, d: DefRef, call: Tree, name: str, frame: Frame) -> Instance: ...  # type: ignore[empty-body]
     def call_instance(self, inst: Instance, args: list[Any], call: Tree, frame: Frame) -> Any: ...
     def call_fn(self, d: DefRef, args: list[Any], call: Tree, frame: Frame) -> Any: ...
 
@@ -83,13 +83,13 @@ class ExprMixin:
 
     # -- atoms -------------------------------------------------------------------------
     def _e_int_lit(self, n: Tree, f: Frame) -> int:
-        return int(n.children[0])
+        return int(cast(Token, n.children[0]))
 
     def _e_float_lit(self, n: Tree, f: Frame) -> float:
-        return float(n.children[0])
+        return float(cast(Token, n.children[0]))
 
     def _e_str_lit(self, n: Tree, f: Frame) -> str:
-        return self.string(n.children[0])
+        return self.string(cast(Token, n.children[0]))
 
     def _e_true_lit(self, n: Tree, f: Frame) -> bool:
         return True
@@ -272,9 +272,9 @@ class ExprMixin:
         else:
             # Leading positional arguments fill the tensor inputs; a trailing optional
             # input ("b?") is only taken when it is a tensor (else it is an attribute).
-            k = len(opdef.inputs)
+            n_in = len(opdef.inputs)
             inputs = []
-            while rest and len(inputs) < k and (not opdef.inputs[len(inputs)].endswith("?") or is_tensor(rest[0])):
+            while rest and len(inputs) < n_in and (not opdef.inputs[len(inputs)].endswith("?") or is_tensor(rest[0])):
                 inputs.append(rest.pop(0))
             for iname in opdef.input_names[len(inputs) :]:
                 if iname in kw:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from dlir.errors import ParseError, SourceLoc
 from dlir.ir.gc_pause import gc_paused
@@ -82,7 +82,8 @@ def parse(text: str, filename: str) -> Any:
         loc = SourceLoc(filename, tok.line or _last_line(text), tok.column or 1)
         raise ParseError(f"unexpected {what}", loc, hint=f"expected {expected}" if expected else None) from None
     except lark.exceptions.UnexpectedCharacters as e:
-        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
+        pos = cast(int, e.pos_in_stream)  # UnexpectedCharacters always sets it
+        ch = text[pos] if pos < len(text) else "?"
         raise ParseError(
             f"unexpected character {ch!r}", SourceLoc(filename, e.line, e.column), hint=_char_hint(ch)
         ) from None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import ChainMap
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lark import Token, Tree
 
@@ -73,8 +73,8 @@ def _scan(el: Elaborator, st: Tree, frame: Frame) -> None:
             hint="`scan x_t in xs along 1 ...` slices the tensor xs along axis 1",
         )
     axis = _axis(el, axis_expr, xs, frame)
-    names, inits = _carries(el, carries, x_tok, frame)
-    carry_toks = [c.children[0] for c in carries]
+    names, inits = _carries(el, carries, cast(Token, x_tok), frame)
+    carry_toks = [cast(Token, c.children[0]) for c in carries]
     # Body inputs are named as bind() names values: with the layer's prefix (rnn.h).
     prefix = frame.owner.prefix + "." if frame.owner is not None and frame.owner.prefix and frame.kind != "fn" else ""
     bases = [prefix + n for n in [str(x_tok), *names]]

@@ -347,7 +347,7 @@ class Builder:
             if opdef.canonical is not None:
                 full = opdef.canonical(types, full)
             opdef.infer(types, full)  # the shape rule's errors, even when folding
-            outs = [np.asarray(o) for o in opdef.ref([np.asarray(x) for x in inputs], full)]
+            outs: list[Any] = [np.asarray(o) for o in opdef.ref([np.asarray(x) for x in inputs], full)]
             outs = [o.astype(t.dtype.numpy) for o, t in zip(outs, opdef.infer(types, full), strict=True)]
             return outs[0] if len(outs) == 1 else outs
         vals = [self.tensor(x) for x in inputs]

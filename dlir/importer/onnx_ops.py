@@ -484,7 +484,10 @@ def _slice(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
         else:
             if e >= 2**31:
                 e = END
-        s2.append(s), e2.append(e), a2.append(ax), st2.append(st)
+        s2.append(s)
+        e2.append(e)
+        a2.append(ax)
+        st2.append(st)
     if not a2:
         return x
     return b.op("slice", [x], starts=s2, ends=e2, axes=a2, steps=st2)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from dlir.errors import UNKNOWN_LOC, DlirError, ParseError, SourceLoc, TypeError_, VerifyError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
@@ -456,7 +456,7 @@ class _Parser:
         if tok.kind == "name":
             return tok.text
         if tok.kind == "str":
-            return json.loads(tok.text)
+            return cast(str, json.loads(tok.text))
         raise self.error(f"expected {what}, found {_describe(tok)}", tok)
 
     def define(self, tok: Tok, g: Graph) -> None:

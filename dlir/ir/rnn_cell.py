@@ -209,7 +209,7 @@ def _typed(cell: RnnCell, body: Graph, dtype: DType) -> RnnCell | None:
     g, hid = cell.gates, cell.hidden
     if body.inputs[0].type.shape[-1].value != g * hid:
         return None
-    want = {id(cell.w_hh): (hid, g * hid)}
+    want: dict[int, tuple[int, ...]] = {id(cell.w_hh): (hid, g * hid)}
     if cell.b_hh is not None:
         want[id(cell.b_hh)] = (g * hid,)
     for v in (cell.w_hh, cell.b_hh):

@@ -7,9 +7,11 @@ shapes that reshape, concat and slicing produce; division is exact or unknown.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -26,20 +28,21 @@ class DType(Enum):
     bool = "bool"
 
     @property
-    def is_float(self) -> bool:
+    def is_float(self) -> builtins.bool:
         return self in (DType.f16, DType.bf16, DType.f32, DType.f64)
 
     @property
-    def is_int(self) -> bool:
+    def is_int(self) -> builtins.bool:
         return self in (DType.i32, DType.i64)
 
     @property
-    def numpy(self) -> np.dtype:
+    def numpy(self) -> np.dtype[Any]:
         """The numpy dtype (bf16 needs ml_dtypes, which TensorFlow brings)."""
         if self is DType.bf16:
-            import ml_dtypes  # type: ignore[import-not-found]
+            import ml_dtypes
 
-            return np.dtype(ml_dtypes.bfloat16)
+            bf16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+            return bf16
         return _NUMPY_DTYPES[self]
 
     @staticmethod

@@ -246,6 +246,7 @@ class _Checker:
         infer_body = opdef.extra.get("infer_body")
         if infer_body is not None and node.body is None:
             raise _Fault(f"{node.op} has no body graph", node, node.loc, "build it with dlir.ir.scan.emit_scan")
+        want: list[TensorType]
         try:
             if infer_body is not None:
                 # The types of body inputs, carries and emits decide the results (scan).

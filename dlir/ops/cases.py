@@ -28,7 +28,7 @@ from dlir.ops.shape import END
 
 # -- input generators -------------------------------------------------------------
 
-Gen = Callable[[np.random.Generator, tuple[int, ...], np.dtype], np.ndarray]
+Gen = Callable[[np.random.Generator, tuple[int, ...], np.dtype[Any]], np.ndarray]
 
 
 def floats(lo: float = -3.0, hi: float = 3.0) -> Gen:
@@ -185,6 +185,7 @@ _UNARY_RANGES: dict[str, Gen] = {
     "neg": floats(),
     "abs": floats(),
 }
+_gen: Gen | None  # shared by the loops below (the cast rows have no generator)
 for _op, _gen in _UNARY_RANGES.items():
     case(_op, "f32", inp("f32", ["B", 3, 4], _gen))
 for _op in ("exp", "log", "tanh", "sigmoid", "softplus", "erf", "silu", "sqrt"):
@@ -247,7 +248,7 @@ case("where", "scalar_branch_i64", inp("bool", ["B", 3]), inp("i64", ["B", 3]), 
 case("where", "f64_rank_mismatch", inp("bool", [4]), inp("f64", ["B", 1]), inp("f64", ["B", 4]))
 case("where", "bool_data", inp("bool", ["B", 3]), inp("bool", ["B", 3]), inp("bool", [1, 3]))
 
-_CASTS = (
+_CASTS: tuple[tuple[str, str, Gen | None, str], ...] = (
     ("f32", "i32", floats(-5, 5), "trunc_negatives"),
     ("f64", "i64", floats(-50, 50), "trunc_negatives"),
     ("f32", "f64", floats(), "widen"),
@@ -273,7 +274,7 @@ case("constant", "i32_scalar", value=-7, dtype=DType.i32)
 
 # -- reductions -------------------------------------------------------------------------------
 
-_X3 = ["B", 3, 4]
+_X3: list[DimLike] = ["B", 3, 4]
 case("sum", "axis1", inp("f32", _X3), axis=1)
 case("sum", "all_axes", inp("f32", _X3))
 case("sum", "i32_axes_keepdims", inp("i32", _X3), axis=[0, 2], keepdims=True)
@@ -361,7 +362,7 @@ case("split", "three_neg_axis", inp("f32", ["B", 6]), sizes=[1, 2, 3], axis=-1)
 case("split", "axis0_static", inp("f64", [4, "B"]), sizes=[1, 3], axis=0)
 case("split", "i64_axis1", inp("i64", ["B", 4, 2]), sizes=[2, 2], axis=1)
 case("split", "one_piece", inp("f32", ["B", 3]), sizes=[3], axis=1)
-_S1 = {"axes": [1], "steps": [1]}
+_S1: dict[str, Any] = {"axes": [1], "steps": [1]}
 case("slice", "neg_start_to_end", inp("f32", ["B", 6]), starts=[-2], ends=[END], **_S1)
 case("slice", "step2_to_end", inp("f32", ["B", 7]), starts=[1], ends=[END], axes=[1], steps=[2])
 case("slice", "out_of_range_end", inp("i32", ["B", 6]), starts=[2], ends=[100], **_S1)

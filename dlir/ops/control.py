@@ -15,7 +15,7 @@ step by step itself (``dlir/runtime/interpreter.py``); ``ref`` is never called.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -124,7 +124,7 @@ def register_scan_vjp(rule: Any) -> None:
 def _scan_vjp(b: Any, node: Any, cts: list[Value]) -> list[Value | None]:
     """A reverse scan over the same xs (the rule dlir.autodiff.scan registered)."""
     (rule,) = _SCAN_VJP
-    return rule(b, node, cts)
+    return cast("list[Value | None]", rule(b, node, cts))
 
 
 register(

@@ -24,7 +24,7 @@ overhang past the padding), otherwise by its cells inside the real input.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -145,9 +145,9 @@ def resolve_padding(
     if padding == "same":
         return same_pads(op, x, kernel, stride, dilation)
     if len(padding) == 1:
-        return padding * 4
+        return cast(list[int], padding * 4)
     if len(padding) == 2:
-        return padding * 2
+        return cast(list[int], padding * 2)
     return list(padding)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -36,13 +36,13 @@ def _wide(x: np.ndarray) -> np.ndarray:
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         e = np.exp(-np.abs(x))
-        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        return cast(np.ndarray, np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)))
 
 
 def _gelu(x: np.ndarray, a: dict[str, Any]) -> np.ndarray:
     if a["approximate"] == "tanh":
         return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+    return cast(np.ndarray, 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))))
 
 
 def _clip(x: np.ndarray, a: dict[str, Any]) -> np.ndarray:
@@ -220,13 +220,13 @@ def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     # Integer division truncates toward zero (as C, ONNX `Div`, torch
     # rounding_mode="trunc" and tf.truncatediv); Python's // floors instead.
     q = np.abs(a) // np.abs(b)
-    return np.where((a < 0) != (b < 0), -q, q)
+    return cast(np.ndarray, np.where((a < 0) != (b < 0), -q, q))
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.dtype.kind in "iu":
         return _int_div(a, b)
-    return a / b
+    return cast(np.ndarray, a / b)
 
 
 # The VJP of a binary op: (builder, a, b, y, cotangent) -> the cotangents of a and b, of y's

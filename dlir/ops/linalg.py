@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -54,8 +54,8 @@ def matmul_2d_rhs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``np.matmul``; a batched x against a matrix y goes through one 2-D GEMM (numpy's
     broadcasting matmul loop is far slower than BLAS there)."""
     if x.ndim > 2 and y.ndim == 2 and x.size and y.size:
-        return np.matmul(x.reshape(-1, x.shape[-1]), y).reshape(*x.shape[:-1], y.shape[-1])
-    return np.matmul(x, y)
+        return cast(np.ndarray, np.matmul(x.reshape(-1, x.shape[-1]), y).reshape(*x.shape[:-1], y.shape[-1]))
+    return cast(np.ndarray, np.matmul(x, y))
 
 
 def _swap_last(b: GradBuilder, v: Value) -> Value:
@@ -183,7 +183,7 @@ def act_vjp(b: GradBuilder, act: str, z: Value, y: Value, g: Value) -> Value:
     assert rule is not None
     got = rule(b, view, [g])[0]
     assert got is not None
-    return got
+    return cast("Value", got)
 
 
 def _linear_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:

@@ -198,7 +198,8 @@ def _pair_loss_infer(name: str):  # type: ignore[no-untyped-def]
 
 def _bce_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     x, t = (v.astype(np.float64) for v in xs)
-    return [np.mean(np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x))))]
+    # np.mean gives a numpy scalar, not an array; the callers np.asarray each result
+    return [np.mean(np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x))))]  # type: ignore[list-item]
 
 
 def _per_element(b: GradBuilder, node: Node, g: Value) -> Value:
@@ -226,7 +227,8 @@ register(
         ("a", "b"),
         (),
         _pair_loss_infer("mse"),
-        lambda xs, a: [np.mean((xs[0].astype(np.float64) - xs[1].astype(np.float64)) ** 2)],
+        # np.mean gives a numpy scalar, not an array; the callers np.asarray each result
+        lambda xs, a: [np.mean((xs[0].astype(np.float64) - xs[1].astype(np.float64)) ** 2)],  # type: ignore[list-item]
         doc="mean squared error",
         vjp=_mse_vjp,
         family="loss",

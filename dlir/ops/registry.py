@@ -263,7 +263,7 @@ def _coerce(op: OpDef, a: Attr, v: Any) -> Any:
         return items
     if k == "dims":
         if isinstance(v, (list, tuple)):
-            out = []
+            out: list[int | Dim] = []
             for x in v:
                 if _is_int(x):
                     out.append(int(x))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class ConstantFolding(Pass):
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                results = opdef.ref(args, node.attrs)
+                results = opdef.ref(cast("list[np.ndarray]", args), node.attrs)  # no None: checked above
         except Exception:  # noqa: BLE001 - left for run time, where the failure is reported
             return None
         if len(results) != len(node.outputs):

@@ -148,7 +148,7 @@ def nhwc_shape(t: TensorType) -> list[object] | None:
     kept = [i for i in TO_NHWC if dims[i] != 1]
     if kept != sorted(kept):
         return None
-    shape = [dims[i] for i in TO_NHWC]
+    shape: list[object] = [dims[i] for i in TO_NHWC]
     while len(shape) > t.rank and shape[0] == 1:
         shape.pop(0)
     return shape

@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, TextIO, cast
 
 from dlir.errors import UNKNOWN_LOC, DlirError, PassError, UsageError, VerifyError, did_you_mean
 from dlir.ir.gc_pause import gc_paused
@@ -46,7 +46,8 @@ class Pass:
     """
 
     name: ClassVar[str] = ""
-    at: ClassVar[object | None] = None
+    # Not annotated, so not a dataclass field (no option); the cast gives mypy the instance type.
+    at = cast("object | None", None)
 
     def run(self, graph: Graph) -> bool:
         """Rewrite ``graph`` in place; return whether anything changed."""

@@ -17,7 +17,7 @@ import io
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import numpy as np
 
@@ -65,7 +65,9 @@ class Trainer:
         self.state: dict[str, np.ndarray] = optimizer.init_state(self.params)
         self.losses: list[float] = []
         self.history: list[dict[str, float]] = []  # per epoch: loss, lr and the evaluate() metrics
-        self.lr = float(optimizer.lr)  # what the next step uses; fit's schedule sets it each epoch
+        # what the next step uses; fit's schedule sets it each epoch
+        # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
+        self.lr = float(optimizer.lr)  # type: ignore[attr-defined]
         self._inputs = [v.name for v in self.step_graph.inputs]
         self._data_inputs = [v for v in graph.inputs]
 
@@ -159,7 +161,8 @@ class Trainer:
             start, best, stale = ck.epoch, ck.best, ck.stale
         bar = Progress(epochs, per_epoch, progress) if progress is not None else None
         for epoch in range(start, epochs):
-            self.lr = schedule.lr(float(self.optimizer.lr), epoch, epochs)
+            # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
+            self.lr = schedule.lr(float(self.optimizer.lr), epoch, epochs)  # type: ignore[attr-defined]
             order = rng.permutation(n)
             for i in range(per_epoch):
                 idx = order[i * batch_size : (i + 1) * batch_size]
@@ -177,7 +180,7 @@ class Trainer:
             if bar is not None:
                 bar.end_epoch(epoch, self.losses[-per_epoch:], metrics)
             if checkpoint is not None:
-                state = rng.bit_generator.state
+                state = cast("dict[str, Any]", rng.bit_generator.state)  # numpy gives a dict
                 Checkpoint(
                     self.params, self.buffers, self.state, epoch + 1, self.losses, state, self.history, best, stale
                 ).save(checkpoint)
