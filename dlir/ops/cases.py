@@ -770,8 +770,8 @@ def build_suites(cases: Sequence[Case]) -> list[Suite]:
         g = Graph("OpSuite")
         outputs: list[list[str]] = []
         for i, c in enumerate(members):
-            names = zip(input_names(c), c.inputs, strict=False)  # optional inputs may be left out
-            args = [g.add_input(f"c{i}_{n}", inp_.type) for n, inp_ in names]
+            given = zip(input_names(c), c.inputs, strict=False)  # optional inputs may be left out
+            args = [g.add_input(f"c{i}_{n}", inp_.type) for n, inp_ in given]
             outs = c.build(g, args) if c.build is not None else emit(g, c.op, args, dict(c.attrs))
             names = [f"c{i}_out{k}" for k in range(len(outs))]
             g.outputs.extend(zip(names, outs, strict=True))
