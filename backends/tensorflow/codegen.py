@@ -27,6 +27,7 @@ from dlir.errors import LoweringError
 from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.types import Dim, TensorType
 from dlir.ops import get_op
+from dlir.ops.nn import differs_in_training
 from dlir.runtime.init import standalone_source
 
 # Every attribute of tf.Module (TF 2.21) and of the generated class: a param
@@ -351,13 +352,7 @@ def _class_lines(graph: Graph, cls: str) -> tuple[list[str], set[str]]:
 
 def has_training_path(graph: Graph) -> bool:
     """Whether the model computes differently in training (dropout, batch norm with running statistics)."""
-    return any(
-        n.op == "dropout"
-        and n.attrs["p"] > 0
-        or n.op == "batch_norm"
-        and all(v.kind == "buffer" for v in n.inputs[3:5])
-        for n in graph.nodes
-    )
+    return any(differs_in_training(n) for n in graph.nodes)
 
 
 def _keras_call(graph: Graph, params: list[str]) -> list[str]:

@@ -30,7 +30,7 @@ from dlir.backends.tensorflow.lowering import HELPERS, TF_DTYPES, Ctx, Nhwc, _re
 
 from dlir.ir.graph import Node
 from dlir.ir.types import Dim, DType, TensorType
-from dlir.ops.conv import extent, nchw_twin, out_len
+from dlir.ops.conv import extent, has_running_stats, nchw_twin, out_len
 
 # -- geometry ----------------------------------------------------------------------------
 
@@ -196,7 +196,7 @@ def _avg_pool2d(ctx: Ctx, node: Node) -> str:
 @_reg("batch_norm")
 def _batch_norm(ctx: Ctx, node: Node) -> str:
     x, *params = node.inputs
-    if ctx.training and all(v.kind == "buffer" for v in params[2:]):
+    if ctx.training and has_running_stats(node):
         return _batch_norm_train(ctx, node)
     fn = ctx.helper("batch_norm")
     eps = py_num(node.attrs["eps"])

@@ -23,6 +23,7 @@ from dlir.backends.codegen import py_num
 from dlir.errors import LoweringError
 from dlir.ir.graph import Node, Value
 from dlir.ir.types import Dim, DType, TensorType
+from dlir.ops.nn import differs_in_training
 from dlir.ops.shape import END
 
 TF_DTYPES: dict[DType, str] = {
@@ -272,7 +273,7 @@ def _add(ctx: Ctx, node: Node) -> str:
 def _dropout(ctx: Ctx, node: Node) -> str:
     # Identity in inference; on the training path TensorFlow's own dropout, as a Keras layer's.
     x = ctx.arg(node.inputs[0])
-    if ctx.training and node.attrs["p"] > 0:
+    if ctx.training and differs_in_training(node):
         return f"tf.nn.dropout({x}, rate={py_num(node.attrs['p'])})"
     return f"tf.identity({x})"
 

@@ -20,7 +20,7 @@ from dlir.backends.codegen import py_num
 from dlir.backends.torch.site import Emitter, Site, torch_dtype
 
 from dlir.ir.types import Dim, DType
-from dlir.ops.conv import nchw_twin
+from dlir.ops.conv import has_running_stats, nchw_twin
 
 Pair = tuple[int, int]
 
@@ -214,7 +214,7 @@ def _batch_norm(s: Site) -> str:
     # uses them. dlir's own runners call .eval(); the trainer builds its step in dlir.train.modes.
     x, scale, bias, mean, var = s.args
     eps = py_num(s.attr("eps"))
-    if all(v.kind == "buffer" for v in s.node.inputs[3:5]):
+    if has_running_stats(s.node):
         momentum = py_num(s.attr("momentum"))
         return (
             f"F.batch_norm({x}, {mean}, {var}, {scale}, {bias}, training=self.training, momentum={momentum}, eps={eps})"

@@ -436,6 +436,12 @@ register(
 _BN_PARAMS = ("scale", "bias", "mean", "var")
 
 
+def has_running_stats(node: Node) -> bool:
+    """A batch_norm whose mean and var are buffers: train mode normalises with the batch's
+    statistics and updates these (dlir.train.modes, the generated modules' training paths)."""
+    return node.op == "batch_norm" and all(v.kind == "buffer" for v in node.inputs[3:5])
+
+
 def _bn_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     x = ts[0]
     if x.rank < 2:

@@ -8,7 +8,7 @@ import numpy as np
 
 from dlir.errors import TypeError_
 from dlir.ir.types import TensorType
-from dlir.ops.conv import _LAYOUT, _layout_infer, _layout_ref
+from dlir.ops.conv import _LAYOUT, _layout_infer, _layout_ref, has_running_stats
 from dlir.ops.conv_grad import in_nchw
 from dlir.ops.registry import Attr, OpDef, register
 from dlir.ops.shape import END
@@ -75,6 +75,12 @@ register(
         family="nn",
     )
 )
+
+
+def differs_in_training(node: Node) -> bool:
+    """Whether ``node`` computes otherwise in train mode: a dropout that drops, a batch norm
+    over running statistics."""
+    return node.op == "dropout" and node.attrs["p"] > 0 or has_running_stats(node)
 
 
 def _dropout_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:

@@ -27,6 +27,8 @@ from dlir.errors import UsageError
 from dlir.ir.clone import clone_graph
 from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.types import TensorType
+from dlir.ops.conv import has_running_stats
+from dlir.ops.nn import differs_in_training
 from dlir.passes.rewrite import Replacer
 
 NEW = "new."  # the prefix of a buffer's new value among the outputs (as the optimizer's state)
@@ -62,7 +64,7 @@ def train_mode(graph: Graph) -> TrainGraph:
     dropouts: list[DropoutSite] = []
     for node in old_nodes:
         replacer.fix_node(node)
-        if node.op == "batch_norm" and _running_stats(node):
+        if has_running_stats(node):
             y, new_mean, new_var = _batch_norm_train(g, node)
             replacer.replace(node.outputs[0], y)
             updates += [(node.inputs[3].name, new_mean), (node.inputs[4].name, new_var)]
@@ -78,11 +80,6 @@ def train_mode(graph: Graph) -> TrainGraph:
     replacer.fix_outputs(g)
     g.outputs += [(NEW + name, v) for name, v in updates]
     return TrainGraph(g, [name for name, _ in updates], dropouts)
-
-
-def _running_stats(node: Node) -> bool:
-    """A batch norm whose mean and var are buffers has running statistics to update."""
-    return all(v.kind == "buffer" for v in node.inputs[3:5])
 
 
 def _batch_norm_train(g: Graph, node: Node) -> tuple[Value, Value, Value]:
@@ -114,7 +111,7 @@ def _refuse_in_bodies(g: Graph) -> None:
         if node.body is None:
             continue
         for inner in node.body.nodes:
-            if inner.op == "dropout" and inner.attrs["p"] > 0 or inner.op == "batch_norm" and _running_stats(inner):
+            if differs_in_training(inner):
                 raise UsageError(
                     f"{inner.op} inside a scan body has no train-mode form yet",
                     inner.loc,
