@@ -69,7 +69,6 @@ class Trainer:
         # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
         self.lr = float(optimizer.lr)  # type: ignore[attr-defined]
         self._inputs = [v.name for v in self.step_graph.inputs]
-        self._data_inputs = [v for v in graph.inputs]
 
     def step(self, sample_index: np.ndarray | None = None, **batch: np.ndarray) -> float:
         """One step on a minibatch (the loss model's data inputs by name); returns its loss.
@@ -99,13 +98,13 @@ class Trainer:
         """Each dropout site's mask for this step's rows (dlir.train.threefry, no framework RNG)."""
         if not self.dropouts:
             return {}
-        from dlir.ops.cases import concrete_shape
         from dlir.train.threefry import dropout_mask
 
-        env = _symbols(self._data_inputs, batch)
+        # the sizes this batch gives the symbols (B, T, ...) of the loss model's inputs
+        env = {s: batch[v.name].shape[axis] for s, (v, axis) in self.graph.symbol_sources().items() if v.name in batch}
         out = {}
         for site in self.dropouts:
-            shape = concrete_shape(site.type, env)
+            shape = tuple(d.evaluate(env) for d in site.type.shape)
             out[site.input] = dropout_mask(
                 self.seed,
                 len(self.losses),
@@ -213,19 +212,6 @@ class Trainer:
             mine.update(theirs)
         self.losses = list(ck.losses)
         self.history = list(ck.history)
-
-
-def _symbols(inputs: list[Any], batch: dict[str, np.ndarray]) -> dict[str, int]:
-    """The sizes the batch gives the symbolic dims of the loss model's inputs."""
-    env: dict[str, int] = {}
-    for v in inputs:
-        a = batch.get(v.name)
-        if a is None:
-            continue
-        for d, n in zip(v.type.shape, a.shape, strict=True):
-            if not d.is_static and len(d.symbols) == 1 and str(d) in d.symbols:
-                env[str(d)] = int(n)
-    return env
 
 
 def check_loss_model(graph: Graph, output: str | None = None) -> None:
