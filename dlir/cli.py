@@ -323,11 +323,11 @@ def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
     check_loss_model(graph)
     bind_inputs(graph, data)
     forward, prefix = find_forward_model(prog, graph, data, args.eval_model)
-    train_data, validate = _validation(data, graph, forward, prefix, args)
+    evaluator = Evaluator(forward, prefix, args.target, seed=args.seed, device=args.device)
+    train_data, validate = _validation(data, graph, evaluator, args)
     if args.early_stopping is not None and validate is None:
         raise UsageError("--early-stopping needs a validation split", hint="give --val-fraction > 0")
     trainer = Trainer(graph, opt, args.target, seed=args.seed, device=args.device, opt_level=args.opt_level)
-    evaluator = Evaluator(forward, prefix, args.target, seed=args.seed, device=args.device)
     rows = "images" if data.kind == "images" else "rows"
     print(
         # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
@@ -363,14 +363,14 @@ def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
     return 0
 
 
-def _validation(data: Any, graph: Any, forward: Any, prefix: str, args: argparse.Namespace) -> tuple[Any, Any]:
-    """The training data less a seeded, stratified validation split, and the per-epoch check on it."""
+def _validation(data: Any, graph: Any, evaluator: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    """The training data less a seeded, stratified validation split, and the per-epoch check on it
+    (the eval-mode loss, and ``evaluator``'s forward model for the accuracy)."""
     from dataclasses import replace
 
     from dlir.passes import optimize
     from dlir.targets import runner_class
     from dlir.train.data import bind_inputs, stratified_split
-    from dlir.train.trainer import Evaluator
 
     if args.val_fraction == 0:
         return data, None
@@ -379,7 +379,6 @@ def _validation(data: Any, graph: Any, forward: Any, prefix: str, args: argparse
     train_data = replace(data, x_train=data.x_train[train_idx], y_train=data.y_train[train_idx])
     loss_run = runner_class(args.target)(optimize(graph, 2, target=args.target), seed=args.seed, device=args.device)
     binding = bind_inputs(graph, data)
-    evaluator = Evaluator(forward, prefix, args.target, seed=args.seed, device=args.device)
 
     def validate(trainer: Any) -> dict[str, float]:
         values = {**trainer.params, **trainer.buffers}
