@@ -30,8 +30,8 @@ from dlir.ir.types import TensorType
 from dlir.ops.conv import has_running_stats
 from dlir.ops.nn import differs_in_training
 from dlir.passes.rewrite import Replacer
+from dlir.train.optim import NEW  # a buffer's new value is named as the optimizer's new state
 
-NEW = "new."  # the prefix of a buffer's new value among the outputs (as the optimizer's state)
 MASK = "dropout."  # the prefix of a dropout site's mask input
 
 
@@ -68,7 +68,7 @@ def train_mode(graph: Graph) -> TrainGraph:
             y, new_mean, new_var = _batch_norm_train(g, node)
             replacer.replace(node.outputs[0], y)
             updates += [(node.inputs[3].name, new_mean), (node.inputs[4].name, new_var)]
-        elif node.op == "dropout" and node.attrs["p"] > 0:
+        elif differs_in_training(node):  # (a dropout that drops: batch norm was the branch above)
             x = node.inputs[0]
             site = DropoutSite(f"{MASK}{len(dropouts)}", len(dropouts), float(node.attrs["p"]), x.type)
             mask = g.add_input(site.input, x.type)
