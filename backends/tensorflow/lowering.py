@@ -321,6 +321,14 @@ def _long_f32_sum(node: Node) -> bool:
     return any(not d.is_static for d in dims) or int(np.prod([d.value for d in dims])) >= WIDE_SUM_FROM
 
 
+def _summed(fn: str, x: str, node: Node) -> str:
+    """``fn(x, axis, keepdims)`` for a reduction that sums: in float64, rounded once, when it is long."""
+    axes = f"axis={_axes_list(node.attrs['axis'])}{_kd(node.attrs['keepdims'])}"
+    if _long_f32_sum(node):
+        return f"tf.cast({fn}(tf.cast({x}, tf.float64), {axes}), tf.float32)"
+    return f"{fn}({x}, {axes})"
+
+
 for _op, _fn in {
     "sum": "tf.reduce_sum",
     "mean": "tf.reduce_mean",
@@ -331,10 +339,9 @@ for _op, _fn in {
 }.items():
 
     def _reduce(ctx: Ctx, node: Node, fn: str = _fn) -> str:
-        axes = f"axis={_axes_list(node.attrs['axis'])}{_kd(node.attrs['keepdims'])}"
-        if fn in ("tf.reduce_sum", "tf.reduce_mean") and _long_f32_sum(node):
-            return f"tf.cast({fn}(tf.cast({ctx.arg(node.inputs[0])}, tf.float64), {axes}), tf.float32)"
-        return f"{fn}({ctx.arg(node.inputs[0])}, {axes})"
+        if fn in ("tf.reduce_sum", "tf.reduce_mean"):
+            return _summed(fn, ctx.arg(node.inputs[0]), node)
+        return f"{fn}({ctx.arg(node.inputs[0])}, axis={_axes_list(node.attrs['axis'])}{_kd(node.attrs['keepdims'])})"
 
     _reg(_op)(_reduce)
 
@@ -347,12 +354,7 @@ def _norm_axes(axes: list[int] | None, rank: int) -> list[int]:
 def _var(ctx: Ctx, node: Node) -> str:
     x, t = ctx.arg(node.inputs[0]), _xt(node)
     axes, c = node.attrs["axis"], node.attrs["correction"]
-    base = f"tf.math.reduce_variance({x}, axis={_axes_list(axes)}{_kd(node.attrs['keepdims'])})"
-    if _long_f32_sum(node):  # see WIDE_SUM_FROM
-        wide = (
-            f"tf.math.reduce_variance(tf.cast({x}, tf.float64), axis={_axes_list(axes)}{_kd(node.attrs['keepdims'])})"
-        )
-        base = f"tf.cast({wide}, tf.float32)"
+    base = _summed("tf.math.reduce_variance", x, node)
     if c == 0:
         return base
     # reduce_variance divides by n; the correction wants n - c.
