@@ -15,7 +15,7 @@ from dlir.errors import LoweringError
 from dlir.ir.graph import Node
 from dlir.ir.types import DType
 
-from . import emit_math, emit_nn, emit_scan, emit_shape  # noqa: F401  (fill the table)
+from . import emit_grad, emit_math, emit_nn, emit_scan, emit_shape  # noqa: F401  (fill the table)
 from .builder import Builder
 from .table import EMITTERS, Emitter
 

@@ -24,8 +24,14 @@ from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.types import TensorType
 from dlir.ops import get_op
 
-# Ops computed channels-last: their first input is the image.
-NATIVE = frozenset({"conv2d", "max_pool2d", "avg_pool2d"})
+# Ops computed channels-last, and which of their inputs are images (the others: weights).
+NATIVE: dict[str, tuple[int, ...]] = {
+    "conv2d": (0,),
+    "max_pool2d": (0,),
+    "avg_pool2d": (0,),
+    "max_pool2d_grad": (0, 1),
+    "conv2d_input_grad": (0,),
+}
 # Non-elementwise ops that can run on either layout.
 EITHER = frozenset({"batch_norm", "lrn", "pad"})
 
@@ -38,7 +44,7 @@ def is_native(node: Node) -> bool:
 
     One in NHWC layout (the ``layout`` pass made it) reads its image as it is.
     """
-    return node.op in NATIVE and node.attrs["layout"] == "NCHW"
+    return node.op in NATIVE and node.attrs.get("layout", "NCHW") == "NCHW"
 
 
 def runs_either_way(node: Node) -> bool:
@@ -62,8 +68,9 @@ def uses(graph: Graph) -> Uses:
     out = Uses()
     for node in graph.nodes:
         if is_native(node):
-            out.nhwc.add(node.inputs[0])
-            out.nchw.update(node.inputs[1:])
+            images = NATIVE[node.op]
+            out.nhwc.update(v for i, v in enumerate(node.inputs) if i in images)
+            out.nchw.update(v for i, v in enumerate(node.inputs) if i not in images)
         elif runs_either_way(node):
             continue
         else:

@@ -616,4 +616,4 @@ def emitter(node: Node) -> Emitter:
 
 
 # The emitters that live in their own modules register themselves on import.
-from dlir.backends.tensorflow import images, scan  # noqa: E402,F401
+from dlir.backends.tensorflow import grads, images, scan  # noqa: E402,F401

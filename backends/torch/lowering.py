@@ -14,6 +14,7 @@ import math
 from typing import Any, cast
 
 from dlir.backends.codegen import py_num
+from dlir.backends.torch.lowering_grad import GRAD_EMITTERS
 from dlir.backends.torch.lowering_nn import NN_EMITTERS
 from dlir.backends.torch.site import Emitter, Site, torch_dtype
 from dlir.backends.torch.site import tuple_src as _tuple
@@ -441,6 +442,8 @@ EMITTERS: dict[str, Emitter] = {
     "bce_with_logits": _bce,
     # convolution, pooling, batch norm, padding, indexing
     **NN_EMITTERS,
+    # backward kernels (dlir.ops.backward)
+    **GRAD_EMITTERS,
     # control flow: in the table so the registry test sees it; codegen writes the loop
     "scan": _scan,
 }

@@ -463,6 +463,76 @@ case(
     "max_pool2d", "pads4_ceil_f64", inp("f64", ["B", 2, 7, 8]), kernel=3, stride=2, padding=[1, 0, 0, 1], ceil_mode=True
 )
 
+# Backward ops (dlir.ops.backward). Ties (TIES, relu's zeros) check that every target picks the
+# cell the reference picks: the first maximum of a window, no gradient at relu(0).
+case("relu_grad", "ties", inp("f32", ["B", 6], TIES), inp("f32", ["B", 6]))
+case("relu_grad", "f64", inp("f64", ["B", 2, 3], TIES), inp("f64", ["B", 2, 3]))
+case("max_pool2d_grad", "k2_ties", inp("f32", ["B", 3, 8, 8], TIES), inp("f32", ["B", 3, 4, 4]), kernel=2)
+case(
+    "max_pool2d_grad",
+    "k3_s2_pad1_ties",
+    inp("f32", ["B", 2, 7, 7], TIES),
+    inp("f32", ["B", 2, 4, 4]),
+    kernel=3,
+    stride=2,
+    padding=1,
+)
+case(
+    "max_pool2d_grad",
+    "ceil_mode",
+    inp("f32", ["B", 2, 8, 6]),
+    inp("f32", ["B", 2, 5, 4]),
+    kernel=3,
+    stride=2,
+    padding=1,
+    ceil_mode=True,
+)
+case(
+    "max_pool2d_grad",
+    "pads4_ceil_f64",
+    inp("f64", ["B", 2, 7, 8], TIES),
+    inp("f64", ["B", 2, 4, 4]),
+    kernel=3,
+    stride=2,
+    padding=[1, 0, 0, 1],
+    ceil_mode=True,
+)
+case("max_pool2d_grad", "floor_drops_rows", inp("f32", ["B", 2, 7, 5]), inp("f32", ["B", 2, 3, 2]), kernel=2)
+case(
+    "conv2d_input_grad",
+    "pad1",
+    inp("f32", ["B", 4, 8, 8]),
+    inp("f32", [4, 3, 3, 3]),
+    size=[8, 8],
+    padding=[1, 1, 1, 1],
+)
+case(
+    "conv2d_input_grad",
+    "stride2_pad1_rows_past_last_window",
+    inp("f32", ["B", 4, 4, 4]),
+    inp("f32", [4, 2, 3, 3]),
+    size=[8, 8],
+    stride=[2, 2],
+    padding=[1, 1, 1, 1],
+)
+case(
+    "conv2d_input_grad",
+    "stride2_asymmetric",
+    inp("f32", ["B", 3, 5, 4]),
+    inp("f32", [3, 2, 3, 3]),
+    size=[9, 8],
+    stride=[2, 2],
+    padding=[1, 0, 1, 1],
+)
+case(
+    "conv2d_input_grad",
+    "rect_kernel_valid",
+    inp("f32", ["B", 3, 5, 3]),
+    inp("f32", [3, 2, 2, 3]),
+    size=[6, 7],
+    stride=[1, 2],
+)
+
 case("avg_pool2d", "k2", inp("f32", ["B", 3, 8, 8]), kernel=2)
 case("avg_pool2d", "pad1_include_pad", inp("f32", ["B", 2, 7, 7]), kernel=3, stride=2, padding=1)
 case(

@@ -11,7 +11,7 @@ activation's own rule first, as ``linear`` does.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -118,7 +118,7 @@ def _conv_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None
         g = act_vjp(b, node.attrs["act"], z, node.outputs[0], g)
     out: list[Value | None] = [
         _conv_dx(b, node, x, w, g) if b.needs(0) else None,
-        _conv_dw(b, node, x, w, g) if b.needs(1) else None,
+        conv_weight_grad(b, node, x, w, g) if b.needs(1) else None,
     ]
     if len(node.inputs) == 3:
         out.append(b.op("sum", g, axis=[0, 2, 3]))
@@ -144,6 +144,16 @@ def _static(b: GradBuilder, d: Dim, what: str) -> int:
 def _conv_dx(b: GradBuilder, node: Node, x: Value, w: Value, g: Value) -> Value:
     a = node.attrs
     stride, dil, pads, groups = a["stride"], a["dilation"], a["padding"], a["groups"]
+    if (
+        groups == 1
+        and list(dil) == [1, 1]
+        and x.type.dtype is not DType.f64
+        and all(d.is_static for d in x.type.shape[2:])
+    ):
+        # The transposed convolution every framework has (ONNX Runtime has no double ConvTranspose:
+        # float64, the dtype of gradient checks, keeps the decomposition below).
+        size = [d.value for d in x.type.shape[2:]]
+        return b.op("conv2d_input_grad", g, w, size=size, stride=list(stride), padding=list(pads))
     o, cg, kh, kw = w.type.shape
     kernel = [kh.value, kw.value]
     ext = [extent(k, d) for k, d in zip(kernel, dil, strict=True)]
@@ -170,7 +180,8 @@ def _conv_dx(b: GradBuilder, node: Node, x: Value, w: Value, g: Value) -> Value:
     return b.op("conv2d", gd, wt, stride=[1, 1], padding=conv_pads, dilation=dil, groups=groups)
 
 
-def _conv_dw(b: GradBuilder, node: Node, x: Value, w: Value, g: Value) -> Value:
+def conv_weight_grad(b: GradBuilder, node: Node, x: Value, w: Value, g: Value) -> Value:
+    """conv2d's VJP with respect to w: x convolved with the cotangent as kernel (batch as channels)."""
     a = node.attrs
     stride, dil, pads, groups = a["stride"], a["dilation"], a["padding"], a["groups"]
     _, cg, kh, kw = w.type.shape
@@ -286,26 +297,18 @@ def _pool_vjp(kind: str):  # type: ignore[no-untyped-def]
         pads = node.attrs["padding"]
         size = _static_hw(b, x.type, kind)
         out_hw = _static_hw(b, y.type, kind)
+        if kind == "max_pool2d" and list(dil) == [1, 1]:
+            # The framework's own kernel (dlir.ops.backward); a dilated pool keeps the decomposition.
+            attrs = {k: node.attrs[k] for k in ("kernel", "stride", "padding", "ceil_mode")}
+            return [b.op("max_pool2d_grad", x, g, **attrs)]
         if list(stride) == list(kernel) and list(dil) == [1, 1] and not any(pads):
             if all(size[i] == out_hw[i] * kernel[i] for i in range(2)):
-                return [_tiled_pool_vjp(b, kind, x, y, g, kernel)]
+                return [_tiled_avg_pool_vjp(b, x, y, g, kernel)]
         bottom, right = _frame(node, x.type, kernel, stride, dil)
         frame = [pads[0] + size[0] + bottom, pads[1] + size[1] + right]
         if kind == "max_pool2d":
-            # Padding as the lowest finite value (never a maximum; no inf in the graph).
-            low = float(np.finfo(x.type.dtype.numpy).min)
-            xp = b.op("pad", x, pads=[0, 0, 0, 0, pads[0], bottom, pads[1], right], value=low)
-            views = _window_views(b, xp, out_hw, kernel, stride, dil)
-            taken: Value | None = None
-            parts = {}
-            no = b.op("constant", value=False, dtype=DType.bool)
-            yes = b.op("constant", value=True, dtype=DType.bool)
-            for key, v in views.items():
-                hit = b.op("equal", v, y)
-                if taken is not None:
-                    hit = b.where(taken, no, hit)
-                parts[key] = b.keep_where(hit, g)
-                taken = hit if taken is None else b.where(hit, yes, taken)
+            hits = _first_hits(b, x, y, node.attrs, [bottom, right])
+            parts = {key: b.keep_where(hit, g) for key, hit in hits.items()}
         else:
             a = node.attrs
             counts = [
@@ -320,31 +323,60 @@ def _pool_vjp(kind: str):  # type: ignore[no-untyped-def]
     return rule
 
 
-def _tiled_pool_vjp(b: GradBuilder, kind: str, x: Value, y: Value, g: Value, kernel: Sequence[int]) -> Value:
-    """Windows that tile the image (stride = kernel, no padding): x viewed as [N, C, Ho, Wo, kh*kw].
+def _first_hits(
+    b: GradBuilder, x: Value, y: Value, attrs: dict[str, Any], frame_pads: Sequence[int]
+) -> dict[tuple[int, int], Value]:
+    """Per kernel offset, a [N, C, Ho, Wo] mask of the windows whose first maximum (row-major) is there."""
+    kernel, stride, dil = _pool_geometry(attrs)
+    pads = attrs["padding"]
+    out_hw = _static_hw(b, y.type, "max_pool2d")
+    # Padding as the lowest finite value (never a maximum; no inf in the graph).
+    low = float(np.finfo(x.type.dtype.numpy).min)
+    xp = b.op("pad", x, pads=[0, 0, 0, 0, pads[0], frame_pads[0], pads[1], frame_pads[1]], value=low)
+    taken: Value | None = None
+    hits = {}
+    no = b.op("constant", value=False, dtype=DType.bool)
+    yes = b.op("constant", value=True, dtype=DType.bool)
+    for key, v in _window_views(b, xp, out_hw, kernel, stride, dil).items():
+        hit = b.op("equal", v, y)
+        if taken is not None:
+            hit = b.where(taken, no, hit)
+        hits[key] = hit
+        taken = hit if taken is None else b.where(hit, yes, taken)
+    return hits
 
-    max: the first maximum of a window is a hit with no hit before it, counted with a
-    matmul by the strictly upper triangular ones [K, K]; avg: the cotangent over kh*kw.
-    """
+
+def max_pool_first_hits(b: GradBuilder, x: Value, attrs: dict[str, Any], h: Value) -> Value:
+    """[N, C, Ho, Wo]: ``h`` (shaped like x) read at each max_pool2d window's first maximum (the
+    transpose of max_pool2d's VJP, for grad of grad)."""
+    pool = {**attrs, "dilation": [1, 1]}
+    y = b.op("max_pool2d", x, **pool)
+    kernel, stride, dil = _pool_geometry(pool)
+    pads = attrs["padding"]
+    probe = Node("max_pool2d", [x], pool, [y])  # not in any graph: _frame reads attributes and types
+    bottom, right = _frame(probe, x.type, kernel, stride, dil)
+    hits = _first_hits(b, x, y, pool, [bottom, right])
+    hp = b.op("pad", h, pads=[0, 0, 0, 0, pads[0], bottom, pads[1], right])
+    out_hw = _static_hw(b, y.type, "max_pool2d")
+    views = _window_views(b, hp, out_hw, kernel, stride, dil)
+    total: Value | None = None
+    for key, hit in hits.items():
+        part = b.keep_where(hit, views[key])
+        total = part if total is None else b.add(total, part)
+    assert total is not None
+    return total
+
+
+def _tiled_avg_pool_vjp(b: GradBuilder, x: Value, y: Value, g: Value, kernel: Sequence[int]) -> Value:
+    """Windows that tile the image (stride = kernel, no padding): each cell gets its window's
+    cotangent over kh*kw, through x viewed as [N, C, Ho, Wo, kh*kw]."""
     n, c, h, w = x.type.shape
     ho, wo = y.type.shape[2:]
     kh, kw = kernel
     k = kh * kw
-    tiles = x.type.with_shape([n, c, ho, kh, wo, kw])
     flat = x.type.with_shape([n, c, ho, wo, k])
     g_t = b.op("unsqueeze", g, axes=[4])  # [N, C, Ho, Wo, 1]
-    if kind == "max_pool2d":
-        xw = b.op("transpose", b.op("reshape", x, shape=b.dims(tiles)), perm=[0, 1, 2, 4, 3, 5])
-        xw = b.op("reshape", xw, shape=b.dims(flat))
-        hit = b.op("equal", xw, b.op("unsqueeze", y, axes=[4]))
-        if k > 1:
-            earlier = b.op("constant", value=np.triu(np.ones((k, k)), 1).tolist(), dtype=x.type.dtype)
-            before = b.op("matmul", b.cast(hit, x.type.dtype), earlier)  # hits earlier in the window
-            no = b.op("constant", value=False, dtype=DType.bool)
-            hit = b.where(b.op("equal", before, b.const(0.0, x)), hit, no)
-        gw = b.keep_where(hit, g_t)
-    else:
-        gw = b.op("broadcast_to", b.scale(g_t, 1.0 / k), shape=b.dims(flat))
+    gw = b.op("broadcast_to", b.scale(g_t, 1.0 / k), shape=b.dims(flat))
     back = b.op("reshape", gw, shape=b.dims(x.type.with_shape([n, c, ho, wo, kh, kw])))
     return b.op("reshape", b.op("transpose", back, perm=[0, 1, 2, 4, 3, 5]), shape=b.dims(x.type))
 

@@ -167,7 +167,8 @@ unary(
     lambda x: np.maximum(x, 0).astype(x.dtype),
     doc="max(x, 0)",
     float_only=False,
-    vjp=lambda b, x, y, g, a: b.keep_where(b.op("greater", x, b.const(0, x)), g),
+    # relu_grad reads the result, so a fused conv2d/linear need not recompute its pre-activation.
+    vjp=lambda b, x, y, g, a: b.op("relu_grad", y, g),
 )
 unary(
     "gelu",

@@ -1,0 +1,79 @@
+"""TensorFlow emitters for the backward ops (dlir.ops.backward): the kernels GradientTape runs itself.
+
+- ``relu_grad`` is ``ReluGrad``;
+- ``max_pool2d_grad`` is ``MaxPoolGrad`` over the frame every window lies in (the
+  image padded with -inf, or cut where floor-mode windows never reach), the frame's
+  pool recomputed (grappler merges it with the forward pool it equals); the
+  gradient is then cut back to the image;
+- ``conv2d_input_grad`` is ``tf.nn.conv2d_transpose`` with explicit padding
+  (``Conv2DBackpropInput``).
+
+All of them compute channels-last, as the forward conv and pool kernels do
+(:mod:`.images`): their images are read with ``ctx.nhwc`` and the result is
+:class:`Nhwc`.
+"""
+
+from __future__ import annotations
+
+from dlir.backends.tensorflow.lowering import Ctx, Nhwc, _reg
+
+from dlir.ir.graph import Node
+from dlir.ops.backward import conv_frame
+
+
+def _pair(v: list[int]) -> str:
+    return f"[{v[0]}, {v[1]}]"
+
+
+def pad_or_crop(x: str, top: int, bottom: int, left: int, right: int, value: str = "") -> str:
+    """NHWC ``x`` grown (positive amounts, filled with ``value``: zeros by default) or cut (negative)."""
+    cut = [(max(0, -top), bottom if bottom < 0 else None), (max(0, -left), right if right < 0 else None)]
+    if any(a or b is not None for a, b in cut):
+        parts = ", ".join(f"{a or ''}:{'' if b is None else b}" for a, b in cut)
+        x = f"{x}[:, {parts}, :]"
+    grow = [max(0, top), max(0, bottom), max(0, left), max(0, right)]
+    if any(grow):
+        fill = f", constant_values={value}" if value else ""
+        x = f"tf.pad({x}, [[0, 0], [{grow[0]}, {grow[1]}], [{grow[2]}, {grow[3]}], [0, 0]]{fill})"
+    return x
+
+
+@_reg("relu_grad")
+def _relu_grad(ctx: Ctx, node: Node) -> str:
+    y, g = (ctx.arg(v) for v in node.inputs)
+    return f"tf.raw_ops.ReluGrad(gradients={g}, features={y})"
+
+
+@_reg("max_pool2d_grad")
+def _max_pool2d_grad(ctx: Ctx, node: Node) -> str:
+    x_v, g_v = node.inputs
+    a = node.attrs
+    kernel, stride, (top, left, _, _) = list(a["kernel"]), list(a["stride"]), a["padding"]
+    size = [d.value for d in x_v.type.shape[2:]]
+    out_hw = [d.value for d in g_v.type.shape[2:]]
+    bottom, right = ((out_hw[i] - 1) * stride[i] + kernel[i] - size[i] - (top, left)[i] for i in range(2))
+    frame = pad_or_crop(ctx.nhwc(x_v), top, bottom, left, right, "float('-inf')")
+    geometry = f'ksize=[1, {kernel[0]}, {kernel[1]}, 1], strides=[1, {stride[0]}, {stride[1]}, 1], padding="VALID"'
+    pooled = f'tf.nn.max_pool2d({frame}, ksize={_pair(kernel)}, strides={_pair(stride)}, padding="VALID")'
+    grad = f"tf.raw_ops.MaxPoolGrad(orig_input={frame}, orig_output={pooled}, grad={ctx.nhwc(g_v)}, {geometry})"
+    return Nhwc(pad_or_crop(grad, -top, -bottom, -left, -right))
+
+
+@_reg("conv2d_input_grad")
+def _conv2d_input_grad(ctx: Ctx, node: Node) -> str:
+    g_v, w_v = node.inputs
+    a = node.attrs
+    stride, (top, left, _, _), size = list(a["stride"]), a["padding"], list(a["size"])
+    kernel = [d.value for d in w_v.type.shape[2:]]
+    fb, fr = conv_frame(a, kernel, [d.value for d in g_v.type.shape[2:]])
+    # The frame's bottom/right padding; negative: the image's last rows no window reads (zero gradient).
+    pads = f"[[0, 0], [{top}, {max(fb, 0)}], [{left}, {max(fr, 0)}], [0, 0]]"
+    n = ctx.dim(g_v.type.shape[0], node)
+    c = w_v.type.shape[1].value
+    h, w = size[0] + min(fb, 0), size[1] + min(fr, 0)
+    w_hwio = f"tf.transpose({ctx.arg(w_v)}, perm=[2, 3, 1, 0])"
+    expr = (
+        f"tf.nn.conv2d_transpose({ctx.nhwc(g_v)}, {w_hwio}, output_shape=[{n}, {h}, {w}, {c}], "
+        f"strides={_pair(stride)}, padding={pads})"
+    )
+    return Nhwc(pad_or_crop(expr, 0, -min(fb, 0), 0, -min(fr, 0)))

@@ -1,0 +1,81 @@
+"""Torch emitters for the backward ops (dlir.ops.backward): the kernels torch.autograd runs itself.
+
+- ``relu_grad`` is ``threshold_backward``, relu's own backward;
+- ``max_pool2d_grad`` recomputes the forward pool's indices with
+  ``return_indices=True`` (one pool, no copies) and scatters through them with
+  ``max_pool2d_with_indices_backward``, as autograd does with the indices it kept;
+- ``conv2d_input_grad`` is ``F.conv_transpose2d``, with an ``F.pad`` that crops
+  (or zero-fills) to the image where the padding is not symmetric.
+"""
+
+from __future__ import annotations
+
+from dlir.backends.torch.lowering_nn import _kernel_args, _native_padding, _pads, _pair, _pair_src, _torch_pad
+from dlir.backends.torch.site import Emitter, Site
+
+from dlir.ops.backward import conv_frame
+
+
+def _relu_grad(s: Site) -> str:
+    y, g = s.args
+    return f"torch.ops.aten.threshold_backward({g}, {y}, 0)"
+
+
+def _max_pool2d_grad(s: Site) -> str:
+    x, g = s.args
+    kernel, stride = _pair(s.attr("kernel")), _pair(s.attr("stride"))
+    ceil = s.attr("ceil_mode")
+    native = _native_padding(s, kernel)
+    if native is None:
+        # torch pools pad symmetrically by at most half the kernel: pool the -inf padded frame
+        # every window lies in, then cut the padding (and zero-fill uncovered rows) off its gradient.
+        top, left, bottom, right = _frame_pads(s, kernel, stride)
+        x = f"F.pad({x}, {_torch_pad(left, right, top, bottom)}, value=float('-inf'))"
+        grad = _pool_backward(x, g, kernel, stride, (0, 0), False)
+        return f"F.pad({grad}, {_torch_pad(-left, -right, -top, -bottom)})"
+    return _pool_backward(x, g, kernel, stride, native, ceil)
+
+
+def _pool_backward(
+    x: str, g: str, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int], ceil: bool
+) -> str:
+    pad_arg = f", padding={_pair_src(pad)}" if pad != (0, 0) else ""
+    ceil_arg = ", ceil_mode=True" if ceil else ""
+    indices = f"F.max_pool2d({x}, {_kernel_args(kernel, stride)}{pad_arg}{ceil_arg}, return_indices=True)[1]"
+    geometry = f"{list(kernel)}, {list(stride)}, {list(pad)}, [1, 1], {ceil}"
+    return f"torch.ops.aten.max_pool2d_with_indices_backward({g}, {x}, {geometry}, {indices})"
+
+
+def _frame_pads(s: Site, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int, int, int]:
+    """[top, left, bottom, right] after which floor-mode windows are exactly the op's windows."""
+    top, left, _, _ = _pads(s)
+    size = [d.value for d in s.in_type.shape[2:]]
+    out_hw = [d.value for d in s.node.inputs[1].type.shape[2:]]
+    bottom, right = ((out_hw[i] - 1) * stride[i] + kernel[i] - size[i] - (top, left)[i] for i in range(2))
+    return top, left, bottom, right
+
+
+def _conv2d_input_grad(s: Site) -> str:
+    g, w = s.args
+    stride = _pair(s.attr("stride"))
+    top, left, bottom, right = s.attr("padding")
+    kernel = [d.value for d in s.node.inputs[1].type.shape[2:]]
+    out_hw = [d.value for d in s.node.inputs[0].type.shape[2:]]
+    fb, fr = conv_frame(s.node.attrs, kernel, out_hw)  # the frame's own bottom/right padding
+    st = f", stride={_pair_src(stride)}" if stride != (1, 1) else ""
+    if (top, left) == (bottom, right):
+        # conv_transpose2d's padding crops both sides alike; output_padding adds the rows
+        # past the last window, which no window read (their gradient is zero)
+        extra = (bottom - fb, right - fr)
+        pad = f", padding={_pair_src((top, left))}" if (top, left) != (0, 0) else ""
+        out_pad = f", output_padding={_pair_src(extra)}" if extra != (0, 0) else ""
+        return f"F.conv_transpose2d({g}, {w}{st}{pad}{out_pad})"
+    frame = f"F.conv_transpose2d({g}, {w}{st})"
+    return f"F.pad({frame}, {_torch_pad(-left, -fr, -top, -fb)})"
+
+
+GRAD_EMITTERS: dict[str, Emitter] = {
+    "relu_grad": _relu_grad,
+    "max_pool2d_grad": _max_pool2d_grad,
+    "conv2d_input_grad": _conv2d_input_grad,
+}

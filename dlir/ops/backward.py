@@ -1,0 +1,250 @@
+"""Backward ops: the gradient kernels every framework has, as ops of their own.
+
+The VJP rules of ``relu``, ``max_pool2d`` and ``conv2d`` could be (and were)
+written with ordinary ops: ``where(x > 0, g, 0)``, a recomputed argmax through
+window copies, a padded convolution of the flipped kernel. Each framework has a
+dedicated kernel for these that is many times faster (``threshold_backward``,
+``max_pool2d_with_indices_backward``, ``conv_transpose2d`` in torch; ``ReluGrad``,
+``MaxPoolGrad``, ``Conv2DBackpropInput`` in TensorFlow; ``MaxPool``'s indices and
+``ConvTranspose`` in ONNX), so the rules emit these ops and every backend lowers
+them to its kernel. Each is an ordinary OpDef: a shape rule, a numpy reference
+and a VJP of its own, so grad of grad keeps working.
+
+- ``relu_grad(y, g)``: ``g`` where ``y > 0``, else 0 (``y`` is relu's input or its
+  result: the two are positive at the same places).
+- ``max_pool2d_grad(x, g)``: max_pool2d's VJP at ``x``: each window's cotangent goes
+  to the first maximum of the window (row-major, as torch; TensorFlow and ONNX
+  Runtime pick the same cell). Dilation 1, static height and width.
+- ``conv2d_input_grad(g, w)``: conv2d's VJP with respect to its image, for an image
+  of ``size`` [H, W]: the transposed convolution. One group, dilation 1.
+
+The rules fall back to the decomposed forms outside these domains (dilated
+pools, grouped or dilated convs, symbolic image sizes).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dlir.errors import TypeError_
+from dlir.ir.types import Dim, TensorType
+from dlir.ops.conv import _pool_canonical, _pool_geometry, _require_nchw, extent, out_len, windows
+from dlir.ops.registry import Attr, OpDef, register
+from dlir.ops.shape_rules import require_float, same_dtype
+
+if TYPE_CHECKING:
+    from dlir.autodiff.builder import GradBuilder
+    from dlir.ir.graph import Node, Value
+
+# -- relu_grad -------------------------------------------------------------------------------
+
+
+def _same_shape(a: TensorType, b: TensorType) -> bool:
+    return a.rank == b.rank and all(x.compatible(y) for x, y in zip(a.shape, b.shape, strict=True))
+
+
+def _relu_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    y, g = ts
+    require_float("relu_grad", g)
+    same_dtype("relu_grad", ts)
+    if not _same_shape(y, g):
+        raise TypeError_(f"relu_grad: y: {y} and g: {g} must have one shape")
+    return [g]
+
+
+def _relu_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    y, g = xs
+    return [np.where(y > 0, g, 0).astype(g.dtype)]
+
+
+def _relu_grad_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    # Linear in g; piecewise constant in y.
+    return [None, b.op("relu_grad", node.inputs[0], cts[0])]
+
+
+register(
+    OpDef(
+        "relu_grad",
+        ("y", "g"),
+        (),
+        _relu_grad_infer,
+        _relu_grad_ref,
+        doc="relu's VJP: g where y > 0, else 0 (y: relu's input or result)",
+        elementwise=True,
+        vjp=_relu_grad_vjp,
+        family="backward",
+    )
+)
+
+
+def relu_vjp(b: GradBuilder, x: Value, g: Value) -> Value:
+    """The cotangent of relu's input ``x`` (a float) from its result's cotangent ``g``."""
+    return b.op("relu_grad", x, g)
+
+
+# -- max_pool2d_grad -----------------------------------------------------------------------
+
+
+def _static_hw(op: str, t: TensorType) -> list[int]:
+    if not all(d.is_static for d in t.shape[2:]):
+        raise TypeError_(f"{op}: the image x: {t} must have a static height and width")
+    return [d.value for d in t.shape[2:]]
+
+
+def pool_out_hw(a: dict[str, Any], size: list[int]) -> list[int]:
+    """max_pool2d's output height and width for an image of ``size`` (canonical attributes)."""
+    kernel, stride, _ = _pool_geometry(a)
+    pads = a["padding"]
+    out = [out_len(size[i], pads[i], pads[i + 2], kernel[i], stride[i], a["ceil_mode"]) for i in range(2)]
+    if None in out:
+        raise TypeError_(f"max_pool2d_grad: the {kernel[0]}x{kernel[1]} window is larger than the padded image")
+    return [int(n) for n in out]  # type: ignore[arg-type]
+
+
+def _max_pool_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, g = ts
+    _require_nchw("max_pool2d_grad", x)
+    require_float("max_pool2d_grad", x)
+    same_dtype("max_pool2d_grad", ts)
+    want = x.with_shape([x.shape[0], x.shape[1], *pool_out_hw(a, _static_hw("max_pool2d_grad", x))])
+    if not _same_shape(g, want):
+        raise TypeError_(f"max_pool2d_grad: g: {g} must be max_pool2d's result {want} for x: {x}")
+    return [x]
+
+
+def first_max_cells(x: np.ndarray, a: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every window of max_pool2d over ``x``: the row and column (in ``x``) of its first
+    maximum, and its output position as a flat index; (rows, cols) are [N, C, Ho, Wo]."""
+    kernel, stride, _ = _pool_geometry(a)
+    pads = a["padding"]
+    win = windows(x.astype(np.float64), pads, kernel, stride, [1, 1], a["ceil_mode"], -np.inf)
+    n, c, ho, wo = win.shape[:4]
+    k = np.argmax(win.reshape(n, c, ho, wo, -1), axis=-1)  # the first maximum, row-major
+    rows = np.arange(ho)[:, None] * stride[0] + k // kernel[1] - pads[0]
+    cols = np.arange(wo)[None, :] * stride[1] + k % kernel[1] - pads[1]
+    return rows, cols, k
+
+
+def _max_pool_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, g = xs
+    rows, cols, _ = first_max_cells(x, a)
+    n, c = x.shape[:2]
+    ni, ci = np.indices((n, c))
+    # A window of nothing but -inf has its "maximum" in the padding: it gives nothing.
+    h, w = x.shape[2:]
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    dx = np.zeros(x.shape, np.float64)
+    at = (ni[:, :, None, None], ci[:, :, None, None], np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1))
+    np.add.at(dx, at, np.where(inside, g.astype(np.float64), 0.0))
+    return [dx]
+
+
+def _max_pool_grad_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    """Linear in g: its transpose reads the cotangent at each window's first maximum."""
+    from dlir.ops.conv_grad import max_pool_first_hits
+
+    x, h = node.inputs[0], cts[0]
+    return [None, max_pool_first_hits(b, x, node.attrs, h)]
+
+
+_POOL_ATTRS = (
+    Attr("kernel", "pair"),
+    Attr("stride", "pair?", None),
+    Attr("padding", "padding", [0, 0, 0, 0]),
+    Attr("ceil_mode", "bool", False),
+)
+
+register(
+    OpDef(
+        "max_pool2d_grad",
+        ("x", "g"),
+        _POOL_ATTRS,
+        _max_pool_grad_infer,
+        _max_pool_grad_ref,
+        doc="max_pool2d's VJP at x [N, C, H, W] (static H, W) for the result's cotangent g: each window's g "
+        "goes to its first maximum; attributes as max_pool2d's (no dilation)",
+        canonical=_pool_canonical("max_pool2d_grad"),
+        vjp=_max_pool_grad_vjp,
+        family="backward",
+    )
+)
+
+
+# -- conv2d_input_grad -----------------------------------------------------------------------
+
+
+def conv_frame(a: dict[str, Any], kernel: list[int], out_hw: list[int]) -> list[int]:
+    """[bottom, right]: the padding after which the windows of a conv2d of stride ``a["stride"]``
+    exactly tile the padded image (negative: rows the last window does not reach)."""
+    stride, pads, size = a["stride"], a["padding"], a["size"]
+    return [(out_hw[i] - 1) * stride[i] + kernel[i] - size[i] - pads[i] for i in range(2)]
+
+
+def _conv_input_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    g, w = ts
+    require_float("conv2d_input_grad", g)
+    same_dtype("conv2d_input_grad", ts)
+    if g.rank != 4 or w.rank != 4 or not all(d.is_static for d in w.shape[2:]):
+        raise TypeError_(f"conv2d_input_grad expects g: [N, O, Ho, Wo] and w: [O, C, kh, kw] (static), got {g}, {w}")
+    if not g.shape[1].compatible(w.shape[0]):
+        raise TypeError_(f"conv2d_input_grad: g: {g} has {g.shape[1]} channels, w: {w} makes {w.shape[0]}")
+    size, stride, pads = a["size"], a["stride"], a["padding"]
+    kernel = [d.value for d in w.shape[2:]]
+    for i in range(2):
+        n = out_len(size[i], pads[i], pads[i + 2], extent(kernel[i], 1), stride[i])
+        if n is None or not g.shape[2 + i].compatible(Dim.of(n)):
+            raise TypeError_(f"conv2d_input_grad: g: {g} is not conv2d's result for an image of size {list(size)}")
+    return [g.with_shape([g.shape[0], w.shape[1], *size])]
+
+
+def _conv_input_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    g, w = xs[0].astype(np.float64), xs[1].astype(np.float64)
+    n, _, ho, wo = g.shape
+    _, c, kh, kw = w.shape
+    (sh, sw), pads, size = a["stride"], a["padding"], a["size"]
+    bottom, right = conv_frame(a, [kh, kw], [ho, wo])
+    frame = np.zeros((n, c, pads[0] + size[0] + bottom, pads[1] + size[1] + right))
+    for i in range(kh):
+        for j in range(kw):
+            part = np.einsum("nohw,oc->nchw", g, w[:, :, i, j])
+            frame[:, :, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw] += part
+    dx = np.zeros((n, c, *size))
+    h, wd = min(size[0], frame.shape[2] - pads[0]), min(size[1], frame.shape[3] - pads[1])
+    dx[:, :, :h, :wd] = frame[:, :, pads[0] : pads[0] + h, pads[1] : pads[1] + wd]
+    return [dx]
+
+
+def _conv_input_grad_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    """Bilinear: d/dg is conv2d itself; d/dw is conv2d's weight gradient with the cotangent as image."""
+    from dlir.ir.graph import Node as IrNode
+    from dlir.ops.conv_grad import conv_weight_grad
+
+    g, w = node.inputs
+    h = cts[0]
+    attrs = {"stride": node.attrs["stride"], "padding": node.attrs["padding"]}
+    dg = b.op("conv2d", h, w, **attrs) if b.needs(0) else None
+    dw = None
+    if b.needs(1):
+        view = IrNode("conv2d", [h, w], {**attrs, "dilation": [1, 1], "groups": 1, "act": "none"}, [g], node.loc)
+        dw = conv_weight_grad(b, view, h, w, g)
+    return [dg, dw]
+
+
+register(
+    OpDef(
+        "conv2d_input_grad",
+        ("g", "w"),
+        (Attr("size", "pair"), Attr("stride", "pair", [1, 1]), Attr("padding", "ints", [0, 0, 0, 0])),
+        _conv_input_grad_infer,
+        _conv_input_grad_ref,
+        doc="conv2d's VJP with respect to x [N, C, *size] for the result's cotangent g [N, O, Ho, Wo] and "
+        "w [O, C, kh, kw]: the transposed convolution; stride and padding [top, left, bottom, right] as "
+        "conv2d's (one group, no dilation)",
+        vjp=_conv_input_grad_vjp,
+        family="backward",
+    )
+)
+
+__all__ = ["relu_vjp", "first_max_cells", "pool_out_hw", "conv_frame"]
