@@ -152,6 +152,32 @@ class Runner(BaseRunner):
             return list(self._session.run(names, feeds))
         return self._execute_bf16(feeds, names)
 
+    # -- kept inputs: OrtValues bound with IO binding, on the session's device ------------------
+    def _ort_device(self) -> str:
+        return "cuda" if self.providers[:1] == [CUDA] else "cpu"
+
+    def _put(self, a: np.ndarray) -> Any:
+        import onnxruntime as ort
+
+        a = np.require(a, requirements="C")  # (np.ascontiguousarray makes a rank-0 array rank 1)
+        if a.dtype == DType.bf16.numpy:
+            return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(a.view(np.uint16), TensorProto.BFLOAT16)
+        return ort.OrtValue.ortvalue_from_numpy(a, self._ort_device(), 0)
+
+    def _get(self, handle: Any) -> np.ndarray:
+        if handle.data_type() == "tensor(bfloat16)":
+            return _bf16_array(handle)
+        return np.array(handle.numpy(), copy=True)
+
+    def _run_kept(self, args: list[Any]) -> list[Any]:
+        binding = self._session.io_binding()
+        for v, a in zip(self.graph.inputs, args, strict=True):
+            binding.bind_ortvalue_input(v.name, a)
+        for name in self.graph.output_names():
+            binding.bind_output(name, self._ort_device())
+        self._session.run_with_iobinding(binding)
+        return list(binding.get_outputs())
+
     def _execute_bf16(self, feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
         # onnxruntime's numpy bridge does not know bfloat16: pass such tensors as
         # OrtValues over their raw 16-bit patterns.

@@ -142,6 +142,18 @@ class Runner(BaseRunner):
         outs = outs if isinstance(outs, (tuple, list)) else (outs,)
         return [o.numpy() for o in outs]
 
+    def _put(self, a: np.ndarray) -> Any:
+        with self._scope():
+            return self._tf.constant(a)
+
+    def _get(self, handle: Any) -> np.ndarray:
+        return np.array(handle.numpy(), copy=True)
+
+    def _run_kept(self, args: list[Any]) -> list[Any]:
+        with self._scope():
+            outs = self.module(*args)
+        return list(outs) if isinstance(outs, (tuple, list)) else [outs]
+
     def _params_changed(self) -> None:
         with self._scope():
             self.module.load_params(self._params)

@@ -130,6 +130,19 @@ class Runner(BaseRunner):
             assert a.dtype == v.type.dtype.numpy, f"torch output '{name}' is {a.dtype}, declared {v.type}"
         return arrays
 
+    def _put(self, a: np.ndarray) -> Any:
+        return to_torch(a, self.device)
+
+    def _get(self, handle: Any) -> np.ndarray:
+        return to_numpy(handle)
+
+    def _run_kept(self, args: list[Any]) -> list[Any]:
+        import torch
+
+        with torch.no_grad():
+            out = self.module(*args)
+        return list(out) if isinstance(out, tuple) else [out]
+
     def _params_changed(self) -> None:
         state = {k: to_torch(v, self.device) for k, v in self._params.items()}
         self.module.load_state_dict(state, strict=True)

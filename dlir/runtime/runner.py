@@ -24,8 +24,11 @@ def _describe(a: np.ndarray) -> str:
     return f"{a.dtype} array of shape {tuple(a.shape)}"
 
 
-def check_inputs(graph: Graph, given: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Check names, dtypes and shapes (symbols bound consistently) of run-time inputs."""
+def check_inputs(graph: Graph, given: Mapping[str, Any], partial: bool = False) -> dict[str, np.ndarray]:
+    """Check names, dtypes and shapes (symbols bound consistently) of run-time inputs.
+
+    ``partial``: inputs not given are not missing (the runner keeps them, see :meth:`Runner.keep`).
+    """
     declared = {v.name: v for v in graph.inputs}
     for name in given:
         if name not in declared:
@@ -36,6 +39,8 @@ def check_inputs(graph: Graph, given: Mapping[str, Any]) -> dict[str, np.ndarray
     feeds: dict[str, np.ndarray] = {}
     env: dict[str, tuple[int, str]] = {}
     for v in graph.inputs:
+        if v.name not in given and partial:
+            continue
         if v.name not in given:
             raise RuntimeMismatch(
                 f"missing input '{v.name}' ({v.type})", v.loc, hint="pass every declared input by name"
@@ -113,9 +118,59 @@ class Runner:
     def save_params(self, path: str | os.PathLike[str]) -> None:
         save_safetensors(self._params, path)
 
+    # -- inputs kept on the target between calls -----------------------------------
+    # The trainer's params, buffers and optimizer state stay where the model runs
+    # (torch tensors, TensorFlow tensors, ONNX Runtime OrtValues, on the GPU where
+    # one is used): each step replaces them with the step's outputs there, and only
+    # the other outputs (the loss) come back to the host.
+    def keep(self, values: Mapping[str, np.ndarray], carry: Mapping[str, str]) -> None:
+        """Hold the inputs ``values`` on the target; after each :meth:`step`, output ``o``
+        becomes input ``carry[o]``."""
+        check_inputs(self.graph, values, partial=True)
+        outputs = self.graph.output_names()
+        self._kept = {k: self._put(np.asarray(v)) for k, v in values.items()}
+        self._carry = [(outputs.index(o), name) for o, name in carry.items()]
+        carried = {i for i, _ in self._carry}
+        self._free = [i for i in range(len(outputs)) if i not in carried]
+
+    def step(self, /, **inputs: Any) -> list[np.ndarray]:
+        """Run with the kept inputs and ``inputs``; returns the outputs that are not carried."""
+        feeds = check_inputs(self.graph, inputs, partial=True)
+        handles = {**{k: self._put(v) for k, v in feeds.items()}, **self._kept}
+        missing = [v.name for v in self.graph.inputs if v.name not in handles]
+        if missing:
+            raise RuntimeMismatch(f"missing input '{missing[0]}'", hint="pass every input that is not kept")
+        outs = self._run_kept([handles[v.name] for v in self.graph.inputs])
+        for i, name in self._carry:
+            self._kept[name] = outs[i]
+        return [self._get(outs[i]) for i in self._free]
+
+    def kept(self, name: str) -> np.ndarray:
+        """A kept input's current value, copied to the host."""
+        return self._get(self._kept[name])
+
+    def replace_kept(self, values: Mapping[str, np.ndarray]) -> None:
+        """New values for kept inputs (same dtypes and shapes)."""
+        unknown = set(values) - set(self._kept)
+        assert not unknown, f"not kept: {sorted(unknown)}"
+        check_inputs(self.graph, values, partial=True)
+        self._kept.update({k: self._put(np.asarray(v)) for k, v in values.items()})
+
     # -- for backends -----------------------------------------------------------
     def _execute(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
+
+    def _put(self, a: np.ndarray) -> Any:
+        """A host array as the target's own tensor (default: numpy itself)."""
+        return a
+
+    def _get(self, handle: Any) -> np.ndarray:
+        """The target's tensor as a host array that shares no memory with it."""
+        return np.array(handle, copy=True)
+
+    def _run_kept(self, args: list[Any]) -> list[Any]:
+        """Run on target tensors (one per graph input, in order); returns target tensors."""
+        return self._execute({v.name: a for v, a in zip(self.graph.inputs, args, strict=True)})
 
     def _params_changed(self) -> None:
         """Called after params change; backends that hold their own copy refresh it."""

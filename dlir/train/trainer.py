@@ -1,11 +1,13 @@
-"""The trainer: one compiled step graph per target, params, buffers and state kept as numpy.
+"""The trainer: one compiled step graph per target; params, buffers and state kept on the target.
 
 :class:`Trainer` builds the loss model in train mode (:mod:`dlir.train.modes`:
 batch statistics, dropout masks as inputs), compiles
 :func:`~dlir.train.optim.train_step_graph` with the target's ordinary runner
 (params are inputs of the step graph, so the runner holds no weights of its
 own), feeds it a minibatch, the current params, buffers, optimizer state and
-the dropout masks, and keeps the updated ones it returns. The masks come from
+the dropout masks; the runner keeps params, buffers and state where the model runs
+(torch tensors, TensorFlow tensors, ONNX Runtime OrtValues) and only the loss comes back
+to the host each step (:meth:`dlir.runtime.runner.Runner.keep`). The masks come from
 :func:`dlir.train.threefry.dropout_mask`, keyed by (seed, step, site, global
 sample index). The same seed gives the same init, the same minibatch order,
 the same masks and so the same loss curve on every target.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -36,8 +38,9 @@ class Trainer:
     """Trains the loss model ``graph`` on ``target`` with ``optimizer``.
 
     ``params`` (dotted name -> array), ``buffers`` (running statistics such as
-    ``net.bn1.mean``) and ``state`` (``state.m.fc1.w``, ...) are numpy between
-    steps; ``losses`` records every step's loss.
+    ``net.bn1.mean``) and ``state`` (``state.m.fc1.w``, ...) live on the target
+    between steps and read as numpy (a copy each read); assigning to one writes it
+    back. ``losses`` records every step's loss.
     """
 
     def __init__(
@@ -60,9 +63,19 @@ class Trainer:
         self.step_graph = train_step_graph(train.graph, optimizer, output, opt_level, target=target)
         self.runner = runner_class(target)(self.step_graph, seed=seed, device=device)
         init = init_params(graph, seed)
-        self.params: dict[str, np.ndarray] = {p.name: init[p.name] for p in graph.trainable}
-        self.buffers: dict[str, np.ndarray] = {p.name: init[p.name] for p in graph.params if p.kind == "buffer"}
-        self.state: dict[str, np.ndarray] = optimizer.init_state(self.params)
+        params = {p.name: init[p.name] for p in graph.trainable}
+        buffers = {p.name: init[p.name] for p in graph.params if p.kind == "buffer"}
+        state = optimizer.init_state(params)
+        # Kept on the target between steps; each step's new.<name> output replaces <name> there.
+        step_inputs = {v.name for v in self.step_graph.inputs}
+        kept = {k: v for k, v in {**params, **buffers, **state}.items() if k in step_inputs}
+        self.runner.keep(kept, {NEW + k: k for k in kept if NEW + k in self.step_graph.output_names()})
+        self.params = KeptValues(self.runner, list(params), {})
+        # a buffer the step does not update is a param of the step graph, not kept
+        self.buffers = KeptValues(
+            self.runner, [k for k in buffers if k in kept], {k: v for k, v in buffers.items() if k not in kept}
+        )
+        self.state = KeptValues(self.runner, list(state), {})
         self.losses: list[float] = []
         self.history: list[dict[str, float]] = []  # per epoch: loss, lr and the evaluate() metrics
         # what the next step uses; fit's schedule sets it each epoch
@@ -80,17 +93,9 @@ class Trainer:
         n = len(next(iter(batch.values()))) if batch else 0
         if sample_index is None:
             sample_index = np.arange(n, dtype=np.int64) + len(self.losses) * n
-        known = {**batch, **self.params, **self.buffers, **self.state, **self._masks(batch, sample_index)}
-        known[LR] = np.asarray(self.lr, np.float32)
-        outs = self.runner(**{k: known[k] for k in self._inputs if k in known})
-        names = self.step_graph.output_names()
-        for name, a in zip(names[1:], outs[1:], strict=True):
-            key = name[len(NEW) :]
-            for kept in (self.params, self.buffers, self.state):
-                if key in kept:
-                    kept[key] = a
-                    break
-        loss = float(outs[0])
+        known = {**batch, **self._masks(batch, sample_index), LR: np.asarray(self.lr, np.float32)}
+        (loss_value,) = self.runner.step(**{k: known[k] for k in self._inputs if k in known})
+        loss = float(loss_value)
         self.losses.append(loss)
         return loss
 
@@ -181,7 +186,15 @@ class Trainer:
             if checkpoint is not None:
                 state = cast("dict[str, Any]", rng.bit_generator.state)  # numpy gives a dict
                 Checkpoint(
-                    self.params, self.buffers, self.state, epoch + 1, self.losses, state, self.history, best, stale
+                    dict(self.params),
+                    dict(self.buffers),
+                    dict(self.state),
+                    epoch + 1,
+                    self.losses,
+                    state,
+                    self.history,
+                    best,
+                    stale,
                 ).save(checkpoint)
             if patience is not None and stale >= patience:
                 if progress is not None:
@@ -209,9 +222,44 @@ class Trainer:
                         f"--resume: {k} is {v.dtype}{list(v.shape)} in the checkpoint, "
                         f"{mine[k].dtype}{list(mine[k].shape)} here"
                     )
-            mine.update(theirs)
+            mine.update(theirs)  # (written through to the target)
         self.losses = list(ck.losses)
         self.history = list(ck.history)
+
+
+class KeptValues(MutableMapping[str, np.ndarray]):
+    """Named values the step runner keeps on its target, read (as numpy copies) and written by name.
+
+    ``fixed`` holds values of the same group that the step does not keep (a buffer
+    it never updates): they read and write as a plain dict.
+    """
+
+    def __init__(self, runner: Any, names: list[str], fixed: dict[str, np.ndarray]) -> None:
+        self._runner, self._names, self._fixed = runner, names, fixed
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self._fixed:
+            return self._fixed[name]
+        if name not in self._names:
+            raise KeyError(name)
+        return cast(np.ndarray, self._runner.kept(name))
+
+    def __setitem__(self, name: str, value: np.ndarray) -> None:
+        if name in self._fixed:
+            self._fixed[name] = value
+        elif name in self._names:
+            self._runner.replace_kept({name: value})
+        else:
+            raise KeyError(f"{name} is not one of these values")
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("a model's values cannot be removed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._names, *self._fixed])
+
+    def __len__(self) -> int:
+        return len(self._names) + len(self._fixed)
 
 
 def check_loss_model(graph: Graph, output: str | None = None) -> None:
