@@ -100,6 +100,17 @@ def _device_scope(tf: ModuleType, device: str) -> str | None:
     return f"/GPU:{index}"
 
 
+def _var_name(name: str) -> str:
+    """A dlir value name as a TensorFlow op name (dots and other marks as underscores)."""
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in name) or "v"
+
+
+def _tf_dtype(tf: Any, v: Any) -> Any:
+    from dlir.backends.tensorflow.lowering import TF_DTYPES
+
+    return getattr(tf, TF_DTYPES[v.type.dtype].removeprefix("tf."))
+
+
 class Runner(BaseRunner):
     """A graph compiled to a ``tf.Module`` and run by TensorFlow."""
 
@@ -142,17 +153,42 @@ class Runner(BaseRunner):
         outs = outs if isinstance(outs, (tuple, list)) else (outs,)
         return [o.numpy() for o in outs]
 
-    def _put(self, a: np.ndarray) -> Any:
+    # Kept inputs are tf.Variables; one tf.function reads them, runs the module and assigns the
+    # carried outputs back, so a step passes only the other inputs and returns only the loss.
+    def _start_keeping(self, values: dict[str, np.ndarray]) -> None:
+        tf = self._tf
         with self._scope():
-            return self._tf.constant(a)
+            self._kept = {k: tf.Variable(v, trainable=False, name=_var_name(k)) for k, v in values.items()}
+        free = [v for v in self.graph.inputs if v.name not in values]
+        kept, carry, outs_kept = self._kept, self._carry, self._free
+        call, inputs = self.module.__call__, list(self.graph.inputs)
 
-    def _get(self, handle: Any) -> np.ndarray:
-        return np.array(handle.numpy(), copy=True)
+        def step(*args: Any) -> Any:
+            given = dict(zip((v.name for v in free), args, strict=True))
+            outs = call(*(kept[v.name] if v.name in kept else given[v.name] for v in inputs))
+            outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
+            for i, name in carry:
+                kept[name].assign(outs[i])
+            return [outs[i] for i in outs_kept]
 
-    def _run_kept(self, args: list[Any]) -> list[Any]:
+        spec = [
+            tf.TensorSpec([None if not d.is_static else d.value for d in v.type.shape], _tf_dtype(tf, v)) for v in free
+        ]
         with self._scope():
-            outs = self.module(*args)
-        return list(outs) if isinstance(outs, (tuple, list)) else [outs]
+            self._step_fn = tf.function(step, input_signature=spec, autograph=False).get_concrete_function()
+        self._free_inputs = [v.name for v in free]
+
+    def _step_kept(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self._scope():
+            outs = self._step_fn(*(self._tf.constant(feeds[n]) for n in self._free_inputs))
+        return [np.array(o.numpy(), copy=True) for o in outs]
+
+    def _read_kept(self, name: str) -> np.ndarray:
+        return np.array(self._kept[name].numpy(), copy=True)
+
+    def _write_kept(self, values: dict[str, np.ndarray]) -> None:
+        for k, v in values.items():
+            self._kept[k].assign(v)
 
     def _params_changed(self) -> None:
         with self._scope():

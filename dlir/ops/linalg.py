@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from dlir.errors import TypeError_
-from dlir.ir.types import TensorType
+from dlir.ir.types import Dim, TensorType
 from dlir.ops.registry import Attr, OpDef, get_op, register, type_list
 from dlir.ops.shape_rules import broadcast_shapes, require_numeric, same_dtype
 
@@ -63,6 +63,17 @@ def _swap_last(b: GradBuilder, v: Value) -> Value:
     return b.op("transpose", v, perm=list(range(r - 2)) + [r - 1, r - 2])
 
 
+def _weight_grad(b: GradBuilder, x: Value, g: Value) -> Value:
+    """``dw`` of ``x @ w`` for a batched x [..., K] and w [K, N]: one matrix product over all rows,
+    ``x[M, K]^T @ g[M, N]``, not a batched product summed over the batch afterwards."""
+    rows = Dim.of(1)
+    for d in x.type.shape[:-1]:
+        rows = rows * d
+    x2 = b.op("reshape", x, shape=b.dims(x.type.with_shape([rows, x.type.shape[-1]])))
+    g2 = b.op("reshape", g, shape=b.dims(g.type.with_shape([rows, g.type.shape[-1]])))
+    return b.op("matmul", _swap_last(b, x2), g2)
+
+
 def _matmul_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
     """``da = g @ b^T``, ``db = a^T @ g`` on the matrix forms of the operands.
 
@@ -80,7 +91,7 @@ def _matmul_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | No
     if w.type.rank == 1:
         g = b.op("unsqueeze", g, axes=[g.type.rank])
     gx = b.op("matmul", g, _swap_last(b, w2))
-    gw = b.op("matmul", _swap_last(b, x2), g)
+    gw = _weight_grad(b, x, g) if w.type.rank == 2 and x.type.rank > 2 else b.op("matmul", _swap_last(b, x2), g)
     if w.type.rank == 1:
         gw = b.op("squeeze", gw, axes=[gw.type.rank - 1])
     return [gx, gw]
@@ -218,9 +229,14 @@ def _linear_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | No
             z = b.op("add", z, node.inputs[2])
         g = act_vjp(b, node.attrs["act"], z, y, g)
     gx = b.op("matmul", g, _swap_last(b, w)) if b.needs(0) else None
-    x2 = x if x.type.rank > 1 else b.op("unsqueeze", x, axes=[0])
-    g2 = g if x.type.rank > 1 else b.op("unsqueeze", g, axes=[0])
-    gw = b.op("matmul", _swap_last(b, x2), g2) if b.needs(1) else None
+    gw = None
+    if b.needs(1):
+        if x.type.rank > 2:
+            gw = _weight_grad(b, x, g)
+        else:
+            x2 = x if x.type.rank > 1 else b.op("unsqueeze", x, axes=[0])
+            g2 = g if x.type.rank > 1 else b.op("unsqueeze", g, axes=[0])
+            gw = b.op("matmul", _swap_last(b, x2), g2)
     out: list[Value | None] = [gx, gw]
     if len(node.inputs) == 3:
         out.append(g)  # summed down to [N] by the driver

@@ -128,33 +128,47 @@ class Runner:
         becomes input ``carry[o]``."""
         check_inputs(self.graph, values, partial=True)
         outputs = self.graph.output_names()
-        self._kept = {k: self._put(np.asarray(v)) for k, v in values.items()}
         self._carry = [(outputs.index(o), name) for o, name in carry.items()]
         carried = {i for i, _ in self._carry}
         self._free = [i for i in range(len(outputs)) if i not in carried]
+        self._kept_names = set(values)
+        self._start_keeping({k: np.asarray(v) for k, v in values.items()})
 
     def step(self, /, **inputs: Any) -> list[np.ndarray]:
         """Run with the kept inputs and ``inputs``; returns the outputs that are not carried."""
         feeds = check_inputs(self.graph, inputs, partial=True)
+        for v in self.graph.inputs:
+            if v.name not in feeds and v.name not in self._kept_names:
+                raise RuntimeMismatch(f"missing input '{v.name}' ({v.type})", hint="pass every input that is not kept")
+        return self._step_kept(feeds)
+
+    def kept(self, name: str) -> np.ndarray:
+        """A kept input's current value, copied to the host."""
+        return self._read_kept(name)
+
+    def replace_kept(self, values: Mapping[str, np.ndarray]) -> None:
+        """New values for kept inputs (same dtypes and shapes)."""
+        unknown = set(values) - self._kept_names
+        assert not unknown, f"not kept: {sorted(unknown)}"
+        check_inputs(self.graph, values, partial=True)
+        self._write_kept({k: np.asarray(v) for k, v in values.items()})
+
+    # The default keeping: a dict of target tensors made by _put, passed to _run_kept every step.
+    def _start_keeping(self, values: dict[str, np.ndarray]) -> None:
+        self._kept = {k: self._put(v) for k, v in values.items()}
+
+    def _step_kept(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         handles = {**{k: self._put(v) for k, v in feeds.items()}, **self._kept}
-        missing = [v.name for v in self.graph.inputs if v.name not in handles]
-        if missing:
-            raise RuntimeMismatch(f"missing input '{missing[0]}'", hint="pass every input that is not kept")
         outs = self._run_kept([handles[v.name] for v in self.graph.inputs])
         for i, name in self._carry:
             self._kept[name] = outs[i]
         return [self._get(outs[i]) for i in self._free]
 
-    def kept(self, name: str) -> np.ndarray:
-        """A kept input's current value, copied to the host."""
+    def _read_kept(self, name: str) -> np.ndarray:
         return self._get(self._kept[name])
 
-    def replace_kept(self, values: Mapping[str, np.ndarray]) -> None:
-        """New values for kept inputs (same dtypes and shapes)."""
-        unknown = set(values) - set(self._kept)
-        assert not unknown, f"not kept: {sorted(unknown)}"
-        check_inputs(self.graph, values, partial=True)
-        self._kept.update({k: self._put(np.asarray(v)) for k, v in values.items()})
+    def _write_kept(self, values: dict[str, np.ndarray]) -> None:
+        self._kept.update({k: self._put(v) for k, v in values.items()})
 
     # -- for backends -----------------------------------------------------------
     def _execute(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
