@@ -9,9 +9,11 @@ training build only), so each is written with what inference kernels offer:
   the cotangent is added there by one ``ScatterElements(reduction="add")`` and the
   frame cut back to the image by a ``Pad`` with negative amounts;
 - ``conv2d_input_grad``: ``ConvTranspose`` over the frame, cut or zero-filled to
-  the image the same way. ONNX Runtime has no double ConvTranspose; dlir's VJP
-  rule keeps float64 convs decomposed, so only a hand-written float64 node fails,
-  with a clear error.
+  the image the same way;
+- ``conv2d_weight_grad``: a ``Conv`` of the image by the cotangent, batch as channels.
+
+ONNX Runtime has no double Conv or ConvTranspose; dlir's VJP rule keeps float64
+convs decomposed, so only a hand-written float64 node fails, with a clear error.
 """
 
 from __future__ import annotations
@@ -84,3 +86,23 @@ def _conv2d_input_grad(b: Builder, node: Node, xs: list[str]) -> str:
     # ConvTranspose's pads cut its full output; rows the last window never reads (fb < 0) are zeros.
     y = b.op("ConvTranspose", [g, w], strides=list(a["stride"]), pads=[top, left, max(fb, 0), max(fr, 0)])
     return _pad4(b, y, 0, 0, -min(fb, 0), -min(fr, 0))
+
+
+@emitter("conv2d_weight_grad")
+def _conv2d_weight_grad(b: Builder, node: Node, xs: list[str]) -> str:
+    # No weight-gradient op in ONNX: x as [C, N, H, W] convolved with g as the kernel [O, N, Ho, Wo]
+    # (stride as dilation) gives [C, O, kh', kw'], cut to the kernel and transposed.
+    if b.dt is DType.f64:
+        raise LoweringError(
+            "onnx: conv2d_weight_grad in f64: ONNX Runtime has no double Conv",
+            node.loc,
+            hint="compute it in f32, or differentiate the conv2d (its float64 VJP is decomposed)",
+        )
+    x, g = xs
+    a = node.attrs
+    kh, kw = a["kernel"]
+    swap = [1, 0, 2, 3]
+    xt, gk = b.op("Transpose", [x], perm=swap), b.op("Transpose", [g], perm=swap)
+    dw = b.op("Conv", [xt, gk], pads=list(a["padding"]), dilations=list(a["stride"]))
+    dw = b.op("Slice", [dw, b.ints([0, 0]), b.ints([kh, kw]), b.ints([2, 3])])
+    return b.op("Transpose", [dw], perm=swap)

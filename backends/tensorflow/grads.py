@@ -6,7 +6,8 @@
   pool recomputed (grappler merges it with the forward pool it equals); the
   gradient is then cut back to the image;
 - ``conv2d_input_grad`` is ``tf.nn.conv2d_transpose`` with explicit padding
-  (``Conv2DBackpropInput``).
+  (``Conv2DBackpropInput``);
+- ``conv2d_weight_grad`` is ``Conv2DBackpropFilter`` over the padded image.
 
 All of them compute channels-last, as the forward conv and pool kernels do
 (:mod:`.images`): their images are read with ``ctx.nhwc`` and the result is
@@ -77,3 +78,17 @@ def _conv2d_input_grad(ctx: Ctx, node: Node) -> str:
         f"strides={_pair(stride)}, padding={pads})"
     )
     return Nhwc(pad_or_crop(expr, 0, -min(fb, 0), 0, -min(fr, 0)))
+
+
+@_reg("conv2d_weight_grad")
+def _conv2d_weight_grad(ctx: Ctx, node: Node) -> str:
+    x_v, g_v = node.inputs
+    a = node.attrs
+    (kh, kw), stride, (top, left, bottom, right) = a["kernel"], list(a["stride"]), a["padding"]
+    o, c = (d.value for d in node.outputs[0].type.shape[:2])
+    x = pad_or_crop(ctx.nhwc(x_v), top, bottom, left, right)
+    grad = (
+        f"tf.raw_ops.Conv2DBackpropFilter(input={x}, filter_sizes=[{kh}, {kw}, {c}, {o}], "
+        f'out_backprop={ctx.nhwc(g_v)}, strides=[1, {stride[0]}, {stride[1]}, 1], padding="VALID")'
+    )
+    return f"tf.transpose({grad}, perm=[3, 2, 0, 1])"  # [kh, kw, C, O] -> dlir's [O, C, kh, kw]

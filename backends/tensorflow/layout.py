@@ -31,6 +31,7 @@ NATIVE: dict[str, tuple[int, ...]] = {
     "avg_pool2d": (0,),
     "max_pool2d_grad": (0, 1),
     "conv2d_input_grad": (0,),
+    "conv2d_weight_grad": (0, 1),
 }
 # Non-elementwise ops that can run on either layout.
 EITHER = frozenset({"batch_norm", "lrn", "pad"})

@@ -5,7 +5,9 @@
   ``return_indices=True`` (one pool, no copies) and scatters through them with
   ``max_pool2d_with_indices_backward``, as autograd does with the indices it kept;
 - ``conv2d_input_grad`` is ``F.conv_transpose2d``, with an ``F.pad`` that crops
-  (or zero-fills) to the image where the padding is not symmetric.
+  (or zero-fills) to the image where the padding is not symmetric;
+- ``conv2d_weight_grad`` is ``torch.nn.grad.conv2d_weight`` (``convolution_backward``
+  for the weight alone).
 """
 
 from __future__ import annotations
@@ -74,8 +76,24 @@ def _conv2d_input_grad(s: Site) -> str:
     return f"F.pad({frame}, {_torch_pad(-left, -fr, -top, -fb)})"
 
 
+def _conv2d_weight_grad(s: Site) -> str:
+    x, g = s.args
+    o, c = s.node.outputs[0].type.shape[:2]
+    kh, kw = s.attr("kernel")
+    stride = _pair(s.attr("stride"))
+    top, left, bottom, right = s.attr("padding")
+    st = f", stride={_pair_src(stride)}" if stride != (1, 1) else ""
+    pad = ""
+    if (top, left) == (bottom, right):
+        pad = f", padding={_pair_src((top, left))}" if (top, left) != (0, 0) else ""
+    else:
+        x = f"F.pad({x}, {_torch_pad(left, right, top, bottom)})"
+    return f"torch.nn.grad.conv2d_weight({x}, ({o.value}, {c.value}, {kh}, {kw}), {g}{st}{pad})"
+
+
 GRAD_EMITTERS: dict[str, Emitter] = {
     "relu_grad": _relu_grad,
     "max_pool2d_grad": _max_pool2d_grad,
     "conv2d_input_grad": _conv2d_input_grad,
+    "conv2d_weight_grad": _conv2d_weight_grad,
 }

@@ -5,8 +5,8 @@ written with ordinary ops: ``where(x > 0, g, 0)``, a recomputed argmax through
 window copies, a padded convolution of the flipped kernel. Each framework has a
 dedicated kernel for these that is many times faster (``threshold_backward``,
 ``max_pool2d_with_indices_backward``, ``conv_transpose2d`` in torch; ``ReluGrad``,
-``MaxPoolGrad``, ``Conv2DBackpropInput`` in TensorFlow; ``MaxPool``'s indices and
-``ConvTranspose`` in ONNX), so the rules emit these ops and every backend lowers
+``MaxPoolGrad``, ``Conv2DBackpropInput``, ``Conv2DBackpropFilter`` in TensorFlow; ``MaxPool``'s
+indices and ``ConvTranspose`` in ONNX), so the rules emit these ops and every backend lowers
 them to its kernel. Each is an ordinary OpDef: a shape rule, a numpy reference
 and a VJP of its own, so grad of grad keeps working.
 
@@ -17,6 +17,8 @@ and a VJP of its own, so grad of grad keeps working.
   Runtime pick the same cell). Dilation 1, static height and width.
 - ``conv2d_input_grad(g, w)``: conv2d's VJP with respect to its image, for an image
   of ``size`` [H, W]: the transposed convolution. One group, dilation 1.
+- ``conv2d_weight_grad(x, g)``: conv2d's VJP with respect to its kernel (of size
+  ``kernel``). One group, dilation 1, static height and width.
 
 The rules fall back to the decomposed forms outside these domains (dilated
 pools, grouped or dilated convs, symbolic image sizes).
@@ -243,6 +245,57 @@ register(
         "w [O, C, kh, kw]: the transposed convolution; stride and padding [top, left, bottom, right] as "
         "conv2d's (one group, no dilation)",
         vjp=_conv_input_grad_vjp,
+        family="backward",
+    )
+)
+
+
+# -- conv2d_weight_grad ----------------------------------------------------------------------
+
+
+def _conv_weight_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, g = ts
+    _require_nchw("conv2d_weight_grad", x)
+    require_float("conv2d_weight_grad", x)
+    same_dtype("conv2d_weight_grad", ts)
+    size = _static_hw("conv2d_weight_grad", x)
+    kernel, stride, pads = a["kernel"], a["stride"], a["padding"]
+    if g.rank != 4 or not g.shape[0].compatible(x.shape[0]):
+        raise TypeError_(f"conv2d_weight_grad: g: {g} must be [N, O, Ho, Wo] for x: {x}")
+    for i in range(2):
+        n = out_len(size[i], pads[i], pads[i + 2], kernel[i], stride[i])
+        if n is None or not g.shape[2 + i].compatible(Dim.of(n)):
+            raise TypeError_(f"conv2d_weight_grad: g: {g} is not conv2d's result over x: {x}")
+    return [x.with_shape([g.shape[1], x.shape[1], *kernel])]
+
+
+def _conv_weight_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, g = xs[0].astype(np.float64), xs[1].astype(np.float64)
+    win = windows(x, a["padding"], a["kernel"], a["stride"], [1, 1], False, 0.0)  # [N, C, Ho, Wo, kh, kw]
+    return [np.einsum("nohw,nchwij->ocij", g, win, optimize=True)]
+
+
+def _conv_weight_grad_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
+    """Bilinear: d/dx is the transposed convolution of g by the cotangent, d/dg the convolution of x by it."""
+    x, g = node.inputs
+    h = cts[0]
+    a = node.attrs
+    size = [d.value for d in x.type.shape[2:]]
+    dx = b.op("conv2d_input_grad", g, h, size=size, stride=a["stride"], padding=a["padding"]) if b.needs(0) else None
+    dg = b.op("conv2d", x, h, stride=a["stride"], padding=a["padding"]) if b.needs(1) else None
+    return [dx, dg]
+
+
+register(
+    OpDef(
+        "conv2d_weight_grad",
+        ("x", "g"),
+        (Attr("kernel", "pair"), Attr("stride", "pair", [1, 1]), Attr("padding", "ints", [0, 0, 0, 0])),
+        _conv_weight_grad_infer,
+        _conv_weight_grad_ref,
+        doc="conv2d's VJP with respect to w [O, C, *kernel] at x [N, C, H, W] (static H, W) for the result's "
+        "cotangent g [N, O, Ho, Wo]; stride and padding as conv2d's (one group, no dilation)",
+        vjp=_conv_weight_grad_vjp,
         family="backward",
     )
 )

@@ -533,6 +533,32 @@ case(
     stride=[1, 2],
 )
 
+case(
+    "conv2d_weight_grad",
+    "pad1",
+    inp("f32", ["B", 3, 8, 8]),
+    inp("f32", ["B", 4, 8, 8]),
+    kernel=[3, 3],
+    padding=[1, 1, 1, 1],
+)
+case(
+    "conv2d_weight_grad",
+    "stride2_asymmetric_rows_not_read",
+    inp("f32", ["B", 2, 9, 8]),
+    inp("f32", ["B", 3, 5, 4]),
+    kernel=[3, 3],
+    stride=[2, 2],
+    padding=[1, 0, 1, 1],
+)
+case(
+    "conv2d_weight_grad",
+    "rect_valid",
+    inp("f32", ["B", 2, 6, 7]),
+    inp("f32", ["B", 3, 5, 3]),
+    kernel=[2, 3],
+    stride=[1, 2],
+)
+
 case("avg_pool2d", "k2", inp("f32", ["B", 3, 8, 8]), kernel=2)
 case("avg_pool2d", "pad1_include_pad", inp("f32", ["B", 2, 7, 7]), kernel=3, stride=2, padding=1)
 case(

@@ -141,17 +141,19 @@ def _static(b: GradBuilder, d: Dim, what: str) -> int:
     return d.value
 
 
+def _fast_conv_grad(x: Value, dilation: Sequence[int], groups: int) -> bool:
+    """Whether conv2d's VJP uses the backward ops (dlir.ops.backward): one group, no dilation, a
+    static image size, not float64 (ONNX Runtime has no double ConvTranspose or Conv; float64,
+    the dtype of gradient checks, keeps the decomposition)."""
+    static = all(d.is_static for d in x.type.shape[2:])
+    return groups == 1 and list(dilation) == [1, 1] and x.type.dtype is not DType.f64 and static
+
+
 def _conv_dx(b: GradBuilder, node: Node, x: Value, w: Value, g: Value) -> Value:
     a = node.attrs
     stride, dil, pads, groups = a["stride"], a["dilation"], a["padding"], a["groups"]
-    if (
-        groups == 1
-        and list(dil) == [1, 1]
-        and x.type.dtype is not DType.f64
-        and all(d.is_static for d in x.type.shape[2:])
-    ):
-        # The transposed convolution every framework has (ONNX Runtime has no double ConvTranspose:
-        # float64, the dtype of gradient checks, keeps the decomposition below).
+    if _fast_conv_grad(x, dil, groups):
+        # The transposed convolution every framework has.
         size = [d.value for d in x.type.shape[2:]]
         return b.op("conv2d_input_grad", g, w, size=size, stride=list(stride), padding=list(pads))
     o, cg, kh, kw = w.type.shape
@@ -185,6 +187,10 @@ def conv_weight_grad(b: GradBuilder, node: Node, x: Value, w: Value, g: Value) -
     a = node.attrs
     stride, dil, pads, groups = a["stride"], a["dilation"], a["padding"], a["groups"]
     _, cg, kh, kw = w.type.shape
+    if _fast_conv_grad(x, dil, groups):
+        # the framework's own weight-gradient kernel (dlir.ops.backward)
+        kernel = [kh.value, kw.value]
+        return b.op("conv2d_weight_grad", x, g, kernel=kernel, stride=list(stride), padding=list(pads))
     if not all(d.is_static for d in g.type.shape[2:]):
         return _conv_dw_by_windows(b, node, x, w, g)
     n = x.type.shape[0]
