@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, cast
 
+import numpy as np
 from dlir.backends.codegen import py_num
 from dlir.backends.torch.lowering_grad import GRAD_EMITTERS
 from dlir.backends.torch.lowering_nn import NN_EMITTERS
@@ -110,6 +111,13 @@ def _literal(v: Any, as_float: bool) -> str:
 def _constant(s: Site) -> str:
     dt = s.attr("dtype")
     dev = f", device={s.device}" if s.device else ""
+    value = np.asarray(s.attr("value"))
+    if value.size > 1 and (value == value.flat[0]).all():
+        # One value everywhere (a zero accumulator, say): torch.full, not a literal of every element,
+        # which torch would build from a Python list on every call.
+        shape = _tuple([str(n) for n in value.shape])
+        fill = _literal(value.flat[0], dt.is_float)
+        return f"torch.full({shape}, {fill}, dtype={torch_dtype(dt)}{dev})"
     return f"torch.tensor({_literal(s.attr('value'), dt.is_float)}, dtype={torch_dtype(dt)}{dev})"
 
 

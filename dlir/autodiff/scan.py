@@ -20,6 +20,7 @@ lowers everywhere and can be differentiated again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dlir.ir.graph import Graph, Node, Value
@@ -87,6 +88,7 @@ def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]
         outputs.append(("d.x_t", grads.get(x_t) or inner.zeros_like(x_t)))
     bb.outputs = outputs
     _prune_body(bb)
+    _save_instead_of_replay(b.graph, node, bb, replayed, mapping, at_step)
 
     start = b.op("constant", value=[0 if reverse else -1], dtype=DType.i64)
     starts = [start] + [g_last[i] for i in floats] + [b.zeros_like(c) for c in closure]
@@ -98,6 +100,65 @@ def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]
     for c, total in zip(closure, lasts[1 + len(floats) :], strict=True):
         b.add_closure_cotangent(c, total)
     return [d_xs] + [d_inits.get(i) for i in range(k)]
+
+
+def _save_instead_of_replay(
+    g: Graph,
+    node: Node,
+    bb: Graph,
+    replayed: list[Node],
+    mapping: dict[Value, Value],
+    at_step: Callable[[Value], Value],
+) -> None:
+    """Values of the forward step that the backward step reads are emitted by the forward scan and
+    read back at their step, as autograd saves them, instead of being computed again (the gates
+    of an LSTM: a matmul and four activations per step). The replay left unread is pruned."""
+    replay = {id(n) for n in replayed}
+    made_by_replay = {id(o): o for n in bb.nodes if id(n) in replay for o in n.outputs}
+    original = {id(new): old for old, new in mapping.items() if id(new) in made_by_replay}
+    axis = node.attrs["axis"]
+
+    def worth_saving(v: Value) -> bool:
+        # a constant is cheaper to make again than to stack; a value of rank < axis cannot be stacked
+        return id(v) in original and v.type.rank >= axis and v.producer is not None and v.producer.op != "constant"
+
+    wanted: dict[int, Value] = {}
+    for n in bb.nodes:
+        if id(n) not in replay:
+            wanted.update((id(v), v) for v in n.inputs if worth_saving(v))
+    wanted.update((id(v), v) for _, v in bb.outputs if worth_saving(v))
+    if not wanted:
+        return
+    first = min(i for i, n in enumerate(bb.nodes) if id(n) in replay)
+    before = len(bb.nodes)
+    read_back = {}
+    for key in wanted:
+        stacked = _save_value(g, node, original[key])
+        read_back[key] = at_step(stacked)
+    fresh = bb.nodes[before:]
+    del bb.nodes[before:]
+    bb.nodes[first:first] = fresh  # read before the replay, so before anything that used it
+    for n in bb.nodes:
+        n.inputs = [read_back.get(id(v), v) for v in n.inputs]
+    bb.outputs = [(name, read_back.get(id(v), v)) for name, v in bb.outputs]
+    _prune_body(bb)
+
+
+def _save_value(g: Graph, node: Node, v: Value) -> Value:
+    """Make the forward scan emit its body's value ``v`` at every step (once); the stacked value."""
+    body = node.body
+    assert body is not None
+    k, axis = node.attrs["n_carry"], node.attrs["axis"]
+    emits = body.outputs[k:]
+    for j, (name, e) in enumerate(emits):
+        if e is v and name.startswith("saved."):
+            return node.outputs[j]
+    m = len(emits)
+    body.outputs.append((f"saved.{v.name}", v))
+    stacked = stacked_type(v.type, node.inputs[0].type, axis)
+    out = Value(g.fresh_name(f"saved.{v.name}"), stacked, "node", producer=node, loc=node.loc)
+    node.outputs.insert(m, out)
+    return out
 
 
 def _save_carries(g: Graph, node: Node) -> list[Value]:
