@@ -745,3 +745,26 @@ def test_sample_loss_gradients_match_torch_and_tensorflow(name: str, target: str
         scale = max(float(np.max(np.abs(w))) for w in want.values())
         for k, g in grads.items():
             _close(g, want[k], scale, f"{name} on {target}: grad of {k} vs {framework}")
+
+
+def _backward_wheres(src: str) -> int:
+    g = dlir.loads(src).graph("M")
+    return sum(n.op == "where" for n in autodiff(g, wrt=["x"]).nodes) - sum(n.op == "where" for n in g.nodes)
+
+
+def test_zero_cotangents_are_selected_again_only_where_a_derivative_can_be_infinite() -> None:
+    """Before a where (in the forward order), the cotangent is selected again after each op whose
+    local derivative may be inf or NaN where the where's cotangent is zero (a product by another
+    value); a product by a finite constant or a tanh keeps zeros zero, and one more where (slow on
+    torch's CPU) would only cost time."""
+    head = "model M(m: bool[4], x: f32[4], y: f32[4]) -> f32[] {\n"
+    assert _backward_wheres(head + "    return sum(where(m, tanh(x * 0.5), 0.0))\n}") == 1
+    by_y = head + "    return sum(where(m, x * y, 0.0))\n}"
+    assert _backward_wheres(by_y) == 2
+    # and the numbers: an inf or NaN in y where m is false does not reach x's gradient
+    run = dlir.compile(dlir.loads(by_y), "numpy", grad=["x"])
+    m = np.array([True, False, True, False])
+    y = np.array([1.0, np.inf, 2.0, np.nan], np.float32)
+    with np.errstate(all="ignore"):
+        _, grads = run(m=m, x=np.ones(4, np.float32), y=y)
+    np.testing.assert_array_equal(grads["x"], [1.0, 0.0, 2.0, 0.0])

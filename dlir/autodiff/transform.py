@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from dlir.autodiff.builder import GradBuilder
 from dlir.errors import PassError, did_you_mean
 from dlir.ir.clone import clone_graph
@@ -191,7 +193,7 @@ class Reverse:
         for i, (x, c) in enumerate(zip(node.inputs, got, strict=True)):
             if c is None or not wants[i]:
                 continue
-            if out_masks and c is not cts[0]:
+            if out_masks and c is not cts[0] and not _finite_derivative(node, i):
                 c = _select(b, out_masks, c)  # re-select: this op's local derivative may be inf or NaN there
             masks = out_masks
             if node.op == "where" and i > 0:
@@ -214,6 +216,22 @@ class Reverse:
         self.ct[x] = b.add(self.ct[x], c)
         # A sum is known to be zero only where every term is.
         self.mask[x] = tuple(m for m in self.mask[x] if m in masks)
+
+
+# Elementwise ops whose local derivative is finite wherever their operands are: a zero
+# cotangent stays zero through them, so the re-selection (a `where` per op, slow on
+# torch's CPU) is not needed. (sigmoid and tanh's derivatives read the bounded result.)
+_FINITE_DERIVATIVE = frozenset({"add", "sub", "neg", "sigmoid", "tanh", "relu_grad"})
+
+
+def _finite_derivative(node: Node, i: int) -> bool:
+    if node.op in _FINITE_DERIVATIVE:
+        return True
+    if node.op == "mul":  # by a constant: its derivative is that constant, finite when the constant is
+        other = node.inputs[1 - i].producer
+        if other is not None and other.op == "constant":
+            return bool(np.isfinite(np.asarray(other.attrs["value"], dtype=np.float64)).all())
+    return False
 
 
 def _select(b: GradBuilder, masks: tuple[_Mask, ...], c: Value) -> Value:
