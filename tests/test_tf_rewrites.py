@@ -188,6 +188,35 @@ def test_samples_run_only_reviewed_rewrites(path: Path, model: str, grad: bool) 
                 _assert_close(out[0], want, 1e-5, what)
 
 
+# Loss models over the samples whose own outputs are not a loss: their gradient graphs carry
+# the backward ops (layer_norm_grad's decomposition, conv and pool gradients) through grappler too.
+_LOSS_WRAPPERS = {
+    "resmlp": "model L(x: f32[B, 64], labels: i64[B]) -> f32[] {\n net = ResMLP()\n"
+    " logits, probs = net(x)\n return cross_entropy(logits, labels)\n}\n",
+    "cnn": "model L(x: f32[B, 1, 28, 28], labels: i64[B]) -> f32[] {\n net = LeNet()\n"
+    " return cross_entropy(net(x), labels)\n}\n",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sample", sorted(_LOSS_WRAPPERS))
+def test_gradient_graphs_run_only_reviewed_rewrites(sample: str) -> None:
+    prog = dlir.loads((ROOT / "samples" / f"{sample}.dlir").read_text() + _LOSS_WRAPPERS[sample], f"{sample}.dlir")
+    feeds = random_inputs(prog.graph("L"), seed=3, size=4)
+    feeds["labels"] = np.arange(4, dtype=np.int64) % 10
+    for opt in (0, 3):
+        ref = dlir.compile(prog, "numpy", model="L", grad=True, opt_level=opt)
+        run = dlir.compile(prog, "tensorflow", model="L", grad=True, opt_level=opt)
+        out: list[Any] = []
+        seen = fusions(lambda: out.append(run(**feeds)))
+        what = f"{sample} loss -O{opt} grad"
+        assert not unreviewed(seen), f"{what}: rewritten kernels nobody reviewed: {sorted(unreviewed(seen))}"
+        want = ref(**feeds)
+        _assert_close(out[0][0], want[0], 1e-5, what)
+        for name in want[1]:
+            _assert_close(out[0][1][name], want[1][name], 1e-4, f"{what} d/d{name}")
+
+
 @pytest.mark.parametrize("op", ["sum", "mean", "var"])
 def test_long_float32_reductions_on_tensorflow_are_summed_as_exactly_as_numpy(op: str) -> None:
     """TF's float32 sums over outer axes drift ~5e-6 over 25 000 values; dlir accumulates them in float64."""

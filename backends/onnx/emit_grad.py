@@ -19,6 +19,7 @@ convs decomposed, so only a hand-written float64 node fails, with a clear error.
 from __future__ import annotations
 
 import numpy as np
+from dlir.backends.decompose import DECOMPOSE
 from onnx import helper
 
 from dlir.errors import LoweringError
@@ -27,7 +28,7 @@ from dlir.ir.types import DType
 from dlir.ops.backward import conv_frame
 
 from .builder import ONNX_DTYPES, Builder
-from .table import emitter
+from .table import EMITTERS, Emitter, emitter
 
 
 def _pad4(b: Builder, x: str, top: int, left: int, bottom: int, right: int, value: str | None = None) -> str:
@@ -106,3 +107,7 @@ def _conv2d_weight_grad(b: Builder, node: Node, xs: list[str]) -> str:
     dw = b.op("Conv", [xt, gk], pads=list(a["padding"]), dilations=list(a["stride"]))
     dw = b.op("Slice", [dw, b.ints([0, 0]), b.ints([kh, kw]), b.ints([2, 3])])
     return b.op("Transpose", [dw], perm=swap)
+
+
+# ONNX has no layer-norm gradient op: the decomposition is lowered (ONNX Runtime fuses little of it).
+EMITTERS["layer_norm_grad"] = Emitter("layer_norm_grad", DECOMPOSE)

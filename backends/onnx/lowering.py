@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dlir.backends.decompose import DECOMPOSE, decomposed
+
 from dlir.errors import LoweringError
 from dlir.ir.graph import Node
 from dlir.ir.types import DType
@@ -43,6 +45,18 @@ def lower_node(b: Builder, node: Node) -> None:
     spec = EMITTERS.get(node.op)
     if spec is None:
         raise LoweringError(f"the onnx target cannot lower the op '{node.op}' yet", node.loc)
+    if spec.fn is DECOMPOSE:
+        # no ONNX op for it: its decomposition's nodes, its results theirs
+        nodes, results = decomposed(node)
+        for n in nodes:
+            for v in n.outputs:
+                b.names[v] = b.fresh(v.name)
+            lower_node(b, n)
+        b.node = node
+        start = len(b.nodes)
+        _bind_results(b, start, [b.names[r] for r in results], [b.names[v] for v in node.outputs])
+        b.node = None
+        return
     b.node = node
     start = len(b.nodes)
     xs = [b.names[v] for v in node.inputs]

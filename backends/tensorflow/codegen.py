@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from dlir.backends.codegen import RESERVED, Namespace, dim_expr, loc_comment, py_num, py_str
+from dlir.backends.decompose import DECOMPOSE, decomposed
 from dlir.backends.tensorflow import layout
 from dlir.backends.tensorflow.lowering import HELPERS, SEQUENCE_RESULTS, TF_DTYPES, Nhwc, emitter
 
@@ -228,6 +229,15 @@ class _Scope:
     def _statement(self, node: Node) -> None:
         if node.body is not None and node.op != "scan":
             raise LoweringError(f"the tensorflow target cannot lower '{node.op}' with a body", node.loc)
+        if emitter(node) is DECOMPOSE:
+            # no TensorFlow kernel for this op: its decomposition's statements, its results theirs
+            nodes, results = decomposed(node)
+            self.home.update(v for n in nodes for v in n.outputs)
+            for n in nodes:
+                self._statement(n)
+            for out, r in zip(node.outputs, results, strict=True):
+                self.nchw[out] = self.arg(r)
+            return
         opdef = get_op(node.op)
         if opdef.elementwise and layout.runs_either_way(node) and self.prefer_nhwc(node, node.inputs):
             expr: str = Nhwc(emitter(node)(_NhwcView(self), node))

@@ -7,7 +7,8 @@
   gradient is then cut back to the image;
 - ``conv2d_input_grad`` is ``tf.nn.conv2d_transpose`` with explicit padding
   (``Conv2DBackpropInput``);
-- ``conv2d_weight_grad`` is ``Conv2DBackpropFilter`` over the padded image.
+- ``conv2d_weight_grad`` is ``Conv2DBackpropFilter`` over the padded image;
+- ``layer_norm_grad`` has no kernel: its decomposition is written (``DECOMPOSE``).
 
 All of them compute channels-last, as the forward conv and pool kernels do
 (:mod:`.images`): their images are read with ``ctx.nhwc`` and the result is
@@ -16,7 +17,8 @@ All of them compute channels-last, as the forward conv and pool kernels do
 
 from __future__ import annotations
 
-from dlir.backends.tensorflow.lowering import Ctx, Nhwc, _reg
+from dlir.backends.decompose import DECOMPOSE
+from dlir.backends.tensorflow.lowering import EMITTERS, Ctx, Nhwc, _reg
 
 from dlir.ir.graph import Node
 from dlir.ops.backward import conv_frame
@@ -92,3 +94,7 @@ def _conv2d_weight_grad(ctx: Ctx, node: Node) -> str:
         f'out_backprop={ctx.nhwc(g_v)}, strides=[1, {stride[0]}, {stride[1]}, 1], padding="VALID")'
     )
     return f"tf.transpose({grad}, perm=[3, 2, 0, 1])"  # [kh, kw, C, O] -> dlir's [O, C, kh, kw]
+
+
+# TensorFlow has no layer-norm gradient kernel (GradientTape differentiates the composite too).
+EMITTERS["layer_norm_grad"] = DECOMPOSE

@@ -7,13 +7,16 @@
 - ``conv2d_input_grad`` is ``F.conv_transpose2d``, with an ``F.pad`` that crops
   (or zero-fills) to the image where the padding is not symmetric;
 - ``conv2d_weight_grad`` is ``torch.nn.grad.conv2d_weight`` (``convolution_backward``
-  for the weight alone).
+  for the weight alone);
+- ``layer_norm_grad`` is ``native_layer_norm_backward``, the forward statistics
+  recomputed by ``native_layer_norm``.
 """
 
 from __future__ import annotations
 
+from dlir.backends.codegen import py_num
 from dlir.backends.torch.lowering_nn import _kernel_args, _native_padding, _pads, _pair, _pair_src, _torch_pad
-from dlir.backends.torch.site import Emitter, Site
+from dlir.backends.torch.site import Emitter, Site, tuple_src
 
 from dlir.ops.backward import conv_frame
 
@@ -91,9 +94,24 @@ def _conv2d_weight_grad(s: Site) -> str:
     return f"torch.nn.grad.conv2d_weight({x}, ({o.value}, {c.value}, {kh}, {kw}), {g}{st}{pad})"
 
 
+def _layer_norm_grad(s: Site) -> str:
+    # native_layer_norm_backward wants the forward's mean and 1/sigma: one more layer-norm pass gives them
+    x, gamma, g = s.args
+    ax = s.attr("axis") % s.in_type.rank
+    shape = "[" + ", ".join(s.dim(d) for d in s.in_type.shape[ax:]) + "]"
+    stats = f"torch.ops.aten.native_layer_norm({x}, {shape}, {gamma}, None, {py_num(s.attr('eps'))})[1:]"
+    grads = (
+        f"torch.ops.aten.native_layer_norm_backward({g}, {x}, {shape}, *{stats}, {gamma}, None, [True, True, False])"
+    )
+    lead = tuple_src([str(i) for i in range(ax)])
+    dbeta = f"torch.sum({g}, dim={lead})" if ax else g
+    return f"*{grads}[:2], {dbeta}"
+
+
 GRAD_EMITTERS: dict[str, Emitter] = {
     "relu_grad": _relu_grad,
     "max_pool2d_grad": _max_pool2d_grad,
     "conv2d_input_grad": _conv2d_input_grad,
     "conv2d_weight_grad": _conv2d_weight_grad,
+    "layer_norm_grad": _layer_norm_grad,
 }

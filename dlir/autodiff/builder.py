@@ -23,7 +23,7 @@ from typing import Any
 
 from dlir.errors import UNKNOWN_LOC, PassError, SourceLoc
 from dlir.ir.builder import emit
-from dlir.ir.graph import Graph, Value, dim_attr
+from dlir.ir.graph import Graph, Node, Value, dim_attr
 from dlir.ir.types import Dim, DType, TensorType
 
 
@@ -62,6 +62,22 @@ class GradBuilder:
     def error(self, message: str, hint: str | None = None) -> PassError:
         """An error located at the forward node, for a rule to raise."""
         return PassError(f"autodiff: {message}", self.loc, hint)
+
+    def vjp_through_decomposition(self, node: Node, cts: Sequence[Value]) -> list[Value | None]:
+        """``node``'s VJP as the VJP of its op's ``decompose``: the decomposition is emitted here
+        and differentiated by one reverse sweep over it (a backward op's grad of grad)."""
+        from dlir.autodiff.transform import Reverse
+        from dlir.ops.registry import get_op
+
+        decompose = get_op(node.op).decompose
+        assert decompose is not None, f"{node.op} has no decomposition"
+        first = len(self.graph.nodes)
+        outs = decompose(self, node)
+        emitted = self.graph.nodes[first:]
+        variables = [v for i, v in enumerate(node.inputs) if self.needs(i) and v.type.dtype.is_float]
+        sweep = Reverse(self.graph, variables, emitted)
+        got = sweep.run({o: c for o, c in zip(outs, cts, strict=True) if o.type.dtype.is_float})
+        return [got.get(v) if v in variables else None for v in node.inputs]
 
     # -- emitting ---------------------------------------------------------------------
     def op(self, op: str, *inputs: Value, **attrs: Any) -> Value:

@@ -19,6 +19,11 @@ and a VJP of its own, so grad of grad keeps working.
   of ``size`` [H, W]: the transposed convolution. One group, dilation 1.
 - ``conv2d_weight_grad(x, g)``: conv2d's VJP with respect to its kernel (of size
   ``kernel``). One group, dilation 1, static height and width.
+- ``layer_norm_grad(x, gamma, g)``: layer_norm's VJP, ``(dx, dgamma, dbeta)``.
+
+An op with a ``decompose`` (layer_norm_grad) is also written with ordinary ops: a
+target without a kernel for it lowers that (``DECOMPOSE`` in its table), and its
+VJP differentiates it.
 
 The rules fall back to the decomposed forms outside these domains (dilated
 pools, grouped or dilated convs, symbolic image sizes).
@@ -34,7 +39,7 @@ from dlir.errors import TypeError_
 from dlir.ir.types import Dim, TensorType
 from dlir.ops.conv import _pool_canonical, _pool_geometry, _require_nchw, extent, out_len, windows
 from dlir.ops.registry import Attr, OpDef, register
-from dlir.ops.shape_rules import require_float, same_dtype
+from dlir.ops.shape_rules import norm_axis, require_float, same_dtype
 
 if TYPE_CHECKING:
     from dlir.autodiff.builder import GradBuilder
@@ -296,6 +301,65 @@ register(
         doc="conv2d's VJP with respect to w [O, C, *kernel] at x [N, C, H, W] (static H, W) for the result's "
         "cotangent g [N, O, Ho, Wo]; stride and padding as conv2d's (one group, no dilation)",
         vjp=_conv_weight_grad_vjp,
+        family="backward",
+    )
+)
+
+# -- layer_norm_grad -------------------------------------------------------------------------
+
+
+def _layer_norm_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+    x, gamma, g = ts
+    require_float("layer_norm_grad", x)
+    same_dtype("layer_norm_grad", ts)
+    ax = norm_axis("layer_norm_grad", a["axis"], x.rank)
+    if not _same_shape(g, x) or gamma.rank != x.rank - ax or not _same_shape(gamma, x.with_shape(x.shape[ax:])):
+        raise TypeError_(f"layer_norm_grad: expects g: {x} and gamma: {x.with_shape(x.shape[ax:])}, got {g}, {gamma}")
+    return [x, gamma, gamma]
+
+
+def _layer_norm_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, gamma, g = (v.astype(np.float64) for v in xs)
+    ax = a["axis"] % x.ndim
+    axes, lead = tuple(range(ax, x.ndim)), tuple(range(ax))
+    centred = x - x.mean(axis=axes, keepdims=True)
+    rstd = 1.0 / np.sqrt((centred * centred).mean(axis=axes, keepdims=True) + a["eps"])
+    xh = centred * rstd
+    dxh = g * gamma
+    dx = rstd * (dxh - dxh.mean(axis=axes, keepdims=True) - xh * (dxh * xh).mean(axis=axes, keepdims=True))
+    return [dx, (g * xh).sum(axis=lead), g.sum(axis=lead)]
+
+
+def _layer_norm_grad_decompose(b: GradBuilder, node: Node) -> list[Value]:
+    """``dx = rstd (dxh - mean(dxh) - xh mean(dxh xh))`` with ``dxh = g gamma``; ``dgamma = sum(g xh)``,
+    ``dbeta = sum(g)`` over the leading axes; x-hat and 1/sigma recomputed."""
+    x, gamma, g = node.inputs
+    ax = norm_axis("layer_norm_grad", node.attrs["axis"], x.type.rank)
+    axes, lead = list(range(ax, x.type.rank)), list(range(ax))
+    centred = b.sub(x, b.op("mean", x, axis=axes, keepdims=True))
+    # eps inside the mean, as the TensorFlow forward writes it: no Rsqrt(Mean + eps) chain for
+    # oneDNN's layer-norm fusion (which uses its own eps) to match
+    var_eps = b.op("mean", b.add(b.mul(centred, centred), b.const(node.attrs["eps"], x)), axis=axes, keepdims=True)
+    rstd = b.op("rsqrt", var_eps)
+    xh = b.mul(centred, rstd)
+    dxh = b.mul(g, gamma)
+    mean_dxh = b.op("mean", dxh, axis=axes, keepdims=True)
+    mean_dxh_xh = b.op("mean", b.mul(dxh, xh), axis=axes, keepdims=True)
+    dx = b.mul(rstd, b.sub(b.sub(dxh, mean_dxh), b.mul(xh, mean_dxh_xh)))
+    return [dx, b.reduce("sum", b.mul(g, xh), lead, keepdims=False), b.reduce("sum", g, lead, keepdims=False)]
+
+
+register(
+    OpDef(
+        "layer_norm_grad",
+        ("x", "gamma", "g"),
+        (Attr("axis", "int", -1), Attr("eps", "float", 1e-5)),
+        _layer_norm_grad_infer,
+        _layer_norm_grad_ref,
+        doc="layer_norm's VJP at x with scale gamma for the result's cotangent g: (dx, dgamma, dbeta); "
+        "attributes as layer_norm's",
+        vjp=lambda b, node, cts: b.vjp_through_decomposition(node, cts),
+        decompose=_layer_norm_grad_decompose,
         family="backward",
     )
 )

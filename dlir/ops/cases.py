@@ -559,6 +559,18 @@ case(
     stride=[1, 2],
 )
 
+case("layer_norm_grad", "last_axis", inp("f32", ["B", "T", 8]), inp("f32", [8]), inp("f32", ["B", "T", 8]))
+case(
+    "layer_norm_grad",
+    "two_axes_f64",
+    inp("f64", ["B", 4, 3]),
+    inp("f64", [4, 3]),
+    inp("f64", ["B", 4, 3]),
+    axis=1,
+    eps=1e-3,
+)
+case("layer_norm_grad", "no_leading_axes", inp("f32", [5, 6]), inp("f32", [5, 6]), inp("f32", [5, 6]), axis=0)
+
 case("avg_pool2d", "k2", inp("f32", ["B", 3, 8, 8]), kernel=2)
 case("avg_pool2d", "pad1_include_pad", inp("f32", ["B", 2, 7, 7]), kernel=3, stride=2, padding=1)
 case(

@@ -44,23 +44,10 @@ def _layer_norm_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]
 
 
 def _layer_norm_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
-    """The standard layer-norm backward, from x-hat and 1/sigma recomputed with IR ops.
-
-    ``dx = rstd (dxh - mean(dxh) - xh mean(dxh xh))`` with ``dxh = g gamma``; gamma's and
-    beta's cotangents are ``g xh`` and ``g``, summed down to their shape by the pass.
-    """
+    """The backward op layer_norm_grad (dlir.ops.backward): torch's native kernel, decomposed elsewhere."""
     x, gamma, _ = node.inputs
-    g = cts[0]
-    axes = list(range(norm_axis("layer_norm", node.attrs["axis"], x.type.rank), x.type.rank))
-    centred = b.sub(x, b.op("mean", x, axis=axes, keepdims=True))
-    var = b.op("mean", b.mul(centred, centred), axis=axes, keepdims=True)
-    rstd = b.op("rsqrt", b.add(var, b.const(node.attrs["eps"], x)))
-    xh = b.mul(centred, rstd)
-    dxh = b.mul(g, gamma)
-    mean_dxh = b.op("mean", dxh, axis=axes, keepdims=True)
-    mean_dxh_xh = b.op("mean", b.mul(dxh, xh), axis=axes, keepdims=True)
-    dx = b.mul(rstd, b.sub(b.sub(dxh, mean_dxh), b.mul(xh, mean_dxh_xh)))
-    return [dx, b.mul(g, xh), g]
+    dx, dgamma, dbeta = b.ops("layer_norm_grad", [x, gamma, cts[0]], axis=node.attrs["axis"], eps=node.attrs["eps"])
+    return [dx, dgamma, dbeta]
 
 
 register(

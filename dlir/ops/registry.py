@@ -80,6 +80,10 @@ class OpDef:
     expand: Callable[..., Any] | None = None
     # Fills attributes whose default depends on the input types, when the node is built.
     canonical: Callable[[list[TensorType], dict[str, Any]], dict[str, Any]] | None = None
+    # The op written with other ops, ``decompose(b, node) -> results`` (a GradBuilder ``b``):
+    # how a target without a kernel of its own lowers it (``DECOMPOSE`` in its table) and
+    # what its VJP differentiates (dlir.ops.backward).
+    decompose: Callable[..., list[Any]] | None = None
     family: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
