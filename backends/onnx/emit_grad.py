@@ -109,5 +109,6 @@ def _conv2d_weight_grad(b: Builder, node: Node, xs: list[str]) -> str:
     return b.op("Transpose", [dw], perm=swap)
 
 
-# ONNX has no layer-norm gradient op: the decomposition is lowered (ONNX Runtime fuses little of it).
-EMITTERS["layer_norm_grad"] = Emitter("layer_norm_grad", DECOMPOSE)
+# ONNX has no layer-norm or softmax gradient op: their decompositions are lowered.
+for _op in ("layer_norm_grad", "softmax_grad", "log_softmax_grad"):
+    EMITTERS[_op] = Emitter(_op, DECOMPOSE)

@@ -8,7 +8,8 @@
 - ``conv2d_input_grad`` is ``tf.nn.conv2d_transpose`` with explicit padding
   (``Conv2DBackpropInput``);
 - ``conv2d_weight_grad`` is ``Conv2DBackpropFilter`` over the padded image;
-- ``layer_norm_grad`` has no kernel: its decomposition is written (``DECOMPOSE``).
+- ``layer_norm_grad`` and the softmax gradients have no kernel: their decompositions
+  are written (``DECOMPOSE``).
 
 All of them compute channels-last, as the forward conv and pool kernels do
 (:mod:`.images`): their images are read with ``ctx.nhwc`` and the result is
@@ -97,4 +98,6 @@ def _conv2d_weight_grad(ctx: Ctx, node: Node) -> str:
 
 
 # TensorFlow has no layer-norm gradient kernel (GradientTape differentiates the composite too).
-EMITTERS["layer_norm_grad"] = DECOMPOSE
+# Nor a softmax gradient kernel.
+for _op in ("layer_norm_grad", "softmax_grad", "log_softmax_grad"):
+    EMITTERS[_op] = DECOMPOSE

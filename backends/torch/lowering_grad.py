@@ -9,14 +9,16 @@
 - ``conv2d_weight_grad`` is ``torch.nn.grad.conv2d_weight`` (``convolution_backward``
   for the weight alone);
 - ``layer_norm_grad`` is ``native_layer_norm_backward``, the forward statistics
-  recomputed by ``native_layer_norm``.
+  recomputed by ``native_layer_norm``;
+- ``softmax_grad`` / ``log_softmax_grad`` are ``_softmax_backward_data`` /
+  ``_log_softmax_backward_data``.
 """
 
 from __future__ import annotations
 
 from dlir.backends.codegen import py_num
 from dlir.backends.torch.lowering_nn import _kernel_args, _native_padding, _pads, _pair, _pair_src, _torch_pad
-from dlir.backends.torch.site import Emitter, Site, tuple_src
+from dlir.backends.torch.site import Emitter, Site, torch_dtype, tuple_src
 
 from dlir.ops.backward import conv_frame
 
@@ -108,10 +110,21 @@ def _layer_norm_grad(s: Site) -> str:
     return f"*{grads}[:2], {dbeta}"
 
 
+def _softmax_grad(fn: str) -> Emitter:
+    def emit(s: Site) -> str:
+        y, g = s.args
+        dt = torch_dtype(s.in_type.dtype)
+        return f"torch.{fn}({g}, {y}, {s.attr('axis') % s.in_type.rank}, {dt})"
+
+    return emit
+
+
 GRAD_EMITTERS: dict[str, Emitter] = {
     "relu_grad": _relu_grad,
     "max_pool2d_grad": _max_pool2d_grad,
     "conv2d_input_grad": _conv2d_input_grad,
     "conv2d_weight_grad": _conv2d_weight_grad,
     "layer_norm_grad": _layer_norm_grad,
+    "softmax_grad": _softmax_grad("_softmax_backward_data"),
+    "log_softmax_grad": _softmax_grad("_log_softmax_backward_data"),
 }

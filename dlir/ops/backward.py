@@ -20,8 +20,9 @@ and a VJP of its own, so grad of grad keeps working.
 - ``conv2d_weight_grad(x, g)``: conv2d's VJP with respect to its kernel (of size
   ``kernel``). One group, dilation 1, static height and width.
 - ``layer_norm_grad(x, gamma, g)``: layer_norm's VJP, ``(dx, dgamma, dbeta)``.
+- ``softmax_grad(y, g)``, ``log_softmax_grad(y, g)``: their VJPs from the result ``y``.
 
-An op with a ``decompose`` (layer_norm_grad) is also written with ordinary ops: a
+An op with a ``decompose`` (layer_norm_grad, the softmax gradients) is also written with ordinary ops: a
 target without a kernel for it lowers that (``DECOMPOSE`` in its table), and its
 VJP differentiates it.
 
@@ -363,5 +364,58 @@ register(
         family="backward",
     )
 )
+
+# -- softmax_grad, log_softmax_grad ----------------------------------------------------------
+
+
+def _softmax_grad_infer(name: str) -> Any:
+    def infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+        y, g = ts
+        require_float(name, y)
+        same_dtype(name, ts)
+        if not _same_shape(y, g) or y.rank == 0:
+            raise TypeError_(f"{name}: y: {y} and g: {g} must have one shape of rank >= 1")
+        norm_axis(name, a["axis"], y.rank)
+        return [g]
+
+    return infer
+
+
+def _softmax_grad_ref(log: bool) -> Any:
+    def ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+        y, g = (v.astype(np.float64) for v in xs)
+        ax = a["axis"] % y.ndim
+        if log:
+            return [g - np.exp(y) * g.sum(axis=ax, keepdims=True)]
+        return [y * (g - (g * y).sum(axis=ax, keepdims=True))]
+
+    return ref
+
+
+def _softmax_grad_decompose(log: bool) -> Any:
+    def decompose(b: GradBuilder, node: Node) -> list[Value]:
+        y, g = node.inputs
+        axis = [norm_axis(node.op, node.attrs["axis"], y.type.rank)]
+        if log:  # g - softmax(x) sum(g), softmax(x) = exp(y)
+            return [b.sub(g, b.mul(b.op("exp", y), b.op("sum", g, axis=axis, keepdims=True)))]
+        return [b.mul(y, b.sub(g, b.op("sum", b.mul(g, y), axis=axis, keepdims=True)))]  # y (g - sum(g y))
+
+    return decompose
+
+
+for _log, _name in ((False, "softmax_grad"), (True, "log_softmax_grad")):
+    register(
+        OpDef(
+            _name,
+            ("y", "g"),
+            (Attr("axis", "int", -1),),
+            _softmax_grad_infer(_name),
+            _softmax_grad_ref(_log),
+            doc=f"{_name.removesuffix('_grad')}'s VJP from its result y and the result's cotangent g",
+            vjp=lambda b, node, cts: b.vjp_through_decomposition(node, cts),
+            decompose=_softmax_grad_decompose(_log),
+            family="backward",
+        )
+    )
 
 __all__ = ["relu_vjp", "first_max_cells", "pool_out_hw", "conv_frame"]

@@ -571,6 +571,11 @@ case(
 )
 case("layer_norm_grad", "no_leading_axes", inp("f32", [5, 6]), inp("f32", [5, 6]), inp("f32", [5, 6]), axis=0)
 
+case("softmax_grad", "last_axis", inp("f32", ["B", 5], floats(0.0, 1.0)), inp("f32", ["B", 5]))
+case("softmax_grad", "axis0_f64", inp("f64", [4, "B"], floats(0.0, 1.0)), inp("f64", [4, "B"]), axis=0)
+case("log_softmax_grad", "last_axis", inp("f32", ["B", 5], floats(-4.0, 0.0)), inp("f32", ["B", 5]))
+case("log_softmax_grad", "axis1_f64", inp("f64", ["B", 3, 2], floats(-4.0, 0.0)), inp("f64", ["B", 3, 2]), axis=1)
+
 case("avg_pool2d", "k2", inp("f32", ["B", 3, 8, 8]), kernel=2)
 case("avg_pool2d", "pad1_include_pad", inp("f32", ["B", 2, 7, 7]), kernel=3, stride=2, padding=1)
 case(

@@ -204,12 +204,11 @@ def _softmax_infer(name: str) -> Callable[[list[TensorType], dict[str, Any]], li
 
 
 def _softmax_vjp(log: bool) -> Callable[..., list[Any]]:
+    # the backward ops softmax_grad / log_softmax_grad (dlir.ops.backward): torch's own kernels
+    grad_op = "log_softmax_grad" if log else "softmax_grad"
+
     def rule(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
-        y, g = node.outputs[0], cts[0]
-        axis = [norm_axis("softmax", node.attrs["axis"], y.type.rank)]
-        if log:  # g - softmax(x) * sum(g)
-            return [b.sub(g, b.mul(b.op("exp", y), b.op("sum", g, axis=axis, keepdims=True)))]
-        return [b.mul(y, b.sub(g, b.op("sum", b.mul(g, y), axis=axis, keepdims=True)))]  # y (g - sum(g y))
+        return [b.op(grad_op, node.outputs[0], cts[0], axis=node.attrs["axis"])]
 
     return rule
 
