@@ -282,6 +282,8 @@ class Scope:
     sym_names: dict[str, str]
     device: str | None
     literals: dict[Value, str]
+    # Loop counters written as Python ints (see _loop_counters), and the values computed from them.
+    py_ints: set[Value] = field(default_factory=set)
 
 
 def _bind_symbols(graph: Graph, scope: Scope, outermost: bool) -> list[str]:
@@ -324,6 +326,13 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
         if node.op == "scan":
             lines += scan_lines(node, scope)
             continue
+        if node.op == "gather" and node.inputs[1] in scope.py_ints:
+            # a backward scan reading step t of a saved stack: a view, not an indexing copy
+            out = scope.ns.name(node.outputs[0].name, node.outputs[0])
+            names[node.outputs[0]] = out
+            axis = node.attrs["axis"] % node.inputs[0].type.rank
+            lines.append(f"{out} = {names[node.inputs[0]]}.narrow({axis}, {names[node.inputs[1]]}, 1)")
+            continue
         emitter = EMITTERS.get(node.op)
         if emitter is None:
             raise LoweringError(
@@ -358,11 +367,16 @@ def scan_lines(node: Node, scope: Scope) -> list[str]:
     n_emit = len(body.outputs) - k
     ys = [ns.name(v.name, v) for v in node.outputs[:n_emit]]
     steps = [ns.name(f"{y}_steps") for y in ys]
+    counters = _loop_counters(node)
+    inits = [str(counters[j]) if j in counters else init for j, init in enumerate(inits)]
     lines = [f"{', '.join(carries)} = {', '.join(inits)}"] if k else []
     lines += [f"{acc} = []" for acc in steps]
     slices = f"{xs}.unbind({axis})"
     lines.append(f"for {x_t} in {f'reversed({slices})' if reverse else slices}:")
     inner = Scope(ns, names, dict(scope.sym_names), scope.device, scope.literals)
+    for j in counters:
+        inner.py_ints.add(body.inputs[1 + j])
+        inner.py_ints.add(body.outputs[j][1])
     loop = _bind_symbols(body, inner, outermost=False) + node_lines(body, inner)
     results = [names[v] for _, v in body.outputs]
     loop += [f"{acc}.append({e})" for acc, e in zip(steps, results[k:], strict=True)]
@@ -373,10 +387,50 @@ def scan_lines(node: Node, scope: Scope) -> list[str]:
     lines += ["    " + line for line in loop or ["pass"]]
     for y, acc in zip(ys, steps, strict=True):
         lines.append(f"{y} = torch.stack({acc + '[::-1]' if reverse else acc}, dim={axis})")
-    for v, h in zip(node.outputs[n_emit:], carries, strict=True):
-        lines.append(f"{ns.name(v.name, v)} = {h}")
+    for j, (v, h) in enumerate(zip(node.outputs[n_emit:], carries, strict=True)):
+        # a counter's last value goes back to being the tensor its type says
+        last = f"torch.tensor([{h}], device={scope.device})" if j in counters and scope.device else h
+        lines.append(f"{ns.name(v.name, v)} = {last}")
     names.update((v, ns.name(v.name, v)) for v in node.outputs)
     return lines
+
+
+def _loop_counters(node: Node) -> dict[int, int]:
+    """Carries of ``node`` (a scan) that count steps: i64[1] from a constant, plus a number each
+    step, read only by gathers along the scan axis. Their index -> start value.
+
+    The scan VJP makes one to read the forward scan's saved values at their step; as a Python
+    int it turns each read into a view (``narrow``) instead of an indexing copy.
+    """
+    body = node.body
+    assert body is not None
+    k, axis = node.attrs["n_carry"], node.attrs["axis"]
+    out: dict[int, int] = {}
+    for j in range(k):
+        init, h, (_, new) = node.inputs[1 + j], body.inputs[1 + j], body.outputs[j]
+        start = init.producer
+        if start is None or start.op != "constant" or init.type.dtype is not DType.i64 or init.type.rank != 1:
+            continue
+        value = np.asarray(start.attrs["value"]).reshape(-1)
+        step = new.producer
+        if value.size != 1 or step is None or step.op != "add" or step.inputs[0] is not h:
+            continue
+        inc = step.inputs[1].producer
+        if inc is None or inc.op != "constant" or np.asarray(inc.attrs["value"]).size != 1:
+            continue
+        readers = [n for n in body.nodes if h in n.inputs and n is not step]
+        if any(
+            n.op != "gather"
+            or n.inputs[1] is not h
+            or n.attrs["axis"] % n.inputs[0].type.rank != axis
+            or h is n.inputs[0]
+            for n in readers
+        ):
+            continue
+        if any(new in n.inputs for n in body.nodes) or [v for _, v in body.outputs].count(new) != 1:
+            continue
+        out[j] = int(value[0])
+    return out
 
 
 def forward_body(graph: Graph, ns: Namespace, names: dict[Value, str]) -> list[str]:

@@ -1,0 +1,129 @@
+"""The training step uses the frameworks' own backward kernels (issue "A training step faster ...").
+
+The numbers of each backward op are checked like every op's (tests/test_ops.py: every
+target against the numpy reference, ties included; tests/test_autodiff.py: their VJPs
+by finite differences, grad of grad). Here: that the VJP rules really emit them where
+they apply (and the decompositions where they do not), that each target's generated
+step calls its framework's kernel, and that a backward scan neither replays the forward
+step nor copies to read a saved step.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+import dlir
+from dlir.autodiff import autodiff
+from dlir.ir.graph import Graph
+from dlir.train.optim import SGD
+from dlir.train.trainer import Trainer
+
+CNN = """
+use nn
+model L(x: f32[B, 1, 8, 8], labels: i64[B]) -> f32[] {
+    conv1 = Conv2d(1, 4, 3, padding=1, act="relu")
+    conv2 = Conv2d(4, 6, 3, padding=1)
+    h = max_pool2d(relu(conv2(conv1(x))), kernel=2)
+    fc = Dense(96, 10)
+    return cross_entropy(fc(flatten(h, start=1)), labels)
+}
+"""
+
+NORM = """
+use nn
+model L(x: f32[B, T, 8], labels: i64[B]) -> f32[] {
+    ln = LayerNorm(8)
+    attn = MultiHeadAttention(8, 2)
+    h = ln(x + attn(x, x, x))
+    fc = Dense(8, 3)
+    return cross_entropy(fc(mean(h, axis=1)), labels)
+}
+"""
+
+LSTM = """
+use nn
+model L(x: f32[B, T, 4], labels: i64[B]) -> f32[] {
+    lstm = LSTM(4, 8)
+    hs, h, c = lstm(x)
+    fc = Dense(8, 3)
+    return cross_entropy(fc(h), labels)
+}
+"""
+
+
+def _ops(g: Graph) -> Counter[str]:
+    return Counter(n.op for n in g.nodes)
+
+
+def test_vjp_rules_emit_the_backward_ops() -> None:
+    cnn = _ops(autodiff(dlir.loads(CNN).graph("L")))
+    for op in ("relu_grad", "max_pool2d_grad", "conv2d_input_grad", "conv2d_weight_grad"):
+        assert cnn[op] >= 1, (op, cnn)
+    assert cnn["conv2d_input_grad"] == 1  # conv1's image is the model's input: no gradient wanted
+    # no argmax recomputed through window equalities (the one equal is the loss's one-hot), no padded
+    # convolution of a flipped kernel (the two conv2d are the forward's)
+    assert cnn["conv2d"] == 2 and cnn["equal"] == 1
+    norm = _ops(autodiff(dlir.loads(NORM).graph("L")))
+    assert norm["layer_norm_grad"] == 1 and norm["softmax_grad"] == 1, norm
+
+
+def test_decomposed_where_no_framework_kernel_fits() -> None:
+    """float64 convs (ONNX Runtime has no double ConvTranspose), dilated pools and grouped convs keep
+    the decomposed VJPs; a float64 max pool still has its kernel."""
+    f64 = """
+model L(x: f64[B, 2, 6, 6], w: f64[3, 2, 3, 3]) -> f64[] {
+    return sum(max_pool2d(conv2d(x, w, padding=1), kernel=2))
+}
+"""
+    ops = _ops(autodiff(dlir.loads(f64).graph("L"), wrt=["x", "w"]))
+    assert ops["conv2d_input_grad"] == ops["conv2d_weight_grad"] == 0 and ops["max_pool2d_grad"] == 1, ops
+    grouped = """
+model L(x: f32[B, 4, 9, 9], w: f32[4, 2, 3, 3]) -> f32[] {
+    y = conv2d(x, w, groups=2, padding=1)
+    return sum(max_pool2d(y, kernel=2, stride=1, dilation=2))
+}
+"""
+    ops = _ops(autodiff(dlir.loads(grouped).graph("L"), wrt=["x", "w"]))
+    assert ops["conv2d_input_grad"] == ops["conv2d_weight_grad"] == ops["max_pool2d_grad"] == 0, ops
+
+
+@pytest.mark.parametrize(
+    "target, kernels",
+    [
+        (
+            "torch",
+            [
+                "threshold_backward",
+                "max_pool2d_with_indices_backward",
+                "F.conv_transpose2d",
+                "torch.nn.grad.conv2d_weight",
+            ],
+        ),
+        ("tensorflow", ["ReluGrad", "MaxPoolGrad", "conv2d_transpose", "Conv2DBackpropFilter"]),
+    ],
+)
+def test_generated_steps_call_the_frameworks_backward_kernels(target: str, kernels: list[str]) -> None:
+    source = Trainer(dlir.loads(CNN).graph("L"), SGD(), target=target, device="cpu").runner.source
+    for kernel in kernels:
+        assert kernel in source, kernel
+
+
+def test_torch_step_calls_native_norm_and_softmax_backward() -> None:
+    source = Trainer(dlir.loads(NORM).graph("L"), SGD(), target="torch", device="cpu").runner.source
+    assert "native_layer_norm_backward" in source and "_softmax_backward_data" in source
+
+
+def test_backward_scan_reads_saved_steps_and_does_not_replay_the_forward_step() -> None:
+    g = autodiff(dlir.loads(LSTM).graph("L"))
+    scans = [n for n in g.nodes if n.op == "scan"]
+    assert len(scans) == 2
+    forward, backward = scans
+    assert backward.body is not None and forward.body is not None
+    # forward: h @ w_hh once a step; backward: dh = dgates @ w_hh^T and dW_hh's term, nothing replayed
+    assert _ops(forward.body)["matmul"] == 1
+    assert _ops(backward.body)["matmul"] == 2 and _ops(backward.body)["sigmoid"] == 0
+    source = Trainer(dlir.loads(LSTM).graph("L"), SGD(), target="torch", device="cpu").runner.source
+    loop = source[source.index("in reversed(") :]
+    assert ".narrow(1, step, 1)" in loop and "[:, step]" not in loop
