@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.scan import emit_scan, scan_body
-from dlir.ir.types import DType, TensorType
+from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops.control import register_scan_vjp, stacked_type, step_type
 
 if TYPE_CHECKING:
@@ -82,24 +82,90 @@ def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]
     outputs: list[tuple[str, Value]] = [("step", inner.add(step, one))]
     for i in floats:
         outputs.append((f"d.{body.inputs[1 + i].name}", grads.get(h_t[i]) or inner.zeros_like(h_t[i])))
+    # A closure weight's cotangent that is a product p^T q of two step values (the hidden-to-hidden
+    # weight of an RNN) is not summed in a carry one matmul a step: p and q are emitted and one
+    # matmul over every step's rows follows the loop.
+    products = {c: pq for c in closure if c in grads and (pq := _outer_product(bb, grads[c])) is not None}
+    summed = [c for c in closure if c not in products]
     for c, s in zip(closure, sums, strict=True):
-        outputs.append((f"d.{c.name}", inner.add(s, grads[c]) if c in grads else s))
+        if c in products:
+            bb.inputs.remove(s)
+        else:
+            outputs.append((f"d.{c.name}", inner.add(s, grads[c]) if c in grads else s))
     if want_xs:
         outputs.append(("d.x_t", grads.get(x_t) or inner.zeros_like(x_t)))
+    # p or q read from a saved stack at this step is that stack: it need not be stacked again
+    already: dict[int, Value] = {}
+    for pq in products.values():
+        for v in pq:
+            st = _saved_stack_read(bb, v, step, axis)
+            if st is not None:
+                already[id(v)] = st
+    emits = {id(v): i for i, (_, v) in enumerate(outputs[1 + len(floats) + len(summed) :])}
+    for c, (p, q) in products.items():
+        for kind, v in (("rows", p), ("cols", q)):
+            if id(v) not in already and id(v) not in emits:
+                emits[id(v)] = len(outputs) - (1 + len(floats) + len(summed))
+                outputs.append((f"d.{c.name}.{kind}", v))
     bb.outputs = outputs
     _prune_body(bb)
     _save_instead_of_replay(b.graph, node, bb, replayed, mapping, at_step)
 
     start = b.op("constant", value=[0 if reverse else -1], dtype=DType.i64)
-    starts = [start] + [g_last[i] for i in floats] + [b.zeros_like(c) for c in closure]
+    starts = [start] + [g_last[i] for i in floats] + [b.zeros_like(c) for c in summed]
     outs = emit_scan(b.graph, xs, starts, bb, axis, reverse=not reverse, loc=node.loc)
-    n_carry = 1 + len(floats) + len(closure)
+    n_carry = 1 + len(floats) + len(summed)
     d_xs = outs[0] if want_xs else None
     lasts = outs[-n_carry:]
     d_inits = dict(zip(floats, lasts[1 : 1 + len(floats)], strict=True))
-    for c, total in zip(closure, lasts[1 + len(floats) :], strict=True):
+    for c, total in zip(summed, lasts[1 + len(floats) :], strict=True):
         b.add_closure_cotangent(c, total)
+    all_emits = outs[: len(outs) - n_carry]
+    for c, (p, q) in products.items():
+        rows, cols = (already[id(v)] if id(v) in already else all_emits[emits[id(v)]] for v in (p, q))
+        b.add_closure_cotangent(c, b.op("matmul", _swap(b, _as_rows(b, rows)), _as_rows(b, cols)))
     return [d_xs] + [d_inits.get(i) for i in range(k)]
+
+
+def _outer_product(bb: Graph, v: Value) -> tuple[Value, Value] | None:
+    """(p, q) when ``v`` is ``transpose(p) @ q`` of two rank-2 values of the body's step, else None."""
+    mm = v.producer
+    if mm is None or mm.op != "matmul" or mm not in bb.nodes:
+        return None
+    t, q = mm.inputs
+    tr = t.producer
+    if tr is None or tr.op != "transpose" or list(tr.attrs["perm"]) != [1, 0] or tr not in bb.nodes:
+        return None
+    p = tr.inputs[0]
+    steps = {id(o) for n in bb.nodes for o in n.outputs} | {id(i) for i in bb.inputs}
+    if p.type.rank != 2 or q.type.rank != 2 or id(p) not in steps or id(q) not in steps:
+        return None
+    return p, q
+
+
+def _saved_stack_read(bb: Graph, v: Value, step: Value, axis: int) -> Value | None:
+    """The stack ``S`` when ``v`` is ``squeeze(gather(S, step, axis))`` with ``S`` from outside the body."""
+    sq = v.producer
+    if sq is None or sq.op != "squeeze" or list(sq.attrs.get("axes") or []) != [axis]:
+        return None
+    ga = sq.inputs[0].producer
+    if ga is None or ga.op != "gather" or ga.inputs[1] is not step or ga.attrs["axis"] != axis:
+        return None
+    stack = ga.inputs[0]
+    inside = stack in bb.inputs or (stack.producer is not None and stack.producer in bb.nodes)
+    return None if inside else stack
+
+
+def _as_rows(b: GradBuilder, stacked: Value) -> Value:
+    """A stack of [B, N] step values as one [T*B, N] matrix (the row order does not matter to p^T q)."""
+    rows = Dim.of(1)
+    for d in stacked.type.shape[:-1]:
+        rows = rows * d
+    return b.op("reshape", stacked, shape=b.dims(stacked.type.with_shape([rows, stacked.type.shape[-1]])))
+
+
+def _swap(b: GradBuilder, m: Value) -> Value:
+    return b.op("transpose", m, perm=[1, 0])
 
 
 def _save_instead_of_replay(
