@@ -82,11 +82,21 @@ def py_num(v: float | int | bool) -> str:
 
 
 def loc_comment(loc: SourceLoc) -> str:
-    """A trailing comment naming the .dlir source line (file names escaped)."""
+    """A trailing comment naming the .dlir source line (file names escaped).
+
+    For a node of a library layer (the stdlib), the user's line that called it comes
+    first and the library's line second: ``# m.dlir:4:12, inside <stdlib>/nn.dlir:18:27``.
+    """
     if loc.line <= 0:
         return ""
+    if loc.site is not None and loc.site.line > 0:
+        return f"  # {_loc_text(loc.site)}, inside {_loc_text(loc)}"
+    return f"  # {_loc_text(loc)}"
+
+
+def _loc_text(loc: SourceLoc) -> str:
     file = loc.file.encode("unicode_escape").decode("ascii").replace("\n", " ")
-    return f"  # {file}:{loc.line}:{loc.col}"
+    return f"{file}:{loc.line}:{loc.col}"
 
 
 def dim_expr(d: Dim | int, sym_names: dict[str, str]) -> str:

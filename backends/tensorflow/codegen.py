@@ -333,7 +333,8 @@ def _class_lines(graph: Graph, cls: str) -> tuple[list[str], set[str]]:
         out.append("        # The same seeded numbers as every other dlir target.")
     for p, a in attrs.items():
         flags = ", trainable=False" if p.kind == "buffer" else ""
-        out.append(f"        self.{a} = tf.Variable({_init_expr(p)}{flags}, name={py_str(variable_name(p.name))})")
+        variable = f"tf.Variable({_init_expr(p)}{flags}, name={py_str(variable_name(p.name))})"
+        out.append(f"        self.{a} = {variable}{loc_comment(p.loc)}")
     out += _param_methods()
     if train_call is None:
         out += _call_header(graph, call.params, "__call__")
