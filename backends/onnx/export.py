@@ -146,6 +146,7 @@ def _to_model(graph: Graph, params: Mapping[str, np.ndarray] | None, seed: int) 
     return model
 
 
-def generate(graph: Graph, seed: int = 0) -> bytes:
-    """The bytes of the ``.onnx`` file ``dlirc compile --target onnx`` writes (weights seeded by ``seed``)."""
-    return to_model(graph, seed=seed).SerializeToString()
+def generate(graph: Graph, seed: int = 0, params: Mapping[str, np.ndarray] | None = None) -> bytes:
+    """The bytes of the ``.onnx`` file ``dlirc compile --target onnx`` writes (weights: ``params``, the
+    rest seeded by ``seed``)."""
+    return to_model(graph, params, seed=seed).SerializeToString()

@@ -31,6 +31,7 @@ from dlir.errors import LoweringError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
 from dlir.ir.rnn_cell import absorbed_projections, skipped_nodes
 from dlir.ir.types import Dim, DType
+from dlir.runtime import safetensors_file
 from dlir.runtime.init import standalone_source
 
 # Public attributes of torch.nn.Module (torch 2.13); a param or sub-module with
@@ -48,7 +49,10 @@ NN_MODULE_ATTRS = frozenset(
 )
 
 # Module-level names of the generated file besides the class.
-FILE_GLOBALS = frozenset({"Any", "math", "np", "zlib", "fans", "draw", "_initial"})
+FILE_GLOBALS = frozenset(
+    {"Any", "math", "np", "zlib", "fans", "draw", "_initial", "json", "os", "WEIGHTS_FILE"}
+    | {"SAFETENSORS_DTYPES", "read_safetensors", "checked_weights"}
+)
 
 INITIAL_HELPER = '''
 
@@ -187,25 +191,50 @@ def _tuple_src(items: list[str]) -> str:
     return f"({items[0]},)" if len(items) == 1 else "(" + ", ".join(items) + ")"
 
 
-def _init_call(p: Value) -> str:
+def _shape_src(p: Value) -> str:
+    """A param's static shape as a tuple literal (a symbolic one is an error)."""
     if not p.type.is_static:
         raise LoweringError(
             f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time"
         )
+    return _tuple_src([str(n) for n in p.type.static_shape()])
+
+
+def _init_call(p: Value) -> str:
+    shape = _shape_src(p)
     init = p.init or Init("zeros")
     args = "{" + ", ".join(f"{py_str(k)}: {py_num(v)}" for k, v in init.args) + "}"
-    shape = _tuple_src([str(n) for n in p.type.static_shape()])
     dtype = "bfloat16" if p.type.dtype is DType.bf16 else np.dtype(p.type.dtype.numpy).name
     return f"_initial({py_str(p.name)}, {shape}, {py_str(dtype)}, {py_str(init.kind)}, {args}, seed)"
 
 
-def init_body(graph: Graph, root: Tree) -> list[str]:
+def _stored(p: Value) -> str:
+    """One param's tensor from the checked weights ``w`` read in ``__init__``."""
+    if p.type.dtype is DType.bf16:  # read as its 16-bit patterns: torch reinterprets them
+        return f"torch.from_numpy(w[{py_str(p.name)}].view(np.int16)).view(torch.bfloat16)"
+    return f"torch.from_numpy(w[{py_str(p.name)}])"
+
+
+def weights_table(graph: Graph) -> list[str]:
+    """``name: (shape, safetensors dtype),`` lines: what ``checked_weights`` holds the file to."""
+    return [
+        f"{py_str(p.name)}: ({_shape_src(p)}, {py_str(safetensors_file.safetensors_dtype(p.type.dtype))}),"
+        for p in graph.params
+    ]
+
+
+def init_body(graph: Graph, root: Tree, weights: str | None = None) -> list[str]:
     """Statements of ``__init__`` after ``super().__init__()``, in declaration order.
 
     Each sub-module is made just before its first param; a ModuleList makes its
-    numbered children itself.
+    numbered children itself. With ``weights`` the values come from that file, read
+    and checked first; without, from the seeded init.
     """
     lines: list[str] = []
+    if weights is not None and graph.params:
+        lines.append("w = checked_weights(read_safetensors(weights), {")
+        lines += ["    " + line for line in weights_table(graph)]
+        lines.append("}, weights)")
     made: set[int] = {id(root)}
 
     def mark(tree: Tree) -> None:
@@ -223,7 +252,7 @@ def init_body(graph: Graph, root: Tree) -> list[str]:
                 lines += _attach(node, seg, _constructor(child), "module")
                 mark(child)
             node = child
-        value = _init_call(p)
+        value = _init_call(p) if weights is None else _stored(p)
         if p.kind == "param":
             grad = "" if p.type.dtype.is_float else ", requires_grad=False"
             value = f"torch.nn.Parameter({value}{grad})"
@@ -435,8 +464,12 @@ def _uses_f(lines: list[str]) -> bool:
     return any(re.search(r"(?<![\w.])F\.", line) for line in lines)
 
 
-def render(graph: Graph) -> Rendered:
-    """The whole generated file and the name of its class."""
+def render(graph: Graph, weights: str | None = None) -> Rendered:
+    """The whole generated file and the name of its class.
+
+    ``weights``: the name of a ``.safetensors`` file beside the generated one that the
+    constructor reads (``dlirc compile --weights``) instead of making the seeded init.
+    """
     cls = Namespace(RESERVED | FILE_GLOBALS).name(graph.name or "Model")
     tree = build_tree(graph)
     names: dict[Value, str] = param_exprs(tree)
@@ -444,7 +477,7 @@ def render(graph: Graph) -> Rendered:
     args = [ns.name(v.name, v) for v in graph.inputs]
     names.update(zip(graph.inputs, args, strict=True))
     body = forward_body(graph, ns, names)
-    init = init_body(graph, tree)
+    init = init_body(graph, tree, weights)
     n_out = len(graph.outputs)
     ret = "torch.Tensor" if n_out == 1 else "tuple[" + (", ".join(["torch.Tensor"] * n_out) or "()") + "]"
     sig = ", ".join(["self"] + [f"{a}: torch.Tensor" for a in args])
@@ -457,24 +490,29 @@ def render(graph: Graph) -> Rendered:
     ]
     if _uses_f(body):
         out.append("import torch.nn.functional as F")
-    if graph.params:
-        # The seeded init, written out: the file needs torch and numpy, not dlir.
-        out[out.index("import torch") : out.index("import torch")] = [
-            "import math",
-            "import zlib",
-            "from typing import Any",
-            "",
-            "import numpy as np",
-        ]
-        out += ["", "", standalone_source().rstrip("\n")]
-        out.append(INITIAL_HELPER.rstrip("\n"))
+    at = out.index("import torch")
+    if weights is not None:
+        # The weights file beside this one, read with numpy: the file needs torch and numpy, not dlir.
+        out[at:at] = ["import json", "import math", "import os", "", "import numpy as np"]
+        out += ["", "", safetensors_file.standalone_source().rstrip("\n"), ""]
+        out.append(f"WEIGHTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), {py_str(weights)})")
+        doc = "the weights are read from WEIGHTS_FILE (or the .safetensors file given)"
+        sig_init = "def __init__(self, weights: str = WEIGHTS_FILE) -> None:"
+    else:
+        doc = "the weights start as the seeded dlir init"
+        sig_init = "def __init__(self, seed: int = 0) -> None:"
+        if graph.params:
+            # The seeded init, written out: the file needs torch and numpy, not dlir.
+            out[at:at] = ["import math", "import zlib", "from typing import Any", "", "import numpy as np"]
+            out += ["", "", standalone_source().rstrip("\n")]
+            out.append(INITIAL_HELPER.rstrip("\n"))
     out += [
         "",
         "",
         f"class {cls}(torch.nn.Module):",
-        '    """state_dict() keys are the dotted dlir names; the weights start as the seeded dlir init."""',
+        f'    """state_dict() keys are the dotted dlir names; {doc}."""',
         "",
-        "    def __init__(self, seed: int = 0) -> None:",
+        f"    {sig_init}",
         "        super().__init__()",
     ]
     out += ["        " + line for line in init]
@@ -483,6 +521,6 @@ def render(graph: Graph) -> Rendered:
     return Rendered("\n".join(out) + "\n", cls)
 
 
-def generate(graph: Graph) -> bytes:
-    """The torch file for ``graph``, as UTF-8 bytes."""
-    return render(graph).source.encode("utf-8")
+def generate(graph: Graph, weights: str | None = None) -> bytes:
+    """The torch file for ``graph``, as UTF-8 bytes (reading ``weights`` beside it, if given)."""
+    return render(graph, weights).source.encode("utf-8")
