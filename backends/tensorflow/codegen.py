@@ -19,7 +19,17 @@ import keyword
 import re
 from typing import Any
 
-from dlir.backends.codegen import RESERVED, Namespace, dim_expr, loc_comment, py_num, py_str
+from dlir.backends.codegen import (
+    RESERVED,
+    WEIGHTS_NAMES,
+    Namespace,
+    dim_expr,
+    loc_comment,
+    py_num,
+    py_str,
+    read_weights,
+    weights_reader,
+)
 from dlir.backends.tensorflow import layout
 from dlir.backends.tensorflow.lowering import HELPERS, SEQUENCE_RESULTS, TF_DTYPES, Nhwc, emitter
 
@@ -28,7 +38,6 @@ from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops import get_op
 from dlir.ops.nn import differs_in_training
-from dlir.runtime import safetensors_file
 from dlir.runtime.init import standalone_source
 
 # Every attribute of tf.Module (TF 2.21) and of the generated class: a param
@@ -49,10 +58,7 @@ TF_MODULE_ATTRS = frozenset(
     PARAMS INPUT_NAMES OUTPUT_NAMES load_params get_params""".split()
 )
 # Names the module level of the generated file defines.
-MODULE_NAMES = frozenset(
-    {"Any", "math", "zlib", "fans", "draw", "json", "os", "WEIGHTS_FILE", *HELPERS}
-    | {"SAFETENSORS_DTYPES", "read_safetensors", "checked_weights"}
-)
+MODULE_NAMES = frozenset({"Any", "math", "zlib", "fans", "draw", *HELPERS}) | WEIGHTS_NAMES
 
 # A tf.TensorSpec name becomes a graph node name and, in a SavedModel's serving
 # signature, a Python keyword argument: it must be both.
@@ -99,32 +105,19 @@ def _spec(t: TensorType, name: str) -> str:
     return f"tf.TensorSpec([{dims}], {TF_DTYPES[t.dtype]}, name={py_str(name)})"
 
 
-def _static_shape(p: Value) -> tuple[int, ...]:
-    if not p.type.is_static:
-        raise LoweringError(
-            f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time"
-        )
-    return p.type.static_shape()
-
-
 def _init_expr(p: Value, stored: bool) -> str:
     """A param's initial value: from the checked weights ``w`` (``stored``), or dlir's seeded init."""
-    shape = _static_shape(p)
     dtype = f"{TF_DTYPES[p.type.dtype]}.as_numpy_dtype"
     if stored:  # BF16 is read as its 16-bit patterns: TF's numpy bfloat16 reinterprets them
         return f"w[{py_str(p.name)}]" + (f".view({dtype})" if p.type.dtype is DType.bf16 else "")
     assert p.init is not None
     args = "{" + ", ".join(f"{py_str(k)}: {py_num(v)}" for k, v in p.init.args) + "}"
+    shape = p.type.static_shape() if p.type.is_static else None
+    if shape is None:
+        raise LoweringError(
+            f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time"
+        )
     return f"draw({py_str(p.name)}, {shape!r}, {dtype}, {py_str(p.init.kind)}, {args}, seed)"
-
-
-def _weights_lines(graph: Graph) -> list[str]:
-    """``w = checked_weights(...)``: the file's tensors, held to each param's shape and dtype."""
-    lines = ["w = checked_weights(read_safetensors(weights), {"]
-    for p in graph.params:
-        st = safetensors_file.safetensors_dtype(p.type.dtype)
-        lines.append(f"    {py_str(p.name)}: ({_static_shape(p)!r}, {py_str(st)}),")
-    return [*lines, "}, weights)"]
 
 
 class _Scope:
@@ -355,7 +348,7 @@ def _class_lines(graph: Graph, cls: str, weights: str | None) -> tuple[list[str]
     else:
         out += ["", "    def __init__(self, weights: str = WEIGHTS_FILE) -> None:", "        super().__init__()"]
         out.append("        # The weights of the .safetensors file (dlirc compile --weights), held to the params.")
-        out += ["        " + line for line in _weights_lines(graph)]
+        out += ["        " + line for line in read_weights(graph.params)]
     for p, a in attrs.items():
         flags = ", trainable=False" if p.kind == "buffer" else ""
         value = _init_expr(p, stored=weights is not None)
@@ -455,8 +448,7 @@ def generate_source(graph: Graph, weights: str | None = None) -> str:
     ]
     if weights is not None:  # the weights file beside this one, read with numpy alone
         head[4:4] = ["import json", "import math", "import os", ""]
-        head += ["", safetensors_file.standalone_source().rstrip("\n"), ""]
-        head += [f"WEIGHTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), {py_str(weights)})", ""]
+        head += ["", *weights_reader(weights), ""]
     elif graph.params:  # the seeded init, written out: the file needs tensorflow and numpy, not dlir
         head[4:4] = ["import math", "import zlib", "from typing import Any", ""]
         head += ["", standalone_source().rstrip("\n"), ""]

@@ -23,7 +23,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from dlir.backends.codegen import RESERVED, Namespace, dim_expr, is_plain_identifier, loc_comment, py_num, py_str
+from dlir.backends.codegen import (
+    RESERVED,
+    WEIGHTS_NAMES,
+    Namespace,
+    dim_expr,
+    is_plain_identifier,
+    loc_comment,
+    py_num,
+    py_str,
+    read_weights,
+    weights_reader,
+)
 from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
 
@@ -31,7 +42,6 @@ from dlir.errors import LoweringError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
 from dlir.ir.rnn_cell import absorbed_projections, skipped_nodes
 from dlir.ir.types import Dim, DType
-from dlir.runtime import safetensors_file
 from dlir.runtime.init import standalone_source
 
 # Public attributes of torch.nn.Module (torch 2.13); a param or sub-module with
@@ -49,10 +59,7 @@ NN_MODULE_ATTRS = frozenset(
 )
 
 # Module-level names of the generated file besides the class.
-FILE_GLOBALS = frozenset(
-    {"Any", "math", "np", "zlib", "fans", "draw", "_initial", "json", "os", "WEIGHTS_FILE"}
-    | {"SAFETENSORS_DTYPES", "read_safetensors", "checked_weights"}
-)
+FILE_GLOBALS = frozenset({"Any", "math", "np", "zlib", "fans", "draw", "_initial"}) | WEIGHTS_NAMES
 
 INITIAL_HELPER = '''
 
@@ -191,19 +198,14 @@ def _tuple_src(items: list[str]) -> str:
     return f"({items[0]},)" if len(items) == 1 else "(" + ", ".join(items) + ")"
 
 
-def _shape_src(p: Value) -> str:
-    """A param's static shape as a tuple literal (a symbolic one is an error)."""
+def _init_call(p: Value) -> str:
     if not p.type.is_static:
         raise LoweringError(
             f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time"
         )
-    return _tuple_src([str(n) for n in p.type.static_shape()])
-
-
-def _init_call(p: Value) -> str:
-    shape = _shape_src(p)
     init = p.init or Init("zeros")
     args = "{" + ", ".join(f"{py_str(k)}: {py_num(v)}" for k, v in init.args) + "}"
+    shape = _tuple_src([str(n) for n in p.type.static_shape()])
     dtype = "bfloat16" if p.type.dtype is DType.bf16 else np.dtype(p.type.dtype.numpy).name
     return f"_initial({py_str(p.name)}, {shape}, {py_str(dtype)}, {py_str(init.kind)}, {args}, seed)"
 
@@ -215,14 +217,6 @@ def _stored(p: Value) -> str:
     return f"torch.from_numpy(w[{py_str(p.name)}])"
 
 
-def weights_table(graph: Graph) -> list[str]:
-    """``name: (shape, safetensors dtype),`` lines: what ``checked_weights`` holds the file to."""
-    return [
-        f"{py_str(p.name)}: ({_shape_src(p)}, {py_str(safetensors_file.safetensors_dtype(p.type.dtype))}),"
-        for p in graph.params
-    ]
-
-
 def init_body(graph: Graph, root: Tree, weights: str | None = None) -> list[str]:
     """Statements of ``__init__`` after ``super().__init__()``, in declaration order.
 
@@ -232,9 +226,7 @@ def init_body(graph: Graph, root: Tree, weights: str | None = None) -> list[str]
     """
     lines: list[str] = []
     if weights is not None and graph.params:
-        lines.append("w = checked_weights(read_safetensors(weights), {")
-        lines += ["    " + line for line in weights_table(graph)]
-        lines.append("}, weights)")
+        lines += read_weights(graph.params)
     made: set[int] = {id(root)}
 
     def mark(tree: Tree) -> None:
@@ -494,8 +486,7 @@ def render(graph: Graph, weights: str | None = None) -> Rendered:
     if weights is not None:
         # The weights file beside this one, read with numpy: the file needs torch and numpy, not dlir.
         out[at:at] = ["import json", "import math", "import os", "", "import numpy as np"]
-        out += ["", "", safetensors_file.standalone_source().rstrip("\n"), ""]
-        out.append(f"WEIGHTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), {py_str(weights)})")
+        out += ["", "", *weights_reader(weights)]
         doc = "the weights are read from WEIGHTS_FILE (or the .safetensors file given)"
         sig_init = "def __init__(self, weights: str = WEIGHTS_FILE) -> None:"
     else:
