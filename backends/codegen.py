@@ -11,8 +11,10 @@ import keyword
 import math
 import re
 
-from dlir.errors import SourceLoc
+from dlir.errors import LoweringError, SourceLoc
+from dlir.ir.graph import Value
 from dlir.ir.types import Dim
+from dlir.runtime import safetensors_file
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -23,6 +25,13 @@ RESERVED = frozenset(
     | set(dir(builtins))
     | {"self", "torch", "tf", "np", "nn", "F", "math", "dlir", "super", "__init__", "__class__"}
 )
+
+
+# Module-level names of a generated file that reads a weights file (``dlirc compile --weights``).
+WEIGHTS_NAMES = frozenset({"json", "math", "os", "np", "WEIGHTS_FILE", "SAFETENSORS_DTYPES"}) | {
+    "read_safetensors",
+    "checked_weights",
+}
 
 
 class Namespace:
@@ -82,11 +91,21 @@ def py_num(v: float | int | bool) -> str:
 
 
 def loc_comment(loc: SourceLoc) -> str:
-    """A trailing comment naming the .dlir source line (file names escaped)."""
+    """A trailing comment naming the .dlir source line (file names escaped).
+
+    For a node of a library layer (the stdlib), the user's line that called it comes
+    first and the library's line second: ``# m.dlir:4:12, inside <stdlib>/nn.dlir:18:27``.
+    """
     if loc.line <= 0:
         return ""
+    if loc.site is not None and loc.site.line > 0:
+        return f"  # {_loc_text(loc.site)}, inside {_loc_text(loc)}"
+    return f"  # {_loc_text(loc)}"
+
+
+def _loc_text(loc: SourceLoc) -> str:
     file = loc.file.encode("unicode_escape").decode("ascii").replace("\n", " ")
-    return f"  # {file}:{loc.line}:{loc.col}"
+    return f"{file}:{loc.line}:{loc.col}"
 
 
 def dim_expr(d: Dim | int, sym_names: dict[str, str]) -> str:
@@ -101,3 +120,29 @@ def dim_expr(d: Dim | int, sym_names: dict[str, str]) -> str:
             factors.insert(0, str(coef))
         parts.append(" * ".join(factors))
     return " + ".join(parts) if parts else "0"
+
+
+def weights_reader(file_name: str) -> list[str]:
+    """The module-level source a generated file needs to read its weights file ``file_name``.
+
+    The reader of :mod:`dlir.runtime.safetensors_file` (numpy and the standard library:
+    the file imports ``json``, ``math``, ``os`` and ``numpy as np``) and ``WEIGHTS_FILE``,
+    the weights file's path beside the generated one.
+    """
+    where = f"os.path.join(os.path.dirname(os.path.abspath(__file__)), {py_str(file_name)})"
+    return [safetensors_file.standalone_source().rstrip("\n"), "", f"WEIGHTS_FILE = {where}"]
+
+
+def read_weights(params: list[Value]) -> list[str]:
+    """The constructor's statement reading ``weights`` into ``w``, each param held to its shape and dtype."""
+    lines = ["w = checked_weights(read_safetensors(weights), {"]
+    for p in params:
+        if not p.type.is_static:
+            raise LoweringError(
+                f"param '{p.name}' has a symbolic shape {p.type}",
+                p.loc,
+                hint="param shapes must be known at compile time",
+            )
+        dtype = safetensors_file.safetensors_dtype(p.type.dtype)
+        lines.append(f"    {py_str(p.name)}: ({p.type.static_shape()!r}, {py_str(dtype)}),")
+    return [*lines, "}, weights)"]

@@ -89,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pass_args(p)
     p.add_argument("--grad", action="store_true", help="also compute gradients (needs a scalar output)")
     p.add_argument("--seed", type=int, default=0, help="seed of the parameter init (onnx embeds the weights)")
+    p.add_argument(
+        "--weights",
+        action="store_true",
+        help="torch/tensorflow: write the weights to a .safetensors file beside the output, which the module reads",
+    )
+    p.add_argument(
+        "--params",
+        metavar="W.safetensors",
+        help="weights to compile in (e.g. from `dlirc train -o`) instead of the seeded init; "
+        "torch/tensorflow: implies --weights",
+    )
 
     p = sub.add_parser("run", help="run a model on a target with inputs from .npy files")
     _add_model_args(p)
@@ -225,21 +236,49 @@ def _with_grad(args: argparse.Namespace, graph: Any) -> Any:
 
 
 def cmd_compile(args: argparse.Namespace, sources: dict[str, str]) -> int:
+    from dlir.runtime.safetensors_file import safetensors_bytes, weights_file
     from dlir.targets import backend
 
+    if args.weights and args.target == "onnx":
+        raise UsageError(
+            "--weights is for torch and tensorflow: an .onnx file holds its weights", hint="drop --weights"
+        )
     prog = _load(args, sources)
     graph = _optimized(args, _with_grad(args, prog.graph(args.model)), sys.stderr)
     be = backend(args.target)
-    # The onnx file embeds the weights; torch/tensorflow modules take `seed` in their constructor.
-    data = be.generate(graph, seed=args.seed) if args.target == "onnx" else be.generate(graph)
     out = (
         Path(args.output)
         if args.output
         else Path(args.file).with_name(f"{Path(args.file).stem}_{args.target}{be.SUFFIX}")
     )
-    write_atomic(out, data)
-    print(f"wrote {out}")
+    given = _compile_params(args, graph)
+    files: list[tuple[Path, bytes]] = []
+    if args.target == "onnx":  # the onnx file embeds the weights
+        files.append((out, be.generate(graph, seed=args.seed, params=given)))
+    elif args.weights or given is not None:  # the module reads them from a file beside it
+        from dlir.runtime.init import init_params
+
+        stored = Path(weights_file(out))
+        if stored == out:
+            raise UsageError(f"--weights would write the weights over the output '{out}'", hint="use -o FILE.py")
+        weights = {**init_params(graph, args.seed), **(given or {})}
+        files.append((stored, safetensors_bytes(weights)))
+        files.append((out, be.generate(graph, weights=stored.name)))
+    else:  # torch/tensorflow modules make the seeded init, taking `seed` in their constructor
+        files.append((out, be.generate(graph)))
+    for path, data in files:  # all made before any is written: a failed compile writes nothing
+        write_atomic(path, data)
+        print(f"wrote {path}")
     return 0
+
+
+def _compile_params(args: argparse.Namespace, graph: Any) -> dict[str, Any] | None:
+    """``--params``, checked against the graph's params by name, shape and dtype (None without it)."""
+    if not args.params:
+        return None
+    from dlir.runtime.weights import checked_params, load_safetensors
+
+    return checked_params(graph, load_safetensors(args.params))
 
 
 def cmd_run(args: argparse.Namespace, sources: dict[str, str]) -> int:

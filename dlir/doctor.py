@@ -4,7 +4,7 @@ Versions say little about numbers: the same TensorFlow gives other results on a
 CPU where its oneDNN rewrites are on, ONNX Runtime fuses differently at each
 graph-optimisation level, a GPU may round matmuls to TF32. The doctor runs every
 registered op case (all of them side by side in a few graphs, see
-:func:`dlir.ops.cases.build_suites`) and every sample model on every installed
+:func:`dlir.ops.case_kit.build_suites`) and every sample model on every installed
 target, on every usable device, in each configuration that can change numbers,
 against the numpy reference; prints one row per (target, device, configuration);
 names the first op that disagrees, as a .dlir call with its types; and exits 1
@@ -79,7 +79,8 @@ class Checks:
     """The op suites and the samples with their reference results, built once."""
 
     def __init__(self, with_samples: bool = True) -> None:
-        from dlir.ops.cases import CASES, build_suites
+        from dlir.ops.case_kit import build_suites
+        from dlir.ops.cases import CASES
         from dlir.runtime.runner import NumpyRunner
 
         self.suites = build_suites(CASES)
@@ -123,7 +124,7 @@ class Checks:
                     break
 
     def _run_suite(self, cls: Any, suite: Any, refs: list[list[np.ndarray]], device: str, row: Row) -> None:
-        from dlir.ops.cases import build_case, compare, describe
+        from dlir.ops.case_kit import build_case, compare, describe
 
         row.cases += len(suite.cases)
         try:
@@ -154,7 +155,7 @@ class Checks:
 
 
 def _run_alone(cls: Any, graph: Any, case: Any, env: dict[str, int], k: int, device: str) -> tuple[Any, str]:
-    from dlir.ops.cases import make_feeds
+    from dlir.ops.case_kit import make_feeds
 
     try:
         return _outputs(cls(graph, seed=0, device=device)(**make_feeds(case, env, seed=k))), ""
@@ -172,7 +173,7 @@ def _fail(row: Row, finding: Finding) -> None:
 
 
 def _scaled(g: np.ndarray, w: np.ndarray) -> float:
-    from dlir.ops.cases import scaled_error
+    from dlir.ops.case_kit import scaled_error
 
     return scaled_error(g, w)
 

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class SourceLoc:
-    """A position in a source file (1-based line and column)."""
+    """A position in a source file (1-based line and column).
+
+    A position inside a library definition (the stdlib) also knows ``site``: the line
+    of the user's file whose call led there, which generated code names first. It is
+    not part of the position's identity (equality, hash, the IR text).
+    """
 
     file: str
     line: int
     col: int
+    site: SourceLoc | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"

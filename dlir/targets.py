@@ -5,8 +5,9 @@ framework at import time:
 
 - ``EMITTERS``: op name -> emitter, one entry per op it lowers;
 - ``generate(graph) -> bytes``: the file ``dlirc compile`` writes (Python source
-  for torch/tensorflow, a serialised ModelProto for onnx, which also takes
-  ``seed`` since it embeds the weights);
+  for torch/tensorflow, which also take ``weights``, the name of the
+  ``.safetensors`` file beside it that the module reads; a serialised ModelProto
+  for onnx, which also takes ``seed`` and ``params`` since it embeds the weights);
 - ``SUFFIX``: that file's suffix (``.py`` or ``.onnx``);
 - ``Runner``: a :class:`dlir.runtime.runner.Runner` subclass that imports the
   framework when it is created.

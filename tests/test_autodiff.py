@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dlir.ops.cases import CASES, Case, choice, concrete_shape, inp, input_names, make_feeds
+from dlir.ops.case_kit import Case, choice, concrete_shape, inp, input_names, make_feeds
+from dlir.ops.cases import CASES
 
 import dlir
 from dlir.autodiff import autodiff

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from dlir.errors import DlirError, SourceLoc, VerifyError
 from dlir.ir.builder import emit, emit1
 from dlir.ir.graph import Graph, Init, Value
-from dlir.ir.parser import check_golden, parse_graph, parse_program, round_trip
+from dlir.ir.golden import check_golden, round_trip
+from dlir.ir.parser import parse_graph, parse_program
 from dlir.ir.printer import fmt_float, print_graph, print_program
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ir.verifier import verify

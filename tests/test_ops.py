@@ -23,7 +23,8 @@ from dlir.ir.types import DType, TensorType
 from dlir.ops import OpDef, check_attrs, get_op, lowered_ops
 from dlir.runtime.runner import NumpyRunner, Runner
 from dlir.targets import BACKEND_TARGETS, runner_class
-from dlir.ops.cases import CASES, Case, build_case, compare, concrete_shape, make_feeds
+from dlir.ops.case_kit import Case, build_case, compare, concrete_shape, make_feeds
+from dlir.ops.cases import CASES
 
 def _outputs(result: Any) -> list[np.ndarray]:
     return [np.asarray(r) for r in (result if isinstance(result, tuple) else (result,))]

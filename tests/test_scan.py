@@ -16,7 +16,8 @@ import dlir
 from dlir.errors import DlirError, VerifyError
 from dlir.ir.builder import emit1
 from dlir.ir.graph import Graph, Init
-from dlir.ir.parser import parse_graph, round_trip
+from dlir.ir.golden import round_trip
+from dlir.ir.parser import parse_graph
 from dlir.ir.printer import print_graph
 from dlir.ir.scan import emit_scan, scan_body, step_type
 from dlir.ir.types import TensorType

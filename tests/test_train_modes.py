@@ -210,7 +210,7 @@ def test_generated_tf_module_takes_training_like_a_keras_layer() -> None:
     """training=False: the running statistics; training=True: Keras' BatchNormalization(training=True) numbers."""
     import tensorflow as tf
 
-    from dlir.ops.cases import compare
+    from dlir.ops.case_kit import compare
 
     prog = dlir.loads(CONV_BN)
     run = dlir.compile(prog, "tensorflow", model="Net", seed=1)

@@ -39,6 +39,19 @@ def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], shape)
 
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """``base``, or else ``base.1``, ``base.2``, ...: the first name not in ``taken``, which it joins.
+
+    The one rule that keeps the names of node results, scan-body inputs and helper tensors apart.
+    """
+    name, i = base, 1
+    while name in taken:
+        name = f"{base}.{i}"
+        i += 1
+    taken.add(name)
+    return name
+
+
 def loc_text(loc: SourceLoc) -> str:
     """``file:line:col``, or "" when the location is unknown."""
     if loc == UNKNOWN_LOC or loc.line <= 0:
@@ -70,12 +83,7 @@ class Builder:
     # -- names ------------------------------------------------------------------
     def fresh(self, base: str) -> str:
         """A tensor name used nowhere else in the model."""
-        name, i = base, 1
-        while name in self._taken:
-            name = f"{base}.{i}"
-            i += 1
-        self._taken.add(name)
-        return name
+        return unique_name(base, self._taken)
 
     def _node_name(self, op_type: str) -> str:
         owner = self.node.outputs[0].name if self.node is not None and self.node.outputs else "graph"

@@ -22,7 +22,7 @@ from dlir.ir.graph import Graph, Value
 from dlir.ir.rnn_cell import absorbed_projections, skipped_nodes
 from dlir.runtime.init import init_param
 
-from .builder import Builder, loc_text, value_info
+from .builder import Builder, loc_text, unique_name, value_info
 from .emit_rnn import DTYPES
 from .lowering import lower_node
 
@@ -61,21 +61,12 @@ def _name_nodes(graph: Graph, names: dict[Value, str], taken: set[str]) -> None:
     for n in graph.nodes:
         for v in n.outputs:
             if v not in names:
-                names[v] = _unique(v.name, taken)
+                names[v] = unique_name(v.name, taken)
             taken.add(names[v])
         if n.body is not None:
             for v in n.body.inputs:
-                names[v] = _unique(v.name, taken)
-                taken.add(names[v])
+                names[v] = unique_name(v.name, taken)
             _name_nodes(n.body, names, taken)
-
-
-def _unique(base: str, taken: set[str]) -> str:
-    name, i = base, 1
-    while name in taken:
-        name = f"{base}.{i}"
-        i += 1
-    return name
 
 
 def _add_initializers(out: onnx.GraphProto, graph: Graph, params: Mapping[str, np.ndarray] | None, seed: int) -> None:
@@ -146,6 +137,7 @@ def _to_model(graph: Graph, params: Mapping[str, np.ndarray] | None, seed: int) 
     return model
 
 
-def generate(graph: Graph, seed: int = 0) -> bytes:
-    """The bytes of the ``.onnx`` file ``dlirc compile --target onnx`` writes (weights seeded by ``seed``)."""
-    return to_model(graph, seed=seed).SerializeToString()
+def generate(graph: Graph, seed: int = 0, params: Mapping[str, np.ndarray] | None = None) -> bytes:
+    """The bytes of the ``.onnx`` file ``dlirc compile --target onnx`` writes (weights: ``params``, the
+    rest seeded by ``seed``)."""
+    return to_model(graph, params, seed=seed).SerializeToString()

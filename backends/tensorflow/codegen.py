@@ -19,14 +19,24 @@ import keyword
 import re
 from typing import Any
 
-from dlir.backends.codegen import RESERVED, Namespace, dim_expr, loc_comment, py_num, py_str
+from dlir.backends.codegen import (
+    RESERVED,
+    WEIGHTS_NAMES,
+    Namespace,
+    dim_expr,
+    loc_comment,
+    py_num,
+    py_str,
+    read_weights,
+    weights_reader,
+)
 from dlir.backends.decompose import DECOMPOSE, decomposed
 from dlir.backends.tensorflow import layout
 from dlir.backends.tensorflow.lowering import HELPERS, SEQUENCE_RESULTS, TF_DTYPES, Nhwc, emitter
 
 from dlir.errors import LoweringError
 from dlir.ir.graph import Graph, Node, Value
-from dlir.ir.types import Dim, TensorType
+from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops import get_op
 from dlir.ops.nn import differs_in_training
 from dlir.runtime.init import standalone_source
@@ -49,7 +59,7 @@ TF_MODULE_ATTRS = frozenset(
     PARAMS INPUT_NAMES OUTPUT_NAMES load_params get_params""".split()
 )
 # Names the module level of the generated file defines.
-MODULE_NAMES = frozenset({"Any", "math", "zlib", "fans", "draw", *HELPERS})
+MODULE_NAMES = frozenset({"Any", "math", "zlib", "fans", "draw", *HELPERS}) | WEIGHTS_NAMES
 
 # A tf.TensorSpec name becomes a graph node name and, in a SavedModel's serving
 # signature, a Python keyword argument: it must be both.
@@ -96,7 +106,11 @@ def _spec(t: TensorType, name: str) -> str:
     return f"tf.TensorSpec([{dims}], {TF_DTYPES[t.dtype]}, name={py_str(name)})"
 
 
-def _init_expr(p: Value) -> str:
+def _init_expr(p: Value, stored: bool) -> str:
+    """A param's initial value: from the checked weights ``w`` (``stored``), or dlir's seeded init."""
+    dtype = f"{TF_DTYPES[p.type.dtype]}.as_numpy_dtype"
+    if stored:  # BF16 is read as its 16-bit patterns: TF's numpy bfloat16 reinterprets them
+        return f"w[{py_str(p.name)}]" + (f".view({dtype})" if p.type.dtype is DType.bf16 else "")
     assert p.init is not None
     args = "{" + ", ".join(f"{py_str(k)}: {py_num(v)}" for k, v in p.init.args) + "}"
     shape = p.type.static_shape() if p.type.is_static else None
@@ -104,7 +118,6 @@ def _init_expr(p: Value) -> str:
         raise LoweringError(
             f"param '{p.name}' has a symbolic shape {p.type}", p.loc, hint="param shapes must be known at compile time"
         )
-    dtype = f"{TF_DTYPES[p.type.dtype]}.as_numpy_dtype"
     return f"draw({py_str(p.name)}, {shape!r}, {dtype}, {py_str(p.init.kind)}, {args}, seed)"
 
 
@@ -321,7 +334,7 @@ class _CallWriter(_Scope):
         return syms + lines
 
 
-def _class_lines(graph: Graph, cls: str) -> tuple[list[str], set[str]]:
+def _class_lines(graph: Graph, cls: str, weights: str | None) -> tuple[list[str], set[str]]:
     attr_ns = Namespace(set(RESERVED) | TF_MODULE_ATTRS)
     # No attribute starts with "_": that is where tf.Module keeps its own state.
     attrs = {p: attr_ns.name(p.name.lstrip("_") or "param", key=p) for p in graph.params}
@@ -338,12 +351,19 @@ def _class_lines(graph: Graph, cls: str) -> tuple[list[str], set[str]]:
     out.append("    PARAMS = {" + ", ".join(f"{py_str(p.name)}: {py_str(a)}" for p, a in attrs.items()) + "}")
     out.append(f"    INPUT_NAMES = {_tuple([v.name for v in graph.inputs])}")
     out.append(f"    OUTPUT_NAMES = {_tuple(graph.output_names())}")
-    out += ["", "    def __init__(self, seed: int = 0) -> None:", "        super().__init__()"]
-    if graph.params:
-        out.append("        # The same seeded numbers as every other dlir target.")
+    if weights is None:
+        out += ["", "    def __init__(self, seed: int = 0) -> None:", "        super().__init__()"]
+        if graph.params:
+            out.append("        # The same seeded numbers as every other dlir target.")
+    else:
+        out += ["", "    def __init__(self, weights: str = WEIGHTS_FILE) -> None:", "        super().__init__()"]
+        out.append("        # The weights of the .safetensors file (dlirc compile --weights), held to the params.")
+        out += ["        " + line for line in read_weights(graph.params)]
     for p, a in attrs.items():
         flags = ", trainable=False" if p.kind == "buffer" else ""
-        out.append(f"        self.{a} = tf.Variable({_init_expr(p)}{flags}, name={py_str(variable_name(p.name))})")
+        value = _init_expr(p, stored=weights is not None)
+        variable = f"tf.Variable({value}{flags}, name={py_str(variable_name(p.name))})"
+        out.append(f"        self.{a} = {variable}{loc_comment(p.loc)}")
     out += _param_methods()
     if train_call is None:
         out += _call_header(graph, call.params, "__call__")
@@ -417,12 +437,16 @@ def class_name(graph: Graph) -> str:
     return Namespace(set(RESERVED) | MODULE_NAMES).name(graph.name)
 
 
-def generate_source(graph: Graph) -> str:
-    """The Python source of a ``tf.Module`` computing ``graph``."""
+def generate_source(graph: Graph, weights: str | None = None) -> str:
+    """The Python source of a ``tf.Module`` computing ``graph``.
+
+    ``weights``: the name of a ``.safetensors`` file beside the generated one that the
+    constructor reads (``dlirc compile --weights``) instead of making the seeded init.
+    """
     if not graph.outputs:
         raise LoweringError(f"model {graph.name} has no outputs", graph.loc)
     cls = class_name(graph)
-    body, helpers = _class_lines(graph, cls)
+    body, helpers = _class_lines(graph, cls, weights)
     head = [
         f"# Generated by dlir from model {cls} for TensorFlow; edit the .dlir source, not this file.",
         "# A tf.Module with one tf.Variable per param (named by its dotted dlir name)",
@@ -432,7 +456,10 @@ def generate_source(graph: Graph) -> str:
         "import tensorflow as tf",
         "",
     ]
-    if graph.params:  # the seeded init, written out: the file needs tensorflow and numpy, not dlir
+    if weights is not None:  # the weights file beside this one, read with numpy alone
+        head[4:4] = ["import json", "import math", "import os", ""]
+        head += ["", *weights_reader(weights), ""]
+    elif graph.params:  # the seeded init, written out: the file needs tensorflow and numpy, not dlir
         head[4:4] = ["import math", "import zlib", "from typing import Any", ""]
         head += ["", standalone_source().rstrip("\n"), ""]
     for name in sorted(helpers):
@@ -440,6 +467,6 @@ def generate_source(graph: Graph) -> str:
     return "\n".join(head + ["", *body]) + "\n"
 
 
-def generate(graph: Graph) -> bytes:
+def generate(graph: Graph, weights: str | None = None) -> bytes:
     """The file ``dlirc compile --target tensorflow`` writes (UTF-8 Python source)."""
-    return generate_source(graph).encode("utf-8")
+    return generate_source(graph, weights).encode("utf-8")

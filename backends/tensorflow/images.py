@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dlir.backends.codegen import py_num
-from dlir.backends.tensorflow.lowering import HELPERS, TF_DTYPES, Ctx, Nhwc, _reg, fused_act
+from dlir.backends.tensorflow.lowering import HELPERS, Ctx, Nhwc, _reg, _rounded_once, fused_act
 
 from dlir.ir.graph import Node
 from dlir.ir.types import Dim, DType, TensorType
@@ -127,12 +127,11 @@ def _conv2d(ctx: Ctx, node: Node) -> str:
     if groups > 1 and w_t.shape[1] == Dim.of(1) and w_t.shape[0].is_static and (dilation == [1, 1] or stride == [1, 1]):
         # depthwise: output channel c * m + j reads input channel c, as [kh, kw, C, m] says
         w = f"tf.reshape({w}, [{kernel[0]}, {kernel[1]}, {groups}, {w_t.shape[0].value // groups}])"
-        half = TF_DTYPES[x_t.dtype] if x_t.dtype in (DType.f16, DType.bf16) else None
-        if half:  # TF's half depthwise kernel sums in half precision (2 ulp off): sum in f32, round once
-            x, w = f"tf.cast({x}, tf.float32)", f"tf.cast({w}, tf.float32)"
-        expr = f"tf.nn.depthwise_conv2d({x}, {w}, strides=[1, {stride[0]}, {stride[1]}, 1], padding={padding}{dil})"
-        if half:
-            expr = f"tf.cast({expr}, {half})"
+        strides = f"[1, {stride[0]}, {stride[1]}, 1]"
+        # TF's half depthwise kernel sums in half precision (2 ulp off): sum in f32, round once
+        expr = _rounded_once(
+            node, lambda x, w: f"tf.nn.depthwise_conv2d({x}, {w}, strides={strides}, padding={padding}{dil})", x, w
+        )
     else:
         expr = f"tf.nn.conv2d({x}, {w}, strides={_pair(stride)}, padding={padding}{dil})"
         if groups > 1 and bias is not None:
@@ -251,13 +250,12 @@ def _tf_lrn_fits(node: Node) -> bool:
 def _lrn(ctx: Ctx, node: Node) -> str:
     x = node.inputs[0]
     a = node.attrs
-    size = a["size"]
     nums = f"bias={py_num(a['bias'])}, beta={py_num(a['beta'])}"
     if a["layout"] == "NHWC":  # channels last in the IR already: computed as it is
         return _lrn_channels_last(ctx, node, ctx.arg(x), nums)
     if x.type.rank == 4 and ctx.prefer_nhwc(node, [x]):
         return Nhwc(_lrn_channels_last(ctx, node, ctx.nhwc(x), nums))
-    return f"{ctx.helper('lrn')}({ctx.arg(x)}, {size}, alpha={py_num(a['alpha'])}, {nums}, axis=1)"
+    return _lrn_helper(ctx, node, ctx.arg(x), nums, axis=1)
 
 
 def _lrn_channels_last(ctx: Ctx, node: Node, x_nhwc: str, nums: str) -> str:
@@ -268,7 +266,13 @@ def _lrn_channels_last(ctx: Ctx, node: Node, x_nhwc: str, nums: str) -> str:
         # TensorFlow's alpha is not divided by the window size, ONNX's is.
         alpha = py_num(a["alpha"] / size)
         return f"tf.nn.local_response_normalization({x_nhwc}, depth_radius={size // 2}, alpha={alpha}, {nums})"
-    return f"{ctx.helper('lrn')}({x_nhwc}, {size}, alpha={py_num(a['alpha'])}, {nums}, axis=3)"
+    return _lrn_helper(ctx, node, x_nhwc, nums, axis=3)
+
+
+def _lrn_helper(ctx: Ctx, node: Node, x: str, nums: str, axis: int) -> str:
+    """The ``lrn`` helper's call; half precision computed in float32 and rounded once, as the reference."""
+    size, alpha = node.attrs["size"], py_num(node.attrs["alpha"])
+    return _rounded_once(node, lambda v: f"{ctx.helper('lrn')}({v}, {size}, alpha={alpha}, {nums}, axis={axis})", x)
 
 
 HELPERS.update(
@@ -311,15 +315,13 @@ HELPERS.update(
     [A, C + size - 1, B, 1], A and B the sizes of the axes before and after ``axis``.
     """
     lo, hi = (size - 1) // 2, size // 2
-    # Half-precision inputs are computed in float32 and rounded once, as the reference does.
-    xw = tf.cast(x, tf.float32) if x.dtype in (tf.float16, tf.bfloat16) else x
-    shape = tf.shape(xw)
+    shape = tf.shape(x)
     pads = [[0, 0]] * len(x.shape)
     pads[axis] = [lo, hi]
-    squares = tf.pad(tf.square(xw), pads)
+    squares = tf.pad(tf.square(x), pads)
     view = tf.stack([tf.reduce_prod(shape[:axis]), shape[axis] + size - 1, tf.reduce_prod(shape[axis + 1 :]), 1])
     mean = tf.nn.avg_pool2d(tf.reshape(squares, view), [size, 1], 1, "VALID")
-    return tf.cast(xw / (bias + alpha * tf.reshape(mean, shape)) ** beta, x.dtype)
+    return x / (bias + alpha * tf.reshape(mean, shape)) ** beta
 ''',
         "batch_norm": '''def batch_norm(
     x: tf.Tensor,

@@ -145,17 +145,18 @@ for _op, _text in {
     _template(_op, _text)
 
 
-def _rounded_once(node: Node, expr: Callable[[str], str], x: str) -> str:
-    """``expr(x)``, computed in float32 for a half-precision ``x`` and rounded once.
+def _rounded_once(node: Node, expr: Callable[..., str], *xs: str) -> str:
+    """``expr(*xs)``, computed in float32 for a half-precision result and rounded once.
 
     TF's f16/bf16 kernels for elu (exp, then - 1) and silu (sigmoid, then *) round
     between their steps and land an ulp or more off the correctly rounded result that
-    numpy, torch and ONNX give (ONNX's bf16 Celu case misses by 0.004).
+    numpy, torch and ONNX give (ONNX's bf16 Celu case misses by 0.004); so do its
+    half depthwise conv and the lrn helper's steps (:mod:`.images`).
     """
     dt = node.outputs[0].type.dtype
     if dt not in (DType.f16, DType.bf16):
-        return expr(x)
-    return f"tf.cast({expr(f'tf.cast({x}, tf.float32)')}, {TF_DTYPES[dt]})"
+        return expr(*xs)
+    return f"tf.cast({expr(*(f'tf.cast({x}, tf.float32)' for x in xs))}, {TF_DTYPES[dt]})"
 
 
 @_reg("silu")

@@ -23,7 +23,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from dlir.backends.codegen import RESERVED, Namespace, dim_expr, is_plain_identifier, loc_comment, py_num, py_str
+from dlir.backends.codegen import (
+    RESERVED,
+    WEIGHTS_NAMES,
+    Namespace,
+    dim_expr,
+    is_plain_identifier,
+    loc_comment,
+    py_num,
+    py_str,
+    read_weights,
+    weights_reader,
+)
 from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
 
@@ -48,7 +59,7 @@ NN_MODULE_ATTRS = frozenset(
 )
 
 # Module-level names of the generated file besides the class.
-FILE_GLOBALS = frozenset({"Any", "math", "np", "zlib", "fans", "draw", "_initial"})
+FILE_GLOBALS = frozenset({"Any", "math", "np", "zlib", "fans", "draw", "_initial"}) | WEIGHTS_NAMES
 
 INITIAL_HELPER = '''
 
@@ -199,13 +210,23 @@ def _init_call(p: Value) -> str:
     return f"_initial({py_str(p.name)}, {shape}, {py_str(dtype)}, {py_str(init.kind)}, {args}, seed)"
 
 
-def init_body(graph: Graph, root: Tree) -> list[str]:
+def _stored(p: Value) -> str:
+    """One param's tensor from the checked weights ``w`` read in ``__init__``."""
+    if p.type.dtype is DType.bf16:  # read as its 16-bit patterns: torch reinterprets them
+        return f"torch.from_numpy(w[{py_str(p.name)}].view(np.int16)).view(torch.bfloat16)"
+    return f"torch.from_numpy(w[{py_str(p.name)}])"
+
+
+def init_body(graph: Graph, root: Tree, weights: str | None = None) -> list[str]:
     """Statements of ``__init__`` after ``super().__init__()``, in declaration order.
 
     Each sub-module is made just before its first param; a ModuleList makes its
-    numbered children itself.
+    numbered children itself. With ``weights`` the values come from that file, read
+    and checked first; without, from the seeded init.
     """
     lines: list[str] = []
+    if weights is not None and graph.params:
+        lines += read_weights(graph.params)
     made: set[int] = {id(root)}
 
     def mark(tree: Tree) -> None:
@@ -223,7 +244,7 @@ def init_body(graph: Graph, root: Tree) -> list[str]:
                 lines += _attach(node, seg, _constructor(child), "module")
                 mark(child)
             node = child
-        value = _init_call(p)
+        value = _init_call(p) if weights is None else _stored(p)
         if p.kind == "param":
             grad = "" if p.type.dtype.is_float else ", requires_grad=False"
             value = f"torch.nn.Parameter({value}{grad})"
@@ -489,8 +510,12 @@ def _uses_f(lines: list[str]) -> bool:
     return any(re.search(r"(?<![\w.])F\.", line) for line in lines)
 
 
-def render(graph: Graph) -> Rendered:
-    """The whole generated file and the name of its class."""
+def render(graph: Graph, weights: str | None = None) -> Rendered:
+    """The whole generated file and the name of its class.
+
+    ``weights``: the name of a ``.safetensors`` file beside the generated one that the
+    constructor reads (``dlirc compile --weights``) instead of making the seeded init.
+    """
     cls = Namespace(RESERVED | FILE_GLOBALS).name(graph.name or "Model")
     tree = build_tree(graph)
     names: dict[Value, str] = param_exprs(tree)
@@ -498,7 +523,7 @@ def render(graph: Graph) -> Rendered:
     args = [ns.name(v.name, v) for v in graph.inputs]
     names.update(zip(graph.inputs, args, strict=True))
     body = forward_body(graph, ns, names)
-    init = init_body(graph, tree)
+    init = init_body(graph, tree, weights)
     n_out = len(graph.outputs)
     ret = "torch.Tensor" if n_out == 1 else "tuple[" + (", ".join(["torch.Tensor"] * n_out) or "()") + "]"
     sig = ", ".join(["self"] + [f"{a}: torch.Tensor" for a in args])
@@ -511,24 +536,28 @@ def render(graph: Graph) -> Rendered:
     ]
     if _uses_f(body):
         out.append("import torch.nn.functional as F")
-    if graph.params:
-        # The seeded init, written out: the file needs torch and numpy, not dlir.
-        out[out.index("import torch") : out.index("import torch")] = [
-            "import math",
-            "import zlib",
-            "from typing import Any",
-            "",
-            "import numpy as np",
-        ]
-        out += ["", "", standalone_source().rstrip("\n")]
-        out.append(INITIAL_HELPER.rstrip("\n"))
+    at = out.index("import torch")
+    if weights is not None:
+        # The weights file beside this one, read with numpy: the file needs torch and numpy, not dlir.
+        out[at:at] = ["import json", "import math", "import os", "", "import numpy as np"]
+        out += ["", "", *weights_reader(weights)]
+        doc = "the weights are read from WEIGHTS_FILE (or the .safetensors file given)"
+        sig_init = "def __init__(self, weights: str = WEIGHTS_FILE) -> None:"
+    else:
+        doc = "the weights start as the seeded dlir init"
+        sig_init = "def __init__(self, seed: int = 0) -> None:"
+        if graph.params:
+            # The seeded init, written out: the file needs torch and numpy, not dlir.
+            out[at:at] = ["import math", "import zlib", "from typing import Any", "", "import numpy as np"]
+            out += ["", "", standalone_source().rstrip("\n")]
+            out.append(INITIAL_HELPER.rstrip("\n"))
     out += [
         "",
         "",
         f"class {cls}(torch.nn.Module):",
-        '    """state_dict() keys are the dotted dlir names; the weights start as the seeded dlir init."""',
+        f'    """state_dict() keys are the dotted dlir names; {doc}."""',
         "",
-        "    def __init__(self, seed: int = 0) -> None:",
+        f"    {sig_init}",
         "        super().__init__()",
     ]
     out += ["        " + line for line in init]
@@ -537,6 +566,6 @@ def render(graph: Graph) -> Rendered:
     return Rendered("\n".join(out) + "\n", cls)
 
 
-def generate(graph: Graph) -> bytes:
-    """The torch file for ``graph``, as UTF-8 bytes."""
-    return render(graph).source.encode("utf-8")
+def generate(graph: Graph, weights: str | None = None) -> bytes:
+    """The torch file for ``graph``, as UTF-8 bytes (reading ``weights`` beside it, if given)."""
+    return render(graph, weights).source.encode("utf-8")

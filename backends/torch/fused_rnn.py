@@ -42,7 +42,9 @@ def fused_scan_lines(node: Node, cell: RnnCell, scope: Scope) -> list[str]:
     hx = f"({inits[0]}, {inits[1]})" if cell.kind == "lstm" else inits[0]
     ys = ns.name(f"{node.outputs[0].name}_seq" if n_emit else "rnn_seq")
     lasts = [ns.name(f"{v.name}_n") for v in node.outputs[n_emit:]]
-    call = f"torch.{cell.kind}({x}, {hx}, ({', '.join(params)}), {has_bias}, 1, 0.0, False, False, {axis == 1})"
+    # torch's kernel takes its options positionally in nn.LSTM; named here, in its schema's names
+    options = f"has_biases={has_bias}, num_layers=1, dropout=0.0, train=False, bidirectional=False"
+    call = f"torch.{cell.kind}({x}, hx={hx}, params=({', '.join(params)}), {options}, batch_first={axis == 1})"
     where = loc_comment(node.loc).replace("  # ", "", 1) or "its source"
     lines = [f"# the scan at {where}: one fused {cell.kind.upper()} kernel (torch.{cell.kind}), not a loop"]
     lines += x_lines

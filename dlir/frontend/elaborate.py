@@ -37,16 +37,22 @@ class Elaborator(ExprMixin):
         self.stack: list[str] = []  # definitions being inlined, to refuse recursion
         self.files: list[str] = []  # the file of each definition on the stack
         self.user_file = filename  # errors are reported here first (a library's line becomes a note)
+        # The user's line whose call is being inlined (one per definition on the stack): a
+        # library position made under it carries it as its site.
+        self.sites: list[SourceLoc | None] = []
 
     def loc(self, node: Any, file: str | None = None) -> SourceLoc:
         """Where ``node`` is: in the definition being elaborated, or in ``file``."""
         file = file or self.file
-        if isinstance(node, Token):
-            return SourceLoc(file, node.line or 0, node.column or 0)
         meta = getattr(node, "meta", None)
-        if meta is not None and not getattr(meta, "empty", True):
-            return SourceLoc(file, meta.line, meta.column)
-        return SourceLoc(file, 0, 0)
+        if isinstance(node, Token):
+            line, col = node.line or 0, node.column or 0
+        elif meta is not None and not getattr(meta, "empty", True):
+            line, col = meta.line, meta.column
+        else:
+            line, col = 0, 0
+        site = self.sites[-1] if self.sites and file != self.user_file else None
+        return SourceLoc(file, line, col, site)
 
     def caller_loc(self, node: Any) -> SourceLoc:
         """Where ``node`` of the call being bound is: in the caller's file (inside a definition's enter)."""
@@ -301,11 +307,14 @@ class Elaborator(ExprMixin):
             raise TypeError_(f"layers nest more than {MAX_DEPTH} deep", self.loc(where))
         self.stack.append(name)
         self.files.append(self.file)
+        # A call written in the user's file is the site of everything a library does under it.
+        self.sites.append(self.loc(where) if self.file == self.user_file else self.sites[-1] if self.sites else None)
         self.file = self.defs[name].file or self.file  # library definitions report their own file
 
     def leave(self) -> None:
         self.stack.pop()
         self.file = self.files.pop()
+        self.sites.pop()
 
     def through(
         self, e: DlirError, d: DefRef, instance: str | None, site: SourceLoc, created: SourceLoc | None = None

@@ -19,7 +19,7 @@ from dlir.frontend.scope import MISSING, DefRef, Frame, Instance, OpRef
 from dlir.ir.builder import emit
 from dlir.ir.graph import Value
 from dlir.ir.types import Dim, DType
-from dlir.ops.registry import REGISTRY, all_ops, get_op
+from dlir.ops.registry import REGISTRY, all_ops, describe_value, get_op
 from dlir.ops.shape import END
 
 BINARY_OPS = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "matmul": "matmul", "pow": "pow"}
@@ -408,22 +408,11 @@ class ExprMixin:
 
     # -- messages ----------------------------------------------------------------------
     def describe(self, v: Any) -> str:
-        if is_tensor(v):
-            return f"a tensor {v.type}"
+        """A value as an error names it: the frontend's own kinds here, the rest as the op registry does."""
         if isinstance(v, Instance):
             return f"the layer instance '{v.prefix}'"
         if isinstance(v, DefRef):
             return f"the {v.kind} {v.name}"
         if isinstance(v, OpRef):
             return f"the op {v.name}"
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return f"the string {v!r}"
-        if isinstance(v, Dim):
-            return f"the dim {v}"
-        if isinstance(v, DType):
-            return f"the dtype {v}"
-        if isinstance(v, tuple):
-            return f"{len(v)} values"
-        return repr(v)
+        return describe_value(v)

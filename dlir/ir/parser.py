@@ -1,49 +1,25 @@
 """The IR-text parser: reads what :mod:`dlir.ir.printer` writes back into graphs.
 
-A hand-written tokenizer and recursive descent (no Lark: ``import dlir`` stays
-light). Whitespace and newlines separate tokens only; ``#`` starts a comment, so
-golden files may carry notes. Node result types are taken from the text and
+Recursive descent over the tokens of :mod:`dlir.ir.lexer` (no Lark: ``import dlir``
+stays light). Node result types are taken from the text and
 checked against the op's shape rule; every mistake is a :class:`DlirError` at
 the line and column of the offending token in the IR text.
 
-``round_trip`` and ``check_golden`` are the entry points for golden IR tests.
+``round_trip`` and ``check_golden``, the entry points for golden IR tests, are in
+:mod:`dlir.ir.golden`.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
-from dlir.errors import UNKNOWN_LOC, DlirError, ParseError, SourceLoc, TypeError_, VerifyError, did_you_mean
+from dlir.errors import UNKNOWN_LOC, DlirError, ParseError, SourceLoc, TypeError_, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
+from dlir.ir.lexer import Tok, tokenize
 from dlir.ir.types import DTYPE_NAMES, UNKNOWN, Dim, DType, TensorType
 from dlir.ops.registry import OpDef, check_attrs, get_op
-
-_STRING = r'"(?:[^"\\\x00-\x1f]|\\.)*"'
-_TOKEN = re.compile(
-    rf"""
-    (?P<ws>[ \t\r\n]+|\#[^\n]*)
-  | (?P<value>%(?:[A-Za-z0-9_][A-Za-z0-9_.]*|{_STRING}))
-  | (?P<str>{_STRING})
-  | (?P<num>\d+\.\d*(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
-  | (?P<punct>->|[()\[\]{{}},:=*+\-?])
-    """,
-    re.VERBOSE,
-)
-
-
-class Tok(NamedTuple):
-    kind: str  # value | str | num | name | punct | eof
-    text: str
-    line: int
-    col: int
 
 
 @dataclass(frozen=True)
@@ -52,27 +28,6 @@ class _Sym:
 
     name: str
     neg: bool = False
-
-
-def tokenize(text: str, filename: str = "<ir>") -> list[Tok]:
-    toks: list[Tok] = []
-    pos, line, line_start = 0, 1, 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            col = pos - line_start + 1
-            src = text[line_start:].split("\n", 1)[0]
-            raise ParseError(f"unexpected character {text[pos]!r}", SourceLoc(filename, line, col), source_line=src)
-        kind = m.lastgroup or ""
-        if kind != "ws":
-            toks.append(Tok(kind, m.group(), line, pos - line_start + 1))
-        newlines = m.group().count("\n")
-        if newlines:
-            line += newlines
-            line_start = m.start() + m.group().rindex("\n") + 1
-        pos = m.end()
-    toks.append(Tok("eof", "", line, pos - line_start + 1))
-    return toks
 
 
 class _Parser:
@@ -583,46 +538,4 @@ def parse_graph(text: str, filename: str = "<ir>") -> Graph:
     return g
 
 
-def round_trip(graphs: Graph | Sequence[Graph]) -> str:
-    """Verify, print, parse back, verify, print again; the texts must be identical. Returns the text."""
-    from dlir.ir.printer import print_program
-    from dlir.ir.verifier import verify
-
-    gs = [graphs] if isinstance(graphs, Graph) else list(graphs)
-    for g in gs:
-        verify(g)
-    text = print_program(gs)
-    again = parse_program(text)
-    for g in again:
-        verify(g)
-    text2 = print_program(again)
-    if text2 != text:
-        lines = difflib.unified_diff(text.splitlines(), text2.splitlines(), "printed", "reparsed", lineterm="")
-        diff = "\n".join(lines)
-        raise VerifyError("IR text does not survive print -> parse -> print:\n" + diff)
-    return text
-
-
-def check_golden(graphs: Graph | Sequence[Graph], path: str | os.PathLike[str], update: bool | None = None) -> None:
-    """Compare the round-tripped text of ``graphs`` with a golden file.
-
-    With ``update`` (default: the environment variable ``DLIR_UPDATE_GOLDEN=1``)
-    the file is (re)written instead. A mismatch raises AssertionError with a diff.
-    """
-    text = round_trip(graphs)
-    path = Path(path)
-    if update is None:
-        update = os.environ.get("DLIR_UPDATE_GOLDEN") == "1"
-    if update or not path.exists():
-        if not update:
-            raise AssertionError(f"golden file {path} is missing; run with DLIR_UPDATE_GOLDEN=1 to create it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return
-    want = path.read_text(encoding="utf-8")
-    if want != text:
-        diff = "\n".join(difflib.unified_diff(want.splitlines(), text.splitlines(), str(path), "actual", lineterm=""))
-        raise AssertionError(f"IR differs from {path} (DLIR_UPDATE_GOLDEN=1 rewrites it):\n{diff}")
-
-
-__all__ = ["parse_graph", "parse_program", "round_trip", "check_golden", "tokenize"]
+__all__ = ["parse_graph", "parse_program"]

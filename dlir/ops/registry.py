@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dlir.errors import TypeError_, did_you_mean
+from dlir.ir.graph import Value
 from dlir.ir.types import Dim, DType, TensorType
 
 REQUIRED = object()
@@ -210,7 +211,7 @@ def _is_num(v: Any) -> bool:
 
 def _coerce(op: OpDef, a: Attr, v: Any) -> Any:
     def bad() -> TypeError_:
-        return TypeError_(f"{op.name}: attribute '{a.name}' must be {_KIND_TEXT[a.kind]}, got {_describe(v)}")
+        return TypeError_(f"{op.name}: attribute '{a.name}' must be {_KIND_TEXT[a.kind]}, got {describe_value(v)}")
 
     if isinstance(v, Dim) and v.is_static:
         v = v.value
@@ -299,16 +300,30 @@ def _int_list(v: Any) -> list[int] | None:
     return None
 
 
-def _describe(v: Any) -> str:
-    if isinstance(v, str):
-        return f"the string {v!r}"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, list):
-        return f"the list {v}"
+def describe_value(v: Any) -> str:
+    """A value as an error message names it: ``a tensor f32[B, 4]``, ``the string 'relux'``, ``true``.
+
+    The frontend's ``describe`` adds the values only it has (layer instances, definitions, ops).
+    """
+    if isinstance(v, Value):
+        return f"a tensor {v.type}"
     if isinstance(v, TensorType):
         return f"a tensor {v}"
-    return f"{v!r}"
+    if isinstance(v, np.ndarray):
+        return f"a {v.dtype} array of shape {tuple(v.shape)}"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f"the string {v!r}"
+    if isinstance(v, list):
+        return f"the list {v}"
+    if isinstance(v, Dim):
+        return f"the dim {v}"
+    if isinstance(v, DType):
+        return f"the dtype {v}"
+    if isinstance(v, tuple):
+        return f"{len(v)} values"
+    return repr(v)
 
 
 def type_list(types: Sequence[TensorType]) -> str:

@@ -16,12 +16,9 @@ import numpy as np
 from dlir.errors import RuntimeMismatch, did_you_mean
 from dlir.ir.graph import Graph
 from dlir.ir.types import Dim
+from dlir.ops.registry import describe_value
 from dlir.runtime.init import init_params
 from dlir.runtime.weights import checked_params, load_safetensors, save_safetensors
-
-
-def _describe(a: np.ndarray) -> str:
-    return f"{a.dtype} array of shape {tuple(a.shape)}"
 
 
 def check_inputs(graph: Graph, given: Mapping[str, Any], partial: bool = False) -> dict[str, np.ndarray]:
@@ -49,13 +46,13 @@ def check_inputs(graph: Graph, given: Mapping[str, Any], partial: bool = False) 
         t = v.type
         if a.dtype != t.dtype.numpy:
             raise RuntimeMismatch(
-                f"input '{v.name}' is declared {t}, but a {_describe(a)} was given",
+                f"input '{v.name}' is declared {t}, but {describe_value(a)} was given",
                 v.loc,
                 hint=f"convert it first, e.g. x.astype(np.{t.dtype.numpy})",
             )
         if a.ndim != t.rank:
             raise RuntimeMismatch(
-                f"input '{v.name}' is declared {t} (rank {t.rank}), but a {_describe(a)} was given", v.loc
+                f"input '{v.name}' is declared {t} (rank {t.rank}), but {describe_value(a)} was given", v.loc
             )
         for axis, (d, n) in enumerate(zip(t.shape, a.shape, strict=True)):
             _check_dim(v.name, t, a, axis, d, int(n), env)
@@ -69,14 +66,14 @@ def _check_dim(name: str, t: Any, a: np.ndarray, axis: int, d: Dim, n: int, env:
     if d.is_static:
         if d.value != n:
             raise RuntimeMismatch(
-                f"input '{name}' is declared {t}, but a {_describe(a)} was given (axis {axis} must be {d.value})"
+                f"input '{name}' is declared {t}, but {describe_value(a)} was given (axis {axis} must be {d.value})"
             )
         return
     if d.is_symbol():
         sym = next(iter(d.symbols))
         if sym in env and env[sym][0] != n:
             raise RuntimeMismatch(
-                f"input '{name}' is declared {t}, but a {_describe(a)} was given: "
+                f"input '{name}' is declared {t}, but {describe_value(a)} was given: "
                 f"{sym} = {n} here, but {sym} = {env[sym][0]} from {env[sym][1]}",
                 hint=f"every input must agree on the size of {sym}",
             )
