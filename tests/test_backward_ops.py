@@ -130,3 +130,11 @@ def test_backward_scan_reads_saved_steps_and_does_not_replay_the_forward_step() 
     source = Trainer(dlir.loads(LSTM).graph("L"), SGD(), target="torch", device="cpu").runner.source
     loop = source[source.index("in reversed(") :]
     assert ".narrow(1, step, 1)" in loop and "[:, step]" not in loop
+
+
+def test_tensorflow_conv_bias_gradients_sum_the_channels_last_cotangent() -> None:
+    """A conv bias's gradient sums the cotangent over batch and space: on TensorFlow it reads the
+    channels-last copy the backward kernels made, with no transpose back to NCHW for it."""
+    source = Trainer(dlir.loads(CNN).graph("L"), SGD(), target="tensorflow", device="cpu").runner.source
+    bias_sums = [line for line in source.splitlines() if line.strip().startswith(("grad_conv1_b", "grad_conv2_b"))]
+    assert len(bias_sums) == 2 and all("_nhwc" in line and "axis=[0, 1, 2]" in line for line in bias_sums), bias_sums

@@ -7,7 +7,7 @@
   gradient is then cut back to the image;
 - ``conv2d_input_grad`` is ``tf.nn.conv2d_transpose`` with explicit padding
   (``Conv2DBackpropInput``);
-- ``conv2d_weight_grad`` is ``Conv2DBackpropFilter`` over the padded image;
+- ``conv2d_weight_grad`` is ``Conv2DBackpropFilter`` with explicit padding;
 - ``layer_norm_grad`` and the softmax gradients have no kernel: their decompositions
   are written (``DECOMPOSE``).
 
@@ -89,10 +89,13 @@ def _conv2d_weight_grad(ctx: Ctx, node: Node) -> str:
     a = node.attrs
     (kh, kw), stride, (top, left, bottom, right) = a["kernel"], list(a["stride"]), a["padding"]
     o, c = (d.value for d in node.outputs[0].type.shape[:2])
-    x = pad_or_crop(ctx.nhwc(x_v), top, bottom, left, right)
+    # the padding as the kernel's own explicit padding, not a padded copy of the image
+    pads = 'padding="VALID"'
+    if any((top, left, bottom, right)):
+        pads = f'padding="EXPLICIT", explicit_paddings=[0, 0, {top}, {bottom}, {left}, {right}, 0, 0]'
     grad = (
-        f"tf.raw_ops.Conv2DBackpropFilter(input={x}, filter_sizes=[{kh}, {kw}, {c}, {o}], "
-        f'out_backprop={ctx.nhwc(g_v)}, strides=[1, {stride[0]}, {stride[1]}, 1], padding="VALID")'
+        f"tf.raw_ops.Conv2DBackpropFilter(input={ctx.nhwc(x_v)}, filter_sizes=[{kh}, {kw}, {c}, {o}], "
+        f"out_backprop={ctx.nhwc(g_v)}, strides=[1, {stride[0]}, {stride[1]}, 1], {pads})"
     )
     return f"tf.transpose({grad}, perm=[3, 2, 0, 1])"  # [kh, kw, C, O] -> dlir's [O, C, kh, kw]
 

@@ -57,6 +57,19 @@ def runs_either_way(node: Node) -> bool:
     return node.op in EITHER or get_op(node.op).elementwise
 
 
+_REDUCTIONS = frozenset({"sum", "mean", "max", "min"})
+NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}  # where an NCHW axis is in the NHWC copy
+
+
+def reduces_either_way(node: Node) -> bool:
+    """A reduction of a rank-4 value over batch and space (a conv bias's gradient, a batch norm's
+    statistics) to [C] or a scalar: the same result read from either layout."""
+    if node.op not in _REDUCTIONS or node.inputs[0].type.rank != 4 or node.attrs.get("keepdims", False):
+        return False
+    axis = node.attrs.get("axis")
+    return axis is None or {a % 4 for a in axis} >= {0, 2, 3}
+
+
 @dataclass
 class Uses:
     """Values some reader in a graph wants in one layout whatever is decided elsewhere."""
@@ -72,7 +85,7 @@ def uses(graph: Graph) -> Uses:
             images = NATIVE[node.op]
             out.nhwc.update(v for i, v in enumerate(node.inputs) if i in images)
             out.nchw.update(v for i, v in enumerate(node.inputs) if i not in images)
-        elif runs_either_way(node):
+        elif runs_either_way(node) or reduces_either_way(node):
             continue
         else:
             out.nchw.update(node.inputs)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from dlir.backends.codegen import py_num
+from dlir.backends.tensorflow import layout
 
 from dlir.errors import LoweringError
 from dlir.ir.graph import Node, Value
@@ -322,9 +323,9 @@ def _long_f32_sum(node: Node) -> bool:
     return any(not d.is_static for d in dims) or int(np.prod([d.value for d in dims])) >= WIDE_SUM_FROM
 
 
-def _summed(fn: str, x: str, node: Node) -> str:
+def _summed(fn: str, x: str, node: Node, axis: list[int] | None = None) -> str:
     """``fn(x, axis, keepdims)`` for a reduction that sums: in float64, rounded once, when it is long."""
-    axes = f"axis={_axes_list(node.attrs['axis'])}{_kd(node.attrs['keepdims'])}"
+    axes = f"axis={_axes_list(node.attrs['axis'] if axis is None else axis)}{_kd(node.attrs['keepdims'])}"
     if _long_f32_sum(node):
         return f"tf.cast({fn}(tf.cast({x}, tf.float64), {axes}), tf.float32)"
     return f"{fn}({x}, {axes})"
@@ -340,9 +341,13 @@ for _op, _fn in {
 }.items():
 
     def _reduce(ctx: Ctx, node: Node, fn: str = _fn) -> str:
+        x, axis = ctx.arg, node.attrs["axis"]
+        if layout.reduces_either_way(node) and ctx.prefer_nhwc(node, node.inputs[:1]):
+            # over batch and space of a value the code has channels-last: no transpose back for it
+            x, axis = ctx.nhwc, None if axis is None else sorted(layout.NHWC_AXIS[a % 4] for a in axis)
         if fn in ("tf.reduce_sum", "tf.reduce_mean"):
-            return _summed(fn, ctx.arg(node.inputs[0]), node)
-        return f"{fn}({ctx.arg(node.inputs[0])}, axis={_axes_list(node.attrs['axis'])}{_kd(node.attrs['keepdims'])})"
+            return _summed(fn, x(node.inputs[0]), node, axis)
+        return f"{fn}({x(node.inputs[0])}, axis={_axes_list(axis)}{_kd(node.attrs['keepdims'])})"
 
     _reg(_op)(_reduce)
 
