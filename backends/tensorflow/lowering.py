@@ -536,7 +536,10 @@ def _gather(ctx: Ctx, node: Node) -> str:
     x, i = ctx.arg(node.inputs[0]), ctx.arg(node.inputs[1])
     ax = node.attrs["axis"] % _xt(node).rank
     d = _xt(node).shape[ax]
-    size = str(d.value) if d.is_static else f"tf.shape({x}, out_type={TF_DTYPES[_xt(node, 1).dtype]})[{ax}]"
+    # a symbolic size as the function's own symbol (B, T): the same expression for every gather
+    # along that dim, so grappler computes the normalised index once (a backward scan reads
+    # several saved stacks at its step)
+    size = str(d.value) if d.is_static else f"tf.cast({ctx.dim(d, node)}, {TF_DTYPES[_xt(node, 1).dtype]})"
     # numpy's take counts negative indices from the end; tf.gather rejects them.
     return f"tf.gather({x}, tf.where({i} < 0, {i} + {size}, {i}), axis={ax})"
 
