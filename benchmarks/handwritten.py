@@ -374,6 +374,36 @@ def keras_digits(keras: Any, p: Params) -> Any:
     return m
 
 
+# -- mnist (batch norm; trained in train mode, so for bench_train.py only) ------------------
+def torch_mnist(torch: Any, p: Params) -> Any:
+    nn = torch.nn
+    m = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(1568, 128), nn.ReLU(), nn.Linear(128, 10),
+    )
+    sd = {"0.weight": p["conv1.w"], "0.bias": p["conv1.b"], "4.weight": p["conv2.w"], "4.bias": p["conv2.b"]}
+    for i, bn in ((1, "bn1"), (5, "bn2")):
+        sd |= {f"{i}.weight": p[f"{bn}.scale"], f"{i}.bias": p[f"{bn}.bias"], f"{i}.running_mean": p[f"{bn}.mean"],
+               f"{i}.running_var": p[f"{bn}.var"], f"{i}.num_batches_tracked": np.zeros((), np.int64)}
+    return _load(torch, m, sd | _linear(p, "fc1", "9") | _linear(p, "fc2", "11"))
+
+
+def keras_mnist(keras: Any, p: Params) -> Any:
+    L = keras.layers
+    m = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        L.Conv2D(16, 3, padding="same"), L.BatchNormalization(epsilon=1e-5), L.ReLU(), L.MaxPooling2D(2),
+        L.Conv2D(32, 3, padding="same"), L.BatchNormalization(epsilon=1e-5), L.ReLU(), L.MaxPooling2D(2),
+        L.Flatten(), L.Dense(128, activation="relu"), L.Dense(10),
+    ])
+    bn = [p[f"{b}.{k}"] for b in ("bn1", "bn2") for k in ("scale", "bias", "mean", "var")]
+    m.set_weights([
+        _hwio(p["conv1.w"]), p["conv1.b"], *bn[:4], _hwio(p["conv2.w"]), p["conv2.b"], *bn[4:],
+        _nhwc_rows(p["fc1.w"], 32, 7, 7), p["fc1.b"], p["fc2.w"], p["fc2.b"],
+    ])
+    return m
+
 # -- the registry ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Hand:
@@ -452,4 +482,10 @@ HANDS: dict[str, Hand] = {
         Hand("digits", "Digits", lambda r, b, t: {"x": r.random((b, 1, 8, 8), np.float32)}, torch_digits, keras_digits,
              _x, _nhwc, (B,)),
     ]
+}
+
+# Models whose inference and training differ (batch norm): for bench_train.py, not in HANDS.
+TRAIN_HANDS: dict[str, Hand] = {
+    "mnist": Hand("mnist", "Mnist", lambda r, b, t: {"x": r.random((b, 1, 28, 28), np.float32)}, torch_mnist,
+                  keras_mnist, _x, _nhwc, (B,)),
 }

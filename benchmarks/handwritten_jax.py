@@ -115,7 +115,20 @@ def make(jnp: Any, lax: Any, jax: Any) -> dict[str, Callable[..., Any]]:
             h = layer_norm(h + ff, p[f"{s}.norm2.scale"], p[f"{s}.norm2.bias"])
         return h, dense(p, "head", h.mean(axis=1))
 
+    def batch_norm(p: Params, name: str, x: Any, eps: float = 1e-5) -> Any:
+        # train mode: the batch's statistics (biased variance), as torch and Keras normalise with
+        mean = x.mean(axis=(0, 2, 3), keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
+        scale, bias = p[f"{name}.scale"][None, :, None, None], p[f"{name}.bias"][None, :, None, None]
+        return (x - mean) * lax.rsqrt(var + eps) * scale + bias
+
+    def mnist(p: Params, x: Any) -> Any:
+        h = max_pool(relu(batch_norm(p, "bn1", conv(p, "conv1", x, 1))))
+        h = max_pool(relu(batch_norm(p, "bn2", conv(p, "conv2", h, 1))))
+        return dense(p, "fc2", relu(dense(p, "fc1", h.reshape(h.shape[0], -1))))
+
     return {
+        "mnist": mnist,
         "mlp": mlp,
         "resmlp": resmlp,
         "cnn": lenet,

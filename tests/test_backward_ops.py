@@ -138,3 +138,12 @@ def test_tensorflow_conv_bias_gradients_sum_the_channels_last_cotangent() -> Non
     source = Trainer(dlir.loads(CNN).graph("L"), SGD(), target="tensorflow", device="cpu").runner.source
     bias_sums = [line for line in source.splitlines() if line.strip().startswith(("grad_conv1_b", "grad_conv2_b"))]
     assert len(bias_sums) == 2 and all("_nhwc" in line and "axis=[0, 1, 2]" in line for line in bias_sums), bias_sums
+
+
+def test_torch_forward_pool_keeps_the_indices_its_backward_reads() -> None:
+    """As autograd: the step pools once and scatters through the forward's indices (torch's NCHW
+    max pool is the dearest op of a small CNN's step on CPU)."""
+    source = Trainer(dlir.loads(CNN).graph("L"), SGD(), target="torch", device="cpu").runner.source
+    assert source.count("F.max_pool2d(") == 1 and "return_indices=True" in source
+    backward = next(line for line in source.splitlines() if "max_pool2d_with_indices_backward" in line)
+    assert "_indices)" in backward and "F.max_pool2d" not in backward

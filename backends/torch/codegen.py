@@ -37,6 +37,7 @@ from dlir.backends.codegen import (
 )
 from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
+from dlir.backends.torch.lowering_grad import pool_backward_from, pool_with_indices, shared_pool_geometry
 
 from dlir.errors import LoweringError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
@@ -338,6 +339,8 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
     names = scope.names
     fused = absorbed_projections(graph)  # LSTM/GRU scans the rnn pass marked: one torch kernel each
     skipped = skipped_nodes(fused)
+    pools = _pools_with_grads(graph)  # forward max pools whose indices the backward reads
+    indices: dict[Node, str] = {}
     for node in graph.nodes:
         if node.outputs[0] in scope.literals or node in skipped:
             continue  # written where it is used, as a number; or a projection a fused scan computes
@@ -346,6 +349,9 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
             continue
         if node.op == "scan":
             lines += scan_lines(node, scope)
+            continue
+        if node in pools or node in indices:
+            lines.append(_pool_statement(node, pools, indices, scope))
             continue
         if node.op == "gather" and node.inputs[1] in scope.py_ints:
             # a backward scan reading step t of a saved stack: a view, not an indexing copy
@@ -414,6 +420,44 @@ def scan_lines(node: Node, scope: Scope) -> list[str]:
         lines.append(f"{ns.name(v.name, v)} = {last}")
     names.update((v, ns.name(v.name, v)) for v in node.outputs)
     return lines
+
+
+def _pools_with_grads(graph: Graph) -> dict[Node, Node]:
+    """Forward max_pool2d nodes -> the max_pool2d_grad of the same image and windows.
+
+    The forward pool then keeps its indices (``return_indices=True``) and the backward
+    scatters through them, as autograd does; otherwise it pools again. (torch's NCHW max
+    pool costs ~7 ms at [64, 16, 28, 28] on one core: once is enough.)
+    """
+    keys = ("kernel", "stride", "padding", "ceil_mode")
+    out: dict[Node, Node] = {}
+    for grad in graph.nodes:
+        if grad.op != "max_pool2d_grad":
+            continue
+        for pool in graph.nodes:
+            same = all(pool.attrs.get(k) == grad.attrs[k] for k in keys)
+            if pool.op == "max_pool2d" and pool.inputs[0] is grad.inputs[0] and same and pool not in out:
+                if shared_pool_geometry(Site(pool, ["x"], str, None)) is not None:
+                    out[pool] = grad
+                break
+    return out
+
+
+def _pool_statement(node: Node, pools: dict[Node, Node], indices: dict[Node, str], scope: Scope) -> str:
+    """A forward pool that keeps its indices (``y, y_idx = ...``), or the backward reading them."""
+    names = scope.names
+    site = Site(node, [names[v] for v in node.inputs], str, scope.device)
+    if node in pools:
+        geometry = shared_pool_geometry(site)
+        assert geometry is not None
+        out = scope.ns.name(node.outputs[0].name, node.outputs[0])
+        idx = scope.ns.name(f"{node.outputs[0].name}_indices")
+        names[node.outputs[0]] = out
+        indices[pools[node]] = idx
+        return f"{out}, {idx} = {pool_with_indices(site.x, *geometry)}{loc_comment(node.loc)}"
+    out = scope.ns.name(node.outputs[0].name, node.outputs[0])
+    names[node.outputs[0]] = out
+    return f"{out} = {pool_backward_from(site, indices[node])}{loc_comment(node.loc)}"
 
 
 def _loop_counters(node: Node) -> dict[int, int]:

@@ -43,14 +43,48 @@ def _max_pool2d_grad(s: Site) -> str:
     return _pool_backward(x, g, kernel, stride, native, ceil)
 
 
-def _pool_backward(
-    x: str, g: str, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int], ceil: bool
+def pool_with_indices(
+    x: str, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int], ceil: bool
 ) -> str:
+    """``F.max_pool2d(..., return_indices=True)``: the pooled values and where each came from."""
     pad_arg = f", padding={_pair_src(pad)}" if pad != (0, 0) else ""
     ceil_arg = ", ceil_mode=True" if ceil else ""
-    indices = f"F.max_pool2d({x}, {_kernel_args(kernel, stride)}{pad_arg}{ceil_arg}, return_indices=True)[1]"
+    return f"F.max_pool2d({x}, {_kernel_args(kernel, stride)}{pad_arg}{ceil_arg}, return_indices=True)"
+
+
+def _pool_backward(
+    x: str,
+    g: str,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pad: tuple[int, int],
+    ceil: bool,
+    indices: str | None = None,
+) -> str:
+    """The backward kernel; ``indices`` from the forward pool when it kept them, else pooled again."""
+    if indices is None:
+        indices = f"{pool_with_indices(x, kernel, stride, pad, ceil)}[1]"
     geometry = f"{list(kernel)}, {list(stride)}, {list(pad)}, [1, 1], {ceil}"
     return f"torch.ops.aten.max_pool2d_with_indices_backward({g}, {x}, {geometry}, {indices})"
+
+
+def shared_pool_geometry(pool: Site) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], bool] | None:
+    """(kernel, stride, padding, ceil_mode) of an NCHW, undilated max_pool2d that torch pools
+    itself (symmetric padding within half the kernel): its indices can serve the backward."""
+    if pool.node.attrs.get("layout", "NCHW") != "NCHW" or _pair(pool.attr("dilation")) != (1, 1):
+        return None
+    kernel, stride = _pair(pool.attr("kernel")), _pair(pool.attr("stride"))
+    native = _native_padding(pool, kernel)
+    return None if native is None else (kernel, stride, native, bool(pool.attr("ceil_mode")))
+
+
+def pool_backward_from(grad: Site, indices: str) -> str:
+    """max_pool2d_grad through the indices its forward pool kept (same image and windows)."""
+    x, g = grad.args
+    kernel, stride = _pair(grad.attr("kernel")), _pair(grad.attr("stride"))
+    native = _native_padding(grad, kernel)
+    assert native is not None, "only a pool torch pads itself keeps its indices"
+    return _pool_backward(x, g, kernel, stride, native, bool(grad.attr("ceil_mode")), indices)
 
 
 def _frame_pads(s: Site, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int, int, int]:
