@@ -102,5 +102,5 @@ def _conv2d_weight_grad(ctx: Ctx, node: Node) -> str:
 
 # TensorFlow has no layer-norm gradient kernel (GradientTape differentiates the composite too).
 # Nor a softmax gradient kernel.
-for _op in ("layer_norm_grad", "softmax_grad", "log_softmax_grad"):
+for _op in ("layer_norm_grad", "softmax_grad", "log_softmax_grad", "batch_norm_train", "batch_norm_train_grad"):
     EMITTERS[_op] = DECOMPOSE

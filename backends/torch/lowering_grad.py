@@ -11,7 +11,9 @@
 - ``layer_norm_grad`` is ``native_layer_norm_backward``, the forward statistics
   recomputed by ``native_layer_norm``;
 - ``softmax_grad`` / ``log_softmax_grad`` are ``_softmax_backward_data`` /
-  ``_log_softmax_backward_data``.
+  ``_log_softmax_backward_data``;
+- ``batch_norm_train`` / ``_grad`` are ``F.batch_norm(training=True)`` and
+  ``native_batch_norm_backward``.
 """
 
 from __future__ import annotations
@@ -153,6 +155,38 @@ def _softmax_grad(fn: str) -> Emitter:
     return emit
 
 
+def _channels_to_1(s: Site, x: str) -> tuple[str, str]:
+    """``x`` with its channel axis moved to 1 (torch's batch norm layout), and how to move it back."""
+    ch = s.attr("channel") % s.in_type.rank
+    if ch == 1:
+        return x, "{}"
+    return f"{x}.movedim({ch}, 1)", f"{{}}.movedim(1, {ch})"
+
+
+def _batch_norm_train(s: Site) -> str:
+    x, scale, bias = s.args
+    x, back = _channels_to_1(s, x)
+    eps = py_num(s.attr("eps"))
+    return back.format(f"F.batch_norm({x}, None, None, {scale}, {bias}, training=True, momentum=0.0, eps={eps})")
+
+
+def _batch_norm_train_grad(s: Site) -> str:
+    # native_batch_norm_backward wants the batch's mean and 1/sigma: native_batch_norm gives them
+    x, scale, g = s.args
+    x, back = _channels_to_1(s, x)
+    g = _channels_to_1(s, g)[0]
+    eps = py_num(s.attr("eps"))
+    stats = f"torch.ops.aten.native_batch_norm({x}, None, None, None, None, True, 0.0, {eps})[1:]"
+    grads = (
+        f"torch.ops.aten.native_batch_norm_backward({g}, {x}, {scale}, None, None, *{stats}, True, {eps}, "
+        "[True, True, True])"
+    )
+    if back == "{}":
+        return grads
+    dx, dscale, dbias = (f"{grads}[{i}]" for i in range(3))
+    return f"{back.format(dx)}, {dscale}, {dbias}"
+
+
 GRAD_EMITTERS: dict[str, Emitter] = {
     "relu_grad": _relu_grad,
     "max_pool2d_grad": _max_pool2d_grad,
@@ -161,4 +195,6 @@ GRAD_EMITTERS: dict[str, Emitter] = {
     "layer_norm_grad": _layer_norm_grad,
     "softmax_grad": _softmax_grad("_softmax_backward_data"),
     "log_softmax_grad": _softmax_grad("_log_softmax_backward_data"),
+    "batch_norm_train": _batch_norm_train,
+    "batch_norm_train_grad": _batch_norm_train_grad,
 }

@@ -123,3 +123,16 @@ def add_backward_cases(case: Callable[..., None]) -> None:
     case("softmax_grad", "axis0_f64", inp("f64", [4, "B"], floats(0.0, 1.0)), inp("f64", [4, "B"]), axis=0)
     case("log_softmax_grad", "last_axis", inp("f32", ["B", 5], floats(-4.0, 0.0)), inp("f32", ["B", 5]))
     case("log_softmax_grad", "axis1_f64", inp("f64", ["B", 3, 2], floats(-4.0, 0.0)), inp("f64", ["B", 3, 2]), axis=1)
+    case("batch_norm_train", "nchw", inp("f32", ["B", 3, 4, 5]), inp("f32", [3]), inp("f32", [3]))
+    case("batch_norm_train", "rank2_f64", inp("f64", ["B", 4]), inp("f64", [4]), inp("f64", [4]), eps=1e-3)
+    case("batch_norm_train", "nhwc", inp("f32", ["B", 4, 5, 3]), inp("f32", [3]), inp("f32", [3]), channel=-1)
+    case("batch_norm_train_grad", "nchw", inp("f32", ["B", 3, 4, 5]), inp("f32", [3]), inp("f32", ["B", 3, 4, 5]))
+    case("batch_norm_train_grad", "rank3_f64", inp("f64", ["B", 2, 6]), inp("f64", [2]), inp("f64", ["B", 2, 6]))
+    case(
+        "batch_norm_train_grad",
+        "nhwc",
+        inp("f32", ["B", 4, 5, 3]),
+        inp("f32", [3]),
+        inp("f32", ["B", 4, 5, 3]),
+        channel=-1,
+    )

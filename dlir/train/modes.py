@@ -91,13 +91,12 @@ def _batch_norm_train(g: Graph, node: Node) -> tuple[Value, Value, Value]:
     axes = [a for a in range(rank) if a != channel]
     per_channel = [1] * rank
     per_channel[channel] = -1
+    # y by the backward-op pair batch_norm_train / _grad (torch's fused kernels); the statistics
+    # again for the running update, which nothing differentiates
+    y = b.op("batch_norm_train", x, scale, bias, channel=channel, eps=node.attrs["eps"])
     mu = b.op("mean", x, axis=axes, keepdims=True)
     centred = b.sub(x, mu)
-    batch_var = b.op("mean", b.mul(centred, centred), axis=axes, keepdims=True)  # biased, for y
-    inv = b.op("rsqrt", b.add(batch_var, b.const(node.attrs["eps"], x)))
-    y = b.add(
-        b.mul(b.mul(centred, inv), b.op("reshape", scale, shape=per_channel)), b.op("reshape", bias, shape=per_channel)
-    )
+    batch_var = b.op("mean", b.mul(centred, centred), axis=axes, keepdims=True)  # biased
     m = float(node.attrs["momentum"])
     n = b.count([x.type.shape[a] for a in axes], x.type.dtype)
     unbiased = b.mul(b.op("reshape", batch_var, shape=[-1]), b.div(n, b.sub(n, b.const(1.0, x))))
