@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     from dlir.doctor import add_parser as _add_doctor_parser
 
     _add_doctor_parser(sub)
+    from dlir.explain import add_parser as _add_explain_parser
+
+    _add_explain_parser(sub)
     return ap
 
 
@@ -409,6 +412,12 @@ def _diff_cli() -> Any:
     return diff
 
 
+def _explain_cli() -> Any:
+    import dlir.explain
+
+    return dlir.explain
+
+
 def _doctor_cli() -> Any:
     from dlir import doctor
 
@@ -427,6 +436,7 @@ COMMANDS = {
     "train": cmd_train,
     "diff": lambda a, s: _diff_cli().cmd_diff(a, s),
     "doctor": lambda a, s: _doctor_cli().cmd_doctor(a, s),
+    "explain": lambda a, s: _explain_cli().cmd_explain(a, s),
 }
 
 if __name__ == "__main__":  # pragma: no cover
