@@ -43,7 +43,7 @@ def cmd_explain(args: argparse.Namespace, sources: dict[str, str]) -> int:
     from dlir.explain.text import render
 
     if args.repeat < 1:
-        raise UsageError(f"--repeat must be at least 1, got {args.repeat}")
+        raise UsageError(f"--repeat must be at least 1, got {args.repeat}", hint="e.g. --repeat 5 (the default)")
     prog = dlir.load(args.file)
     sources.update(prog.sources)
     graph = prog.graph(args.model)
