@@ -167,6 +167,55 @@ def test_a_failed_prediction_is_reported_as_a_dlir_bug(
     assert "1 (pred. 3) BUG" in out
 
 
+NESTED = """model Nested(x: f32[B, T, 3, 4]) -> f32[B, 4] {
+    ys, h = scan x_t in x along 1 carry h = x[:, 0, 0] {
+        zs, g = scan z in x_t along 1 carry g = h {
+            g = tanh(g + z)
+            emit g
+        }
+        h = h + g
+        emit h
+    }
+    return h
+}
+"""
+
+
+@pytest.mark.slow
+def test_a_nested_scan_multiplies_the_trips(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "nested.dlir"
+    path.write_text(NESTED, encoding="utf-8")
+    rc, out, err = _run(capsys, monkeypatch, str(path), "--format", "json", "--calls", "B=2,T=2;B=1,T=5")
+    assert rc == 0, out + err
+    d = json.loads(out)
+    assert [s["depth"] for s in d["scans"]] == [0, 1] and d["scans"][1]["trips"] == [3, 3]  # the inner one: axis 1 of x_t
+    torch = d["targets"]["torch"]
+    assert torch["loop_nodes"]["loops"][0]["iterations"] == [2, 5]
+    # per outer step: the inner loop's 3 steps of 2 ops (add, tanh) plus the outer body's own ops
+    ops = torch["ops_per_call"]["measured"]
+    assert (ops[1] - ops[0]) == (5 - 2) * torch["ops_per_iteration"]["ys"]
+    assert torch["ops_per_iteration"]["ys"] >= 3 * 2
+    # the body reads no weight: TensorFlow's while_v2 makes it a StatelessWhile
+    assert d["targets"]["tensorflow"]["loop_nodes"]["loops"][0]["runs_as"] == "StatelessWhile"
+    assert d["targets"]["onnx"]["loop_nodes"]["loops"][0]["iterations"] == [2, 5]
+
+
+@pytest.mark.slow
+def test_fused_rnn_kernels_at_O2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    rc, out, err = _run(capsys, monkeypatch, "samples/gru.dlir", "-O2", "--format", "json")
+    assert rc == 0, out + err
+    t = json.loads(out)["targets"]
+    assert [lp["runs_as"] for lp in t["torch"]["loop_nodes"]["loops"]] == ["torch.gru", "torch.gru"]
+    assert [lp["runs_as"] for lp in t["onnx"]["loop_nodes"]["loops"]] == ["GRU", "GRU"]
+    assert [lp["runs_as"] for lp in t["tensorflow"]["loop_nodes"]["loops"]] == ["While", "While"]
+    # one torch.gru call per scan, yet ATen's CPU GRU loops over T in C++: the count still grows with T
+    assert set(t["torch"]["fused_kernel_ops"]) == {"fwd.hs", "bwd.hs"}
+    assert t["torch"]["ops_per_call"]["predicted"] == t["torch"]["ops_per_call"]["measured"]
+
+
 def test_render_marks_each_failed_check() -> None:
     t = TargetReport("onnx", graph_builds=Check(0, 0), ops_per_call=Check([5, 5], [5, 6]), loop_nodes=Check(0, 0))
     t.first_call_ms, t.median_ms = [1.0, 1.0], [1.0, 1.0]

@@ -6,7 +6,8 @@
   LSTM/GRU cell is one ``torch.lstm``/``torch.gru`` call instead.
 - tensorflow traces its ``tf.function`` once per input signature; every symbolic
   dim is ``None`` in the signature, so no change of B or T retraces, and every
-  call runs the same graph, with one ``While`` op per top-level scan.
+  call runs the same graph, with one ``While`` op per top-level scan
+  (``StatelessWhile`` when its body reads no variable).
 - onnx is built ahead of time (no graph is built at call time); each top-level
   scan is one ``Scan`` node, or one ``LSTM``/``GRU`` node when fused.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from dlir.errors import SourceLoc
 from dlir.explain.calls import Call
-from dlir.ir.graph import Graph, Node
+from dlir.ir.graph import Graph, Node, body_reads
 from dlir.ir.rnn_cell import absorbed_projections
 from dlir.ir.types import TensorType
 
@@ -108,7 +109,15 @@ def expect(graph: Graph, target: str, calls: list[Call], sites: list[ScanSite]) 
             }
         )
         why = "traced once per input signature; symbolic dims are None in it, so B or T never retrace"
-        return Expectation(len(signatures), len(top), ["While"] * len(top), fixed, why)
+        # while_v2 makes a StatelessWhile unless the body has a stateful op: here, reading a tf.Variable (a param)
+        params = set(graph.params)
+        loops = [
+            "While"
+            if s.node.body is not None and any(v in params for v in body_reads(s.node.body))
+            else "StatelessWhile"
+            for s in top
+        ]
+        return Expectation(len(signatures), len(top), loops, fixed, why)
     if target == "onnx":
         loops = [s.fused.get("onnx", "Scan") for s in top]
         why = "built ahead of time: the same nodes on every call, a scan is one Scan node"

@@ -78,5 +78,10 @@ def _loops(report: Report, ts: list[TargetReport]) -> list[str]:
             for lp in (lp for lp in t.loops if lp.scan == s["scan"]):
                 its = [n for n in lp.iterations if n is not None]
                 ran = f", ran {', '.join(map(str, its))} iterations" if its else ""
+                kernel = t.extra.get("fused_kernel_ops", {}).get(lp.scan)
+                if kernel and kernel["per_step"]:  # ATen's CPU GRU is a C++ loop over the steps, dispatching ops
+                    ran = f", one call; inside it ATen dispatches {kernel['per_step']} ops per step"
+                elif kernel:
+                    ran = ", one call of one native kernel: its ops do not grow with T"
                 out.append(f"  {t.target:<11} {lp.runs_as}{ran}  at {lp.generated_line}")
     return out
