@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("-O", dest="opt_level", type=int, default=0, choices=[0, 1, 2, 3], help="optimisation level")
-    p.add_argument("--repeat", type=int, default=5, help="runs per call for the median time (default 5)")
+    p.add_argument("--repeat", type=int, default=10, help="runs per call for the median time (default 10)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
@@ -43,7 +43,7 @@ def cmd_explain(args: argparse.Namespace, sources: dict[str, str]) -> int:
     from dlir.explain.text import render
 
     if args.repeat < 1:
-        raise UsageError(f"--repeat must be at least 1, got {args.repeat}", hint="e.g. --repeat 5 (the default)")
+        raise UsageError(f"--repeat must be at least 1, got {args.repeat}", hint="e.g. --repeat 10 (the default)")
     prog = dlir.load(args.file)
     sources.update(prog.sources)
     graph = prog.graph(args.model)

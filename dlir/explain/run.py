@@ -25,7 +25,7 @@ def explain(
     *,
     opt_level: int = 0,
     device: str = "auto",
-    repeat: int = 5,
+    repeat: int = 10,
     targets: tuple[str, ...] = ("torch", "tensorflow", "onnx"),
 ) -> Report:
     """Run ``model`` of ``prog`` over ``calls`` on every installed target of ``targets``."""
