@@ -190,7 +190,10 @@ def test_a_nested_scan_multiplies_the_trips(
     rc, out, err = _run(capsys, monkeypatch, str(path), "--format", "json", "--calls", "B=2,T=2;B=1,T=5")
     assert rc == 0, out + err
     d = json.loads(out)
-    assert [s["depth"] for s in d["scans"]] == [0, 1] and d["scans"][1]["trips"] == [3, 3]  # the inner one: axis 1 of x_t
+    assert [s["depth"] for s in d["scans"]] == [0, 1] and d["scans"][1]["trips"] == [
+        3,
+        3,
+    ]  # the inner one: axis 1 of x_t
     torch = d["targets"]["torch"]
     assert torch["loop_nodes"]["loops"][0]["iterations"] == [2, 5]
     # per outer step: the inner loop's 3 steps of 2 ops (add, tanh) plus the outer body's own ops
@@ -214,6 +217,20 @@ def test_fused_rnn_kernels_at_O2(capsys: pytest.CaptureFixture[str], monkeypatch
     # one torch.gru call per scan, yet ATen's CPU GRU loops over T in C++: the count still grows with T
     assert set(t["torch"]["fused_kernel_ops"]) == {"fwd.hs", "bwd.hs"}
     assert t["torch"]["ops_per_call"]["predicted"] == t["torch"]["ops_per_call"]["measured"]
+
+
+@pytest.mark.slow
+def test_onnx_counts_the_graph_onnx_runtime_built(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    rc, out, err = _run(capsys, monkeypatch, "samples/digits.dlir", "--model", "DigitsLoss", "--format", "json")
+    assert rc == 0, out + err
+    o = json.loads(out)["targets"]["onnx"]
+    # ONNX Runtime has no kernel for SoftmaxCrossEntropyLoss: it runs the op's ONNX function body instead
+    assert [n.split("/")[1].split("@")[0] for n in o["expanded"]] == ["SoftmaxCrossEntropyLoss"]
+    assert o["session_nodes"] > o["model_nodes"] - o["constants_as_initializers"]
+    assert o["ops_per_call"]["measured"] == [o["session_nodes"]] * 3
 
 
 def test_render_marks_each_failed_check() -> None:
