@@ -233,6 +233,30 @@ def test_onnx_counts_the_graph_onnx_runtime_built(
     assert o["ops_per_call"]["measured"] == [o["session_nodes"]] * 3
 
 
+@pytest.mark.slow
+def test_a_missing_target_and_a_failing_one(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import dlir.explain.onnx_target as onnx_target
+    import dlir.explain.run as run
+
+    monkeypatch.setattr(run, "installed", lambda target: target != "tensorflow")
+
+    def broken(*args: Any, **kw: Any) -> None:
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : no kernel\nthe last line says why")
+
+    monkeypatch.setattr(onnx_target, "measure", broken)
+    monkeypatch.chdir(ROOT)
+    rc, out, err = _run(capsys, monkeypatch, "samples/mlp.dlir")
+    assert rc == 1 and "Traceback" not in out + err
+    assert "not installed here: tensorflow" in out
+    assert "onnx: does not run: RuntimeError: the last line says why" in out
+    assert "torch (eager)" in out and "onnx (ONNX Runtime)" not in out
+    rc, out, _ = _run(capsys, monkeypatch, "samples/mlp.dlir", "--format", "json")
+    t = json.loads(out)["targets"]
+    assert t["tensorflow"] == {"installed": False}
+    assert t["onnx"]["failed"].startswith("does not run: RuntimeError") and t["onnx"]["agrees"] is False
+    assert t["torch"]["agrees"] is True
+
+
 def test_render_marks_each_failed_check() -> None:
     t = TargetReport("onnx", graph_builds=Check(0, 0), ops_per_call=Check([5, 5], [5, 6]), loop_nodes=Check(0, 0))
     t.first_call_ms, t.median_ms = [1.0, 1.0], [1.0, 1.0]

@@ -57,6 +57,7 @@ class TargetReport:
     median_ms: list[float] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the profiler's cross-check
     problems: list[str] = field(default_factory=list)  # failed predictions: dlir bugs
+    failed: str = ""  # the target could not run the model at all
 
     def checks(self) -> dict[str, Check]:
         named = {
@@ -73,17 +74,21 @@ class TargetReport:
             for k, c in self.checks().items()
             if not c.ok
         ]
-        return out + [f"{self.target}: {p}" for p in self.problems]
+        out += [f"{self.target}: {p}" for p in self.problems]
+        return out + ([f"{self.target}: {self.failed}"] if self.failed else [])
 
     def as_json(self) -> dict[str, Any]:
         if not self.installed:
             return {"installed": False}
         out: dict[str, Any] = {"installed": True, "device": self.device, "why": self.why}
+        if self.failed:
+            return {**out, "failed": self.failed, "agrees": False}
         for k, c in self.checks().items():
             out[k] = c.as_json()
-        assert self.ops_per_call is not None and self.loop_nodes is not None
-        out["ops_per_call"]["counts"] = self.what_ops
-        out["loop_nodes"]["loops"] = [lp.as_json() for lp in self.loops]
+        if "ops_per_call" in out:
+            out["ops_per_call"]["counts"] = self.what_ops
+        if "loop_nodes" in out:
+            out["loop_nodes"]["loops"] = [lp.as_json() for lp in self.loops]
         out["time_ms"] = {"first_call": self.first_call_ms, "median": self.median_ms}
         out.update(self.extra)
         out["agrees"] = not self.bugs()

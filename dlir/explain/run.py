@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from dlir.errors import DlirError
 from dlir.explain.calls import Call, describe, feeds_for
 from dlir.explain.predict import ScanSite, expect, scan_sites, varied_dims
 from dlir.explain.report import Check, Report, TargetReport
@@ -49,7 +50,14 @@ def explain(
         exp = expect(graph, target, calls, sites)
         out.why = exp.why
         generated = f"{Path(file).stem}_{target}{backend(target).SUFFIX}"
-        _measure(target, graph, calls, feeds, sites, out, device, repeat, generated, exp.graph_builds)
+        try:
+            _measure(target, graph, calls, feeds, sites, out, device, repeat, generated, exp.graph_builds)
+        except DlirError:
+            raise  # the user's mistake (a device that is not there): said as such
+        except Exception as e:  # noqa: BLE001 - a framework failing on this model: this target's finding
+            lines = str(e).strip().splitlines()
+            out.failed = f"does not run: {type(e).__name__}: {lines[-1] if lines else ''}"
+            continue
         if out.loop_nodes is not None:
             out.loop_nodes = Check(exp.loop_nodes, out.loop_nodes.measured)
         ran_as = [lp.runs_as for lp in out.loops]

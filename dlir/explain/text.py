@@ -28,7 +28,7 @@ def _cell(c: Check | None, k: int | None = None) -> str:
 
 
 def render(report: Report) -> str:
-    ts = [t for t in report.targets.values() if t.installed]
+    ts = [t for t in report.targets.values() if t.installed and not t.failed]
     calls = report.calls
     head = ("measured (predicted from the IR)", *[TITLES[t.target] for t in ts])
     rows: list[tuple[str, ...]] = [(f"graphs built in {len(calls)} calls", *[_cell(t.graph_builds) for t in ts])]
@@ -51,6 +51,7 @@ def render(report: Report) -> str:
     missing = [t.target for t in report.targets.values() if not t.installed]
     if missing:
         lines.append(f"  not installed here: {', '.join(missing)}")
+    lines += [f"  {t.target:<11} {t.failed}" for t in report.targets.values() if t.failed]
     lines += _loops(report, ts)
     bugs = report.bugs()
     lines.append("")

@@ -4,15 +4,19 @@ A ``TorchDispatchMode`` counts every op that reaches the dispatcher and notes
 the line of the generated ``forward`` it came from; ``torch.profiler`` records
 the same call independently, and every counted op must appear in its events at
 least as often (the profiler also sees the composite ops above them, such as
-``aten::matmul`` over ``aten::mm``).
+``aten::matmul`` over ``aten::mm``; it does not see all the ops ATen dispatches
+inside a fused RNN kernel, so those are left out of this cross-check).
 
 The prediction: each statement of ``forward`` dispatches a fixed number of ops
 each time it runs (its ranks and dtypes are fixed by the IR), and the IR says how
 often it runs: once per call, or T times inside the ``for`` loop of a scan of
 length T (nested loops multiply). Call 1 gives the ops per run of each
-statement; every call's total follows from the IR's trip counts. A call whose
-count differs, or a loop statement whose count is not a multiple of its trips,
-is a dlir bug: the generated code does work the IR does not account for.
+statement; every call's total follows from the IR's trip counts. A statement
+calling a fused kernel (``torch.lstm``/``torch.gru``, marked by the ``rnn`` pass)
+runs once, but ATen's CPU GRU loops over the steps in C++: its ops are
+``fixed + per_step * T``, from call 1 and one private call a step longer. A call
+whose count differs, or a loop statement whose count is not a multiple of its
+trips, is a dlir bug: the generated code does work the IR does not account for.
 """
 
 from __future__ import annotations
