@@ -32,8 +32,9 @@ def _attr(name: str, value: str) -> str:
 
 def _text_lines(box: Box, x: float, y: float, first_class: str = "op") -> list[str]:
     out = []
+    has_loc = box.kind == "node" and box.loc is not None and box.loc.line > 0  # then its last line is the .dlir line
     for i, line in enumerate(box.lines):
-        cls = first_class if i == 0 else ("loc" if i == len(box.lines) - 1 and box.loc and i >= 1 else "ty")
+        cls = first_class if i == 0 else ("loc" if has_loc and i == len(box.lines) - 1 else "ty")
         out.append(f'<text class="{cls}" x="{_n(x)}" y="{_n(y + i * LINE_H)}">{escape(line)}</text>')
     return out
 
