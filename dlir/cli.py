@@ -183,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     from dlir.doctor import add_parser as _add_doctor_parser
 
     _add_doctor_parser(sub)
+    from dlir.explain import add_parser as _add_explain_parser
+
+    _add_explain_parser(sub)
+    from dlir.viz import add_parser as _add_viz_parser
+
+    _add_viz_parser(sub)
     return ap
 
 
@@ -448,6 +454,18 @@ def _diff_cli() -> Any:
     return diff
 
 
+def _explain_cli() -> Any:
+    import dlir.explain
+
+    return dlir.explain
+
+
+def _viz_cli() -> Any:
+    import dlir.viz
+
+    return dlir.viz
+
+
 def _doctor_cli() -> Any:
     from dlir import doctor
 
@@ -466,6 +484,8 @@ COMMANDS = {
     "train": cmd_train,
     "diff": lambda a, s: _diff_cli().cmd_diff(a, s),
     "doctor": lambda a, s: _doctor_cli().cmd_doctor(a, s),
+    "explain": lambda a, s: _explain_cli().cmd_explain(a, s),
+    "viz": lambda a, s: _viz_cli().cmd_viz(a, s),
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,12 +22,13 @@ class Row:
     note: str = ""
 
 
-def random_inputs(graph: Graph, seed: int = 0, size: int = 3) -> dict[str, np.ndarray]:
-    """Inputs for every model input; each symbol gets ``size`` (+1 per extra symbol)."""
+def random_inputs(
+    graph: Graph, seed: int = 0, size: int = 3, env: dict[str, int] | None = None
+) -> dict[str, np.ndarray]:
+    """Inputs for every model input; each symbol gets ``size`` (+1 per extra symbol), or its size in ``env``."""
     rng = np.random.default_rng(seed)
-    env: dict[str, int] = {}
-    for i, sym in enumerate(graph.symbol_sources()):
-        env[sym] = size + i
+    if env is None:
+        env = {sym: size + i for i, sym in enumerate(graph.symbol_sources())}
     feeds: dict[str, np.ndarray] = {}
     for v in graph.inputs:
         shape = tuple(1 if d.unknown else d.evaluate(env) for d in v.type.shape)

@@ -132,6 +132,33 @@ def diff_graph(
         sources: file name -> text, to print the source line of the node.
         device: the device of the framework targets.
     """
+    probe = run_probe(graph, targets, feeds, params, seed, device)
+    report = DiffReport(graph.name, probe.targets, rtol, atol, len(probe.graph.nodes), sources=dict(sources or {}))
+    report.first = first_divergence(probe, rtol, atol)
+    return report
+
+
+@dataclass
+class Probe:
+    """Every top-level node's results on two targets, from one run of the probe graph on each."""
+
+    graph: Graph  # the probe copy: its nodes are the model's, its outputs every node's results
+    targets: tuple[str, str]
+    feeds: dict[str, np.ndarray]
+    params: dict[str, np.ndarray]
+    ref: dict[Value, np.ndarray]  # on the first target
+    got: dict[Value, np.ndarray]  # on the second
+
+
+def run_probe(
+    graph: Graph,
+    targets: tuple[str, str],
+    feeds: dict[str, np.ndarray] | None = None,
+    params: dict[str, np.ndarray] | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> Probe:
+    """Run the probe copy of ``graph`` on both targets (arguments as :func:`diff_graph`)."""
     from dlir.runtime.runner import check_inputs
     from dlir.targets import check_target, runner_class
 
@@ -147,25 +174,35 @@ def diff_graph(
         run_params = runner.params
         outs = runner(**feeds) if probe.outputs else ()
         results.append(list(outs) if isinstance(outs, tuple) else [outs])
-    report = DiffReport(graph.name, (a, b), rtol, atol, len(probe.nodes), sources=dict(sources or {}))
-    known: dict[Value, np.ndarray] = {v: feeds[v.name] for v in probe.inputs}
-    known.update({p: run_params[p.name] for p in probe.params})
-    ref_of = dict(zip((v for _, v in probe.outputs), results[0], strict=True))
-    got_of = dict(zip((v for _, v in probe.outputs), results[1], strict=True))
-    for i, node in enumerate(probe.nodes):
+    values = [v for _, v in probe.outputs]
+    ref = dict(zip(values, (np.asarray(r) for r in results[0]), strict=True))
+    got = dict(zip(values, (np.asarray(g) for g in results[1]), strict=True))
+    return Probe(probe, (a, b), feeds, run_params, ref, got)
+
+
+def node_error(probe: Probe, v: Value) -> float:
+    """Max relative error of one result between the two targets (inf for a shape mismatch)."""
+    r, g = probe.ref[v], probe.got[v]
+    return errors(r, g.astype(r.dtype) if r.shape == g.shape else g)[1]
+
+
+def first_divergence(probe: Probe, rtol: float, atol: float) -> Divergence | None:
+    """The first node, in graph order, with a result that differs beyond tolerance."""
+    known: dict[Value, np.ndarray] = {v: probe.feeds[v.name] for v in probe.graph.inputs}
+    known.update({p: probe.params[p.name] for p in probe.graph.params})
+    for i, node in enumerate(probe.graph.nodes):
         for v in node.outputs:
-            r, g = np.asarray(ref_of[v]), np.asarray(got_of[v])
-            bad, note = _diverges(r, g, rtol, atol)
+            r, g = probe.ref[v], probe.got[v]
+            bad, note = diverges(r, g, rtol, atol)
             if bad:
                 mx, rel = errors(r, g.astype(r.dtype) if r.shape == g.shape else g)
-                stats = [Stats.of(x.name, known.get(x, ref_of.get(x, np.array([])))) for x in node.inputs]
-                report.first = Divergence(node, i, v.name, mx, rel, note, stats)
-                return report
-        known.update({v: ref_of[v] for v in node.outputs})
-    return report
+                stats = [Stats.of(x.name, known.get(x, probe.ref.get(x, np.array([])))) for x in node.inputs]
+                return Divergence(node, i, v.name, mx, rel, note, stats)
+        known.update({v: probe.ref[v] for v in node.outputs})
+    return None
 
 
-def _diverges(r: np.ndarray, g: np.ndarray, rtol: float, atol: float) -> tuple[bool, str]:
+def diverges(r: np.ndarray, g: np.ndarray, rtol: float, atol: float) -> tuple[bool, str]:
     if r.shape != g.shape:
         return True, f"shape {g.shape} != {r.shape}"
     note = "" if r.dtype == g.dtype else f"dtype {g.dtype} != {r.dtype}"
@@ -232,4 +269,16 @@ def cmd_diff(args: argparse.Namespace, sources: dict[str, str]) -> int:
     return 0 if report.agree else 1
 
 
-__all__ = ["DiffReport", "Divergence", "Stats", "diff_graph", "probe_graph", "cmd_diff", "add_parser"]
+__all__ = [
+    "DiffReport",
+    "Divergence",
+    "Probe",
+    "Stats",
+    "diff_graph",
+    "first_divergence",
+    "node_error",
+    "probe_graph",
+    "run_probe",
+    "cmd_diff",
+    "add_parser",
+]
