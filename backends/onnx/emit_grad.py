@@ -71,14 +71,18 @@ def _max_pool2d_grad(b: Builder, node: Node, xs: list[str]) -> str:
     return _pad4(b, dx, -top, -left, -bottom, -right)
 
 
-@emitter("conv2d_input_grad")
-def _conv2d_input_grad(b: Builder, node: Node, xs: list[str]) -> str:
+def _no_double(b: Builder, node: Node, kernel: str) -> None:
     if b.dt is DType.f64:
         raise LoweringError(
-            "onnx: conv2d_input_grad in f64: ONNX Runtime has no double ConvTranspose",
+            f"onnx: {node.op} in f64: ONNX Runtime has no double {kernel}",
             node.loc,
             hint="compute it in f32, or differentiate the conv2d (its float64 VJP is decomposed)",
         )
+
+
+@emitter("conv2d_input_grad")
+def _conv2d_input_grad(b: Builder, node: Node, xs: list[str]) -> str:
+    _no_double(b, node, "ConvTranspose")
     g, w = xs
     a = node.attrs
     top, left, _, _ = a["padding"]
@@ -93,12 +97,7 @@ def _conv2d_input_grad(b: Builder, node: Node, xs: list[str]) -> str:
 def _conv2d_weight_grad(b: Builder, node: Node, xs: list[str]) -> str:
     # No weight-gradient op in ONNX: x as [C, N, H, W] convolved with g as the kernel [O, N, Ho, Wo]
     # (stride as dilation) gives [C, O, kh', kw'], cut to the kernel and transposed.
-    if b.dt is DType.f64:
-        raise LoweringError(
-            "onnx: conv2d_weight_grad in f64: ONNX Runtime has no double Conv",
-            node.loc,
-            hint="compute it in f32, or differentiate the conv2d (its float64 VJP is decomposed)",
-        )
+    _no_double(b, node, "Conv")
     x, g = xs
     a = node.attrs
     kh, kw = a["kernel"]
