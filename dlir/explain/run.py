@@ -103,6 +103,8 @@ def _scan_json(site: ScanSite, calls: list[Call], sources: dict[str, str]) -> di
     return {
         "scan": site.name,
         "dlir_line": str(site.loc),
+        # the user's line that led there, for a scan inside a stdlib layer (else the scan's own)
+        "user_line": str(site.loc.site) if site.loc.site is not None and site.loc.site.line > 0 else str(site.loc),
         "source": line,
         "depth": site.depth,
         "trips": [site.trips(c) for c in calls],

@@ -74,7 +74,8 @@ def _loops(report: Report, ts: list[TargetReport]) -> list[str]:
     for s in report.scans:
         trips = ", ".join("?" if n is None else str(n) for n in s["trips"])
         nested = f" (nested, depth {s['depth']})" if s["depth"] else ""
-        out += ["", f"scan {s['scan']} at {s['dlir_line']}{nested}: {trips} steps over the calls", f"    {s['source']}"]
+        where = s["dlir_line"] if s["user_line"] == s["dlir_line"] else f"{s['user_line']}, inside {s['dlir_line']}"
+        out += ["", f"scan {s['scan']} at {where}{nested}: {trips} steps over the calls", f"    {s['source']}"]
         for t in ts:
             for lp in (lp for lp in t.loops if lp.scan == s["scan"]):
                 its = [n for n in lp.iterations if n is not None]
