@@ -119,3 +119,21 @@ def test_readme_setup_commands_are_the_ones_ci_runs() -> None:
     assert blocks == ["bash .ci/setup && .venv/bin/dlirc compare samples/mlp.dlir", "bash .ci/setup && .venv/bin/python -m pytest -q"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash .ci/setup" in ci and ".venv/bin/python -m pytest -q" in ci
+
+
+def test_outputs_get_the_mode_of_a_new_file_not_a_temp_files(tmp_path: Path) -> None:
+    """write_atomic writes through a mkstemp file (0600); the result must be readable as any new file."""
+    import os
+
+    from dlir.runtime.files import write_atomic
+
+    out = tmp_path / "m.txt"
+    old = os.umask(0o022)
+    try:
+        write_atomic(out, b"x")
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
+    out.chmod(0o640)
+    write_atomic(out, b"y")  # an existing file keeps its mode
+    assert out.stat().st_mode & 0o777 == 0o640 and out.read_bytes() == b"y"

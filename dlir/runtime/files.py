@@ -23,12 +23,25 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise UsageError(f"cannot write '{path}': no directory '{directory}'")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
     try:
+        # mkstemp makes the file 0600; an output gets the mode a new file gets here (or keeps its own)
+        os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise UsageError(f"cannot write '{path}': {e.strerror}") from None
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def read_inputs(specs: list[str]) -> dict[str, Any]:
