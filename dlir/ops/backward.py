@@ -5,9 +5,9 @@ written with ordinary ops: ``where(x > 0, g, 0)``, a recomputed argmax through
 window copies, a padded convolution of the flipped kernel. Each framework has a
 dedicated kernel for these that is many times faster (``threshold_backward``,
 ``max_pool2d_with_indices_backward``, ``conv_transpose2d`` in torch; ``ReluGrad``,
-``MaxPoolGrad``, ``Conv2DBackpropInput``, ``Conv2DBackpropFilter`` in TensorFlow; ``MaxPool``'s
-indices and ``ConvTranspose`` in ONNX), so the rules emit these ops and every backend lowers
-them to its kernel. Each is an ordinary OpDef: a shape rule, a numpy reference
+``MaxPoolGrad``, ``Conv2DBackpropInput``, ``Conv2DBackpropFilter`` in TensorFlow;
+``MaxPool``'s indices and ``ConvTranspose`` in ONNX), so the rules emit these ops
+and every backend lowers them to its kernel. Each is an ordinary OpDef: a shape rule, a numpy reference
 and a VJP of its own, so grad of grad keeps working.
 
 - ``relu_grad(y, g)``: ``g`` where ``y > 0``, else 0 (``y`` is relu's input or its
@@ -21,13 +21,15 @@ and a VJP of its own, so grad of grad keeps working.
   ``kernel``). One group, dilation 1, static height and width.
 - ``layer_norm_grad(x, gamma, g)``: layer_norm's VJP, ``(dx, dgamma, dbeta)``.
 - ``softmax_grad(y, g)``, ``log_softmax_grad(y, g)``: their VJPs from the result ``y``.
+- ``batch_norm_train(x, scale, bias)`` (train mode's forward: the batch's statistics) and
+  ``batch_norm_train_grad(x, scale, g)``: ``(dx, dscale, dbias)``.
 
-An op with a ``decompose`` (layer_norm_grad, the softmax gradients) is also written with ordinary ops: a
-target without a kernel for it lowers that (``DECOMPOSE`` in its table), and its
-VJP differentiates it.
+An op with a ``decompose`` (layer_norm_grad, the softmax gradients, the batch
+norms) is also written with ordinary ops: a target without a kernel for it lowers
+that (``DECOMPOSE`` in its table), and its VJP differentiates it.
 
-The rules fall back to the decomposed forms outside these domains (dilated
-pools, grouped or dilated convs, symbolic image sizes).
+The rules fall back to the decomposed forms outside these domains (dilated pools,
+grouped or dilated convs, symbolic image sizes, float64 convs).
 """
 
 from __future__ import annotations
