@@ -27,6 +27,7 @@ import numpy as np
 from dlir.errors import DlirError, SourceLoc
 from dlir.importer.dim_unify import DimKey, DimUnion, MergeDims, key_label
 from dlir.ir.graph import Graph
+from dlir.ir.names import unique_name
 from dlir.ir.types import Dim, DType, TensorType
 
 MAX_DIM = 2**31 - 1
@@ -102,12 +103,7 @@ def ident(name: str, used: set[str]) -> str:
         s = "v_" + s
     if s in RESERVED:
         s += "_"
-    base, i = s, 1
-    while s in used:
-        s = f"{base}_{i}"
-        i += 1
-    used.add(s)
-    return s
+    return unique_name(s, used, sep="_")
 
 
 def _err(msg: str, path: str, hint: str | None = None) -> ImportError_:
