@@ -3,7 +3,7 @@
 The importer is the inverse of ``backends/onnx``: initializers become params (their
 values kept in :attr:`ImportedModel.params`), inputs with ``dim_param`` become
 symbolic dims (unknown dims the graph needs equal become one: ``dim_unify``), and
-each ONNX node becomes one or a few dlir ops (``onnx_ops``).
+each ONNX node becomes one or a few dlir ops (``onnx_ops``, ``onnx_shape_ops``).
 Values known at import time (initializers used as shapes, ``Constant``, ``Shape``
 of a static tensor and whatever is computed from them) are folded with the ops'
 numpy references, so a ``Shape -> Gather -> Concat -> Reshape`` chain becomes one
@@ -279,7 +279,7 @@ def from_onnx(
     ``constants`` fixes graph inputs to known values (ONNX inputs that dlir needs at
     import time, such as a Reshape's shape fed as an input); they leave the signature.
     """
-    from dlir.importer import onnx_composite, onnx_loop, onnx_ops  # noqa: F401 - they fill the handler table
+    from dlir.importer import onnx_composite, onnx_loop, onnx_ops, onnx_shape_ops  # noqa: F401 - they fill the handler table
     from dlir.importer.builder import Builder
 
     if isinstance(path, (str, os.PathLike)):
