@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dlir.errors import UNKNOWN_LOC, LoweringError, SourceLoc
 from dlir.ir.graph import Graph, Node, Value
+from dlir.ir.names import unique_name
 from dlir.ir.types import Dim, DType, TensorType
 
 ONNX_DTYPES: dict[DType, int] = {
@@ -37,19 +38,6 @@ def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
     for d in t.shape:
         shape.append(None if d.unknown else d.value if d.is_static else str(d).replace(" ", ""))
     return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], shape)
-
-
-def unique_name(base: str, taken: set[str]) -> str:
-    """``base``, or else ``base.1``, ``base.2``, ...: the first name not in ``taken``, which it joins.
-
-    The one rule that keeps the names of node results, scan-body inputs and helper tensors apart.
-    """
-    name, i = base, 1
-    while name in taken:
-        name = f"{base}.{i}"
-        i += 1
-    taken.add(name)
-    return name
 
 
 def loc_text(loc: SourceLoc) -> str:

@@ -11,6 +11,7 @@ arithmetic never reaches the IR.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,40 @@ def all_nodes(g: Any) -> list[Any]:
             if a.HasField("g"):
                 out += all_nodes(a.g)
     return out
+
+
+# -- import-time records of symbolic dims (tf2onnx's ``0 < T`` and ``[T] * B``; read by onnx_loop) --
+
+
+@dataclass(frozen=True)
+class DimCompare:
+    """A comparison of symbolic dims known at import: true exactly when ``gap >= 1``."""
+
+    gap: Dim
+
+
+@dataclass(frozen=True)
+class DimFill:
+    """A tensor of symbolic ``shape`` whose every element is the dim ``value`` (``Expand`` of a dim)."""
+
+    value: Dim
+    shape: tuple[Dim, ...]
+
+
+def symbolic_record(x: Any) -> np.ndarray:
+    """``x`` (a Dim or a record above) as a 0-d object array, the form known values take."""
+    out = np.empty((), dtype=object)
+    out[()] = x
+    return out
+
+
+# dlir's comparisons as ``lhs < rhs`` (operands swapped for greater*) and whether strict
+_COMPARISONS = {
+    "less": (False, True),
+    "greater": (True, True),
+    "less_equal": (False, False),
+    "greater_equal": (True, False),
+}
 
 
 class NeedsConstant(ImportError_):
@@ -385,6 +420,11 @@ class Builder:
 
     def _sym_fold(self, name: str, inputs: list[np.ndarray], attrs: dict[str, Any]) -> Any:
         """Shape arithmetic on vectors holding symbolic dims (``Shape`` of a ``[B, 16, 5, 5]`` tensor)."""
+        if name in _COMPARISONS:
+            return self._sym_compare(name, inputs)
+        if name == "broadcast_to" and inputs[0].size == 1 and isinstance(inputs[0].reshape(-1)[0], Dim):
+            if any(isinstance(d, Dim) for d in attrs["shape"]):  # tf2onnx's ``[T] * B`` lengths stay a record
+                return symbolic_record(DimFill(inputs[0].reshape(-1)[0], tuple(Dim.of(d) for d in attrs["shape"])))
         xs = [_as_dims(x) for x in inputs]
         if name in ("add", "sub", "mul", "div"):
             f = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": _dim_div}[name]
@@ -420,6 +460,28 @@ class Builder:
         if all(isinstance(d, Dim) and d.is_static for d in out.reshape(-1)):
             return np.array([d.value for d in out.reshape(-1)], np.int64).reshape(out.shape)
         return out
+
+    def _sym_compare(self, name: str, inputs: list[np.ndarray]) -> np.ndarray:
+        """A comparison of symbolic dims: decided where the gap is a number, else a :class:`DimCompare`."""
+        swap, strict = _COMPARISONS[name]
+        lhs, rhs = np.broadcast_arrays(*inputs)
+        if swap:
+            lhs, rhs = rhs, lhs
+        out = np.empty(lhs.shape, dtype=object)
+        for i in np.ndindex(lhs.shape):
+            gap = self.as_dim(rhs[i]) - self.as_dim(lhs[i]) + (0 if strict else 1)  # lhs < rhs  <=>  gap >= 1
+            out[i] = bool(gap.value >= 1) if gap.is_static else DimCompare(gap)
+        if all(isinstance(v, bool) for v in out.reshape(-1)):
+            return out.astype(bool)
+        return out
+
+    def as_dim(self, v: Any) -> Dim:
+        """A known scalar as a dim: a Dim as it is, a whole number (int or float) as a static one."""
+        if isinstance(v, Dim):
+            return v
+        if isinstance(v, (bool, np.bool_)) or not float(v).is_integer():
+            raise self.error(f"cannot compare the symbolic dim with the non-integer {v!r} at import")
+        return Dim.of(int(v))
 
 
 def _symbolic(v: Any) -> bool:

@@ -26,7 +26,6 @@ error.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from dlir.ir.types import Dim, TensorType
@@ -104,33 +103,9 @@ def key_label(key: DimKey) -> str:
 
 
 def required_equal(op: str, types: list[TensorType], attrs: dict[str, Any]) -> list[tuple[Dim, Dim]]:
-    """The dim pairs that ``op`` on ``types`` needs equal (a superset of what its rule checks)."""
-    if (get_op(op).family == "elementwise" or op in ("mse", "bce_with_logits")) and len(types) >= 2:
-        return list(_broadcast_pairs([t.shape for t in types]))
-    if op == "cross_entropy" and all(t.rank for t in types):
-        return [(types[0].shape[0], types[1].shape[0])]
-    if op == "broadcast_to":
-        return list(_broadcast_pairs([types[0].shape, tuple(Dim.of(d) for d in attrs["shape"])]))
-    if op == "matmul" and all(t.rank >= 2 for t in types):
-        x, y = types
-        return [(x.shape[-1], y.shape[-2]), *_broadcast_pairs([x.shape[:-2], y.shape[:-2]])]
-    if op in ("concat", "stack") and len({t.rank for t in types}) == 1 and types[0].rank:
-        skip = int(attrs.get("axis", 0)) % types[0].rank if op == "concat" else -1
-        return [(types[0].shape[i], t.shape[i]) for t in types[1:] for i in range(t.rank) if i != skip]
-    if op == "reshape" and all(Dim.of(d) != Dim.of(-1) for d in attrs["shape"]):
-        target = Dim.of(1)
-        for d in attrs["shape"]:
-            target = target * Dim.of(d)
-        return [(types[0].numel(), target)]
-    return []
-
-
-def _broadcast_pairs(shapes: list[tuple[Dim, ...]]) -> Iterator[tuple[Dim, Dim]]:
-    """Right-aligned dims that are not 1: NumPy broadcasting needs them equal."""
-    rank = max(len(s) for s in shapes)
-    for i in range(1, rank + 1):
-        dims = [s[-i] for s in shapes if len(s) >= i and s[-i] != Dim.of(1) and not s[-i].unknown]
-        yield from ((dims[0], d) for d in dims[1:])
+    """The dim pairs that ``op`` on ``types`` needs equal: its OpDef's ``equal_dims`` hook, beside its shape rule."""
+    rule = get_op(op).equal_dims
+    return rule(types, attrs) if rule is not None else []
 
 
 def symbol_pair(a: Dim, b: Dim) -> tuple[str, str] | None:

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from dlir.importer.builder import HANDLERS, Builder, Handler, Operand, handles
-from dlir.importer.onnx_ops import _axes, _scalar
+from dlir.importer.onnx_ops import _scalar
+from dlir.importer.onnx_shape_ops import _axes
 
 
 @handles("CastLike")

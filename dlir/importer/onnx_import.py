@@ -3,7 +3,7 @@
 The importer is the inverse of ``backends/onnx``: initializers become params (their
 values kept in :attr:`ImportedModel.params`), inputs with ``dim_param`` become
 symbolic dims (unknown dims the graph needs equal become one: ``dim_unify``), and
-each ONNX node becomes one or a few dlir ops (``onnx_ops``).
+each ONNX node becomes one or a few dlir ops (``onnx_ops``, ``onnx_shape_ops``).
 Values known at import time (initializers used as shapes, ``Constant``, ``Shape``
 of a static tensor and whatever is computed from them) are folded with the ops'
 numpy references, so a ``Shape -> Gather -> Concat -> Reshape`` chain becomes one
@@ -27,6 +27,7 @@ import numpy as np
 from dlir.errors import DlirError, SourceLoc
 from dlir.importer.dim_unify import DimKey, DimUnion, MergeDims, key_label
 from dlir.ir.graph import Graph
+from dlir.ir.names import unique_name
 from dlir.ir.types import Dim, DType, TensorType
 
 MAX_DIM = 2**31 - 1
@@ -102,12 +103,7 @@ def ident(name: str, used: set[str]) -> str:
         s = "v_" + s
     if s in RESERVED:
         s += "_"
-    base, i = s, 1
-    while s in used:
-        s = f"{base}_{i}"
-        i += 1
-    used.add(s)
-    return s
+    return unique_name(s, used, sep="_")
 
 
 def _err(msg: str, path: str, hint: str | None = None) -> ImportError_:
@@ -283,7 +279,7 @@ def from_onnx(
     ``constants`` fixes graph inputs to known values (ONNX inputs that dlir needs at
     import time, such as a Reshape's shape fed as an input); they leave the signature.
     """
-    from dlir.importer import onnx_composite, onnx_loop, onnx_ops  # noqa: F401 - they fill the handler table
+    from dlir.importer import onnx_composite, onnx_loop, onnx_ops, onnx_shape_ops  # noqa: F401 - they fill the handler table
     from dlir.importer.builder import Builder
 
     if isinstance(path, (str, os.PathLike)):

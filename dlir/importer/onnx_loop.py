@@ -35,9 +35,8 @@ scan, reversed. ``ReverseSequence`` with every length equal to the time dim is t
 reversal (a ``gather`` with reversed indices), and undoes one made here directly.
 
 tf2onnx computes ``0 < T`` and the lengths ``[T] * B`` from symbolic dims at import;
-the wrapped ``Less``/``Greater``/``Expand`` handlers below keep those as
-:class:`DimCompare`/:class:`DimFill` records instead of refusing them, for the two
-handlers here to read.
+the builder's symbolic folding keeps those as :class:`DimCompare`/:class:`DimFill`
+records instead of refusing them, for the two handlers here to read.
 """
 
 from __future__ import annotations
@@ -48,28 +47,20 @@ from typing import Any
 
 import numpy as np
 
-from dlir.importer import onnx_composite, onnx_ops  # noqa: F401 - the handlers wrapped below are theirs
-from dlir.importer.builder import HANDLERS, Builder, Handler, Operand, handles, node_inputs
+from dlir.importer.builder import (
+    Builder,
+    DimCompare,
+    DimFill,
+    Operand,
+    handles,
+    node_inputs,
+    symbolic_record,
+)
 from dlir.importer.onnx_import import ident, tensor_value
 from dlir.ir.builder import emit1
 from dlir.ir.graph import Value
 from dlir.ir.scan import emit_scan, scan_body, step_type
 from dlir.ir.types import Dim, DType, TensorType
-
-
-@dataclass(frozen=True)
-class DimCompare:
-    """A comparison of symbolic dims known at import: true exactly when ``gap >= 1``."""
-
-    gap: Dim
-
-
-@dataclass(frozen=True)
-class DimFill:
-    """A tensor of symbolic ``shape`` whose every element is the dim ``value`` (``Expand`` of a dim)."""
-
-    value: Dim
-    shape: tuple[Dim, ...]
 
 
 @dataclass(frozen=True)
@@ -84,62 +75,6 @@ class Affine:
 
     def __sub__(self, o: Affine) -> Affine:
         return Affine(self.base - o.base, self.step - o.step)
-
-
-def _symbolic_record(x: Any) -> np.ndarray:
-    out = np.empty((), dtype=object)
-    out[()] = x
-    return out
-
-
-def _as_dim(b: Builder, v: Any) -> Dim:
-    if isinstance(v, Dim):
-        return v
-    if isinstance(v, (bool, np.bool_)) or not float(v).is_integer():
-        raise b.error(f"cannot compare the symbolic dim with the non-integer {v!r} at import")
-    return Dim.of(int(v))
-
-
-# -- comparisons and Expand of symbolic dims ------------------------------------------
-
-
-def _compare(op: str, plain: Handler) -> Handler:
-    """``op`` on values known at import that hold symbolic dims: decided when the gap is a number."""
-    swap, strict = op.startswith("Greater"), not op.endswith("OrEqual")
-
-    def h(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
-        if len(ins) != 2 or not all(isinstance(x, np.ndarray) for x in ins) or not any(x.dtype == object for x in ins):
-            return plain(b, ins, a)
-        lhs, rhs = np.broadcast_arrays(*ins)
-        if swap:
-            lhs, rhs = rhs, lhs
-        out = np.empty(lhs.shape, dtype=object)
-        for i in np.ndindex(lhs.shape):
-            gap = _as_dim(b, rhs[i]) - _as_dim(b, lhs[i]) + (0 if strict else 1)  # lhs < rhs  <=>  gap >= 1
-            out[i] = bool(gap.value >= 1) if gap.is_static else DimCompare(gap)
-        if all(isinstance(v, bool) for v in out.reshape(-1)):
-            return out.astype(bool)
-        return out
-
-    return h
-
-
-for _op in ("Less", "Greater", "LessOrEqual", "GreaterOrEqual"):
-    HANDLERS[_op] = _compare(_op, HANDLERS[_op])
-
-_plain_expand = HANDLERS["Expand"]
-
-
-@handles("Expand")
-def _expand(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
-    """A symbolic dim expanded to a symbolic shape (tf2onnx's ``[T] * B`` lengths) stays a :class:`DimFill`."""
-    x = ins[0]
-    if isinstance(x, np.ndarray) and x.dtype == object and x.size == 1 and isinstance(x.reshape(-1)[0], Dim):
-        shape = b.dims(ins[1], "Expand's shape")
-        if any(isinstance(d, Dim) for d in shape):  # x is one element: the result has shape's dims, left-padded
-            full = [Dim.of(1)] * max(x.ndim - len(shape), 0) + [Dim.of(d) for d in shape]
-            return _symbolic_record(DimFill(x.reshape(-1)[0], tuple(full)))
-    return _plain_expand(b, ins, a)
 
 
 # -- reversal -------------------------------------------------------------------------
@@ -196,7 +131,7 @@ def _reverse_sequence(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
         fill = lens[()]
         ok = fill.value == n and fill.shape == (batch,)
     else:
-        vals = [_as_dim(b, v) for v in lens.reshape(-1)]
+        vals = [b.as_dim(v) for v in lens.reshape(-1)]
         ok = lens.ndim == 1 and Dim.of(len(vals)) == batch and all(v == n for v in vals)
     if not ok or n.unknown:
         raise b.error(f"ReverseSequence: sequence_lens is not {n} (the time dim) for all {batch} rows", hint)
@@ -554,4 +489,4 @@ def _dim_attr(d: Dim) -> Any:
 
 def _known_dim(d: Dim, dtype: np.dtype[Any]) -> np.ndarray:
     """A dim as a value known at import: a number, or a 0-d object array holding the symbolic dim."""
-    return np.array(d.value, dtype=dtype) if d.is_static else _symbolic_record(d)
+    return np.array(d.value, dtype=dtype) if d.is_static else symbolic_record(d)

@@ -15,14 +15,11 @@ import re
 from typing import Any
 
 from dlir.errors import DlirError
+from dlir.importer.onnx_import import RESERVED
 from dlir.ir.graph import Graph, Node, Value
+from dlir.ir.names import unique_name
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops.registry import REQUIRED, OpDef, check_attrs, get_op
-
-RESERVED = set(
-    "model layer fn param buffer forward return for in range scan along carry emit reverse use true false "
-    "f16 bf16 f32 f64 i32 i64 bool".split()
-)
 
 
 class _Names:
@@ -42,12 +39,7 @@ class _Names:
 
     def fresh(self, base: str) -> str:
         """``base``, or ``base_1``, ``base_2``, … : a name nothing else uses."""
-        s, i = base, 1
-        while s in self.used:
-            s = f"{base}_{i}"
-            i += 1
-        self.used.add(s)
-        return s
+        return unique_name(base, self.used, sep="_")
 
 
 def fmt_type(t: TensorType) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 from dlir.errors import TypeError_
 from dlir.ir.types import DType, TensorType
 from dlir.ops.registry import Attr, OpDef, register
-from dlir.ops.shape_rules import broadcast_shapes, require_float, require_numeric, same_dtype
+from dlir.ops.shape_rules import broadcast_equal, broadcast_shapes, require_float, require_numeric, same_dtype
 
 if TYPE_CHECKING:
     from dlir.autodiff.builder import GradBuilder
@@ -93,6 +93,7 @@ def unary(
             elementwise=True,
             differentiable=differentiable,
             vjp=rule if vjp is not None else None,
+            equal_dims=broadcast_equal,
             family="elementwise",
         )
     )
@@ -270,6 +271,7 @@ def binary(
             commutative=commutative,
             differentiable=differentiable and not compare,
             vjp=_binary_rule(vjp) if vjp is not None else None,
+            equal_dims=broadcast_equal,
             family="elementwise",
         )
     )
@@ -340,6 +342,7 @@ register(
         doc="a where cond else b",
         elementwise=True,
         vjp=lambda b, node, cts: _where_vjp(b, node.inputs[0], cts[0]),
+        equal_dims=broadcast_equal,
         family="elementwise",
     )
 )
@@ -377,6 +380,7 @@ register(
         vjp=lambda b, node, cts: [
             b.cast(cts[0], node.inputs[0].type.dtype) if node.inputs[0].type.dtype.is_float else None
         ],
+        equal_dims=broadcast_equal,
         family="elementwise",
     )
 )
@@ -402,6 +406,7 @@ register(
         lambda xs, a: [np.asarray(a["value"]).astype(a["dtype"].numpy)],
         doc="a literal tensor (numbers in the source become these)",
         differentiable=False,
+        equal_dims=broadcast_equal,
         family="elementwise",
     )
 )

@@ -9,7 +9,7 @@ import numpy as np
 from dlir.errors import TypeError_
 from dlir.ir.types import Dim, TensorType
 from dlir.ops.registry import Attr, OpDef, get_op, register, type_list
-from dlir.ops.shape_rules import broadcast_shapes, require_numeric, same_dtype
+from dlir.ops.shape_rules import broadcast_pairs, broadcast_shapes, require_numeric, same_dtype
 
 if TYPE_CHECKING:
     from dlir.autodiff.builder import GradBuilder
@@ -97,6 +97,14 @@ def _matmul_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | No
     return [gx, gw]
 
 
+def _matmul_equal(ts: list[TensorType], a: dict[str, Any]) -> list[tuple[Dim, Dim]]:
+    """The inner dims, and the batch dims as broadcasting pairs them (1-D operands: none)."""
+    if not all(t.rank >= 2 for t in ts):
+        return []
+    x, y = ts
+    return [(x.shape[-1], y.shape[-2]), *broadcast_pairs([x.shape[:-2], y.shape[:-2]])]
+
+
 register(
     OpDef(
         "matmul",
@@ -106,6 +114,7 @@ register(
         _matmul_ref,
         doc="a @ b: batched, broadcasting, 1-D operands as in NumPy",
         vjp=_matmul_vjp,
+        equal_dims=_matmul_equal,
         family="linalg",
     )
 )

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlir.errors import TypeError_
-from dlir.ir.types import TensorType
+from dlir.ir.types import Dim, TensorType
 from dlir.ops.conv import _LAYOUT, _layout_infer, _layout_ref, has_running_stats
 from dlir.ops.conv_grad import in_nchw
 from dlir.ops.registry import Attr, OpDef, register
 from dlir.ops.shape import END
-from dlir.ops.shape_rules import broadcast_shapes, norm_axis, require_float, same_dtype
+from dlir.ops.shape_rules import broadcast_equal, broadcast_shapes, norm_axis, require_float, same_dtype
 
 if TYPE_CHECKING:
     from dlir.autodiff.builder import GradBuilder
@@ -165,6 +165,11 @@ def _ce_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
     return [b.mul(b.sub(b.op("softmax", z, axis=-1), onehot), scale), None]
 
 
+def _ce_equal(ts: list[TensorType], a: dict[str, Any]) -> list[tuple[Dim, Dim]]:
+    """One label per row of logits."""
+    return [(ts[0].shape[0], ts[1].shape[0])] if all(t.rank for t in ts) else []
+
+
 register(
     OpDef(
         "cross_entropy",
@@ -174,6 +179,7 @@ register(
         _ce_ref,
         doc="mean softmax cross-entropy of logits [N, C] against class ids [N]",
         vjp=_ce_vjp,
+        equal_dims=_ce_equal,
         family="loss",
     )
 )
@@ -224,6 +230,7 @@ register(
         lambda xs, a: [np.mean((xs[0].astype(np.float64) - xs[1].astype(np.float64)) ** 2)],  # type: ignore[list-item]
         doc="mean squared error",
         vjp=_mse_vjp,
+        equal_dims=broadcast_equal,
         family="loss",
     )
 )
@@ -236,6 +243,7 @@ register(
         _bce_ref,
         doc="mean binary cross-entropy on logits, computed stably",
         vjp=_bce_vjp,
+        equal_dims=broadcast_equal,
         family="loss",
     )
 )

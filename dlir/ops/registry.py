@@ -60,6 +60,9 @@ RefRule = Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]
 # A VJP rule gets a graph builder, the node and the output cotangents and
 # returns one cotangent Value (or None) per input. Filled in by the autodiff issue.
 VjpRule = Callable[..., list[Any]]
+# The dim pairs an op on these input types needs equal (a superset of what its shape
+# rule checks); the ONNX importer merges two input symbols that such a pair sets equal.
+EqualDimsRule = Callable[[list[TensorType], dict[str, Any]], list[tuple[Dim, Dim]]]
 
 
 @dataclass
@@ -85,6 +88,9 @@ class OpDef:
     # how a target without a kernel of its own lowers it (``DECOMPOSE`` in its table) and
     # what its VJP differentiates (dlir.ops.backward).
     decompose: Callable[..., list[Any]] | None = None
+    # Beside the shape rule: which input dims it needs equal (None: no such pairs), read by
+    # the ONNX importer to unify an exporter's unrelated symbols (dlir.importer.dim_unify).
+    equal_dims: EqualDimsRule | None = None
     family: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -13,7 +13,7 @@ import numpy as np
 from dlir.errors import TypeError_
 from dlir.ir.types import UNKNOWN, Dim, TensorType
 from dlir.ops.registry import Attr, OpDef, register
-from dlir.ops.shape_rules import broadcast_shapes, norm_axes, norm_axis, same_dtype
+from dlir.ops.shape_rules import broadcast_pairs, broadcast_shapes, norm_axes, norm_axis, same_dtype
 
 if TYPE_CHECKING:
     from dlir.autodiff.builder import GradBuilder
@@ -191,6 +191,16 @@ def _reshape_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     return [t.with_shape(target)]
 
 
+def _reshape_equal(ts: list[TensorType], a: dict[str, Any]) -> list[tuple[Dim, Dim]]:
+    """The element counts, when no target dim is -1."""
+    if any(Dim.of(d) == Dim.of(-1) for d in a["shape"]):
+        return []
+    target = Dim.of(1)
+    for d in a["shape"]:
+        target = target * Dim.of(d)
+    return [(ts[0].numel(), target)]
+
+
 register(
     OpDef(
         "reshape",
@@ -200,6 +210,7 @@ register(
         lambda xs, a: [np.reshape(xs[0], a["shape"])],
         doc="reshape to a shape (one dim may be -1; symbols allowed)",
         vjp=lambda b, node, cts: [_reshape_back(b, cts[0], node.inputs[0])],
+        equal_dims=_reshape_equal,
         family="shape",
     )
 )
@@ -274,6 +285,14 @@ def _concat_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     return [TensorType(dt, tuple(out))]
 
 
+def _join_equal(ts: list[TensorType], axis: Any) -> list[tuple[Dim, Dim]]:
+    """Every dim of each joined tensor equals the first tensor's, but concat's ``axis`` (stack: None)."""
+    if len({t.rank for t in ts}) != 1 or not ts[0].rank:
+        return []
+    skip = int(axis) % ts[0].rank if axis is not None else -1
+    return [(ts[0].shape[i], t.shape[i]) for t in ts[1:] for i in range(t.rank) if i != skip]
+
+
 register(
     OpDef(
         "concat",
@@ -283,6 +302,7 @@ register(
         lambda xs, a: [np.concatenate(xs, axis=a["axis"])],
         doc="join tensors along an existing axis",
         vjp=_concat_vjp,
+        equal_dims=lambda ts, a: _join_equal(ts, a.get("axis", 0)),
         family="shape",
     )
 )
@@ -314,6 +334,7 @@ register(
         lambda xs, a: [np.stack(xs, axis=a["axis"])],
         doc="join tensors along a new axis",
         vjp=_stack_vjp,
+        equal_dims=lambda ts, a: _join_equal(ts, None),
         family="shape",
     )
 )
@@ -491,6 +512,7 @@ register(
         lambda xs, a: [np.broadcast_to(xs[0], a["shape"]).copy()],
         doc="repeat size-1 axes to reach a shape (NumPy rules)",
         vjp=lambda b, node, cts: [cts[0]],  # the autodiff pass sums it back to x's shape (sum_to)
+        equal_dims=lambda ts, a: list(broadcast_pairs([ts[0].shape, tuple(Dim.of(d) for d in a["shape"])])),
         family="shape",
     )
 )

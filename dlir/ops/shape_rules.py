@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from dlir.errors import TypeError_
 from dlir.ir.types import UNKNOWN, Dim, DType, TensorType
@@ -33,6 +34,19 @@ def broadcast_shapes(op: str, types: Sequence[TensorType]) -> tuple[Dim, ...]:
         else:
             out.append(UNKNOWN if any(d.unknown for d in dims) else _ONE)
     return tuple(out)
+
+
+def broadcast_pairs(shapes: Sequence[tuple[Dim, ...]]) -> Iterator[tuple[Dim, Dim]]:
+    """Right-aligned dims that are not 1: NumPy broadcasting needs them equal."""
+    rank = max(len(s) for s in shapes)
+    for i in range(1, rank + 1):
+        dims = [s[-i] for s in shapes if len(s) >= i and s[-i] != _ONE and not s[-i].unknown]
+        yield from ((dims[0], d) for d in dims[1:])
+
+
+def broadcast_equal(types: list[TensorType], attrs: dict[str, Any]) -> list[tuple[Dim, Dim]]:
+    """The ``equal_dims`` hook of an op that broadcasts all its inputs together (see OpDef)."""
+    return list(broadcast_pairs([t.shape for t in types])) if len(types) >= 2 else []
 
 
 def same_dtype(op: str, types: Sequence[TensorType]) -> DType:
