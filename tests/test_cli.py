@@ -137,3 +137,12 @@ def test_outputs_get_the_mode_of_a_new_file_not_a_temp_files(tmp_path: Path) -> 
     out.chmod(0o640)
     write_atomic(out, b"y")  # an existing file keeps its mode
     assert out.stat().st_mode & 0o777 == 0o640 and out.read_bytes() == b"y"
+    from dlir.runtime.weights import load_safetensors, save_safetensors
+
+    weights = tmp_path / "w.safetensors"  # (dlirc train -o, checkpoints)
+    old = os.umask(0o022)
+    try:
+        save_safetensors({"w": np.ones((2, 3), np.float32)}, weights)
+    finally:
+        os.umask(old)
+    assert weights.stat().st_mode & 0o777 == 0o644 and load_safetensors(weights)["w"].shape == (2, 3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,22 +15,15 @@ from dlir.ir.graph import Graph
 def save_safetensors(
     params: Mapping[str, np.ndarray], path: str | os.PathLike[str], metadata: dict[str, str] | None = None
 ) -> None:
-    """Write ``params`` (and string ``metadata``) atomically (temp file + rename)."""
-    from safetensors.numpy import save_file
+    """Write ``params`` (and string ``metadata``) atomically (temp file + rename, a new file's mode)."""
+    from safetensors.numpy import save
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        # (not np.ascontiguousarray: it turns a scalar into shape (1,))
-        arrays = {k: np.asarray(v) for k, v in params.items()}
-        save_file(
-            {k: a if a.flags.c_contiguous else a.copy(order="C") for k, a in arrays.items()}, tmp, metadata=metadata
-        )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from dlir.runtime.files import write_atomic
+
+    # (not np.ascontiguousarray: it turns a scalar into shape (1,))
+    arrays = {k: np.asarray(v) for k, v in params.items()}
+    contiguous = {k: a if a.flags.c_contiguous else a.copy(order="C") for k, a in arrays.items()}
+    write_atomic(Path(path), save(contiguous, metadata=metadata))
 
 
 def load_safetensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
