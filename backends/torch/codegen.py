@@ -38,6 +38,7 @@ from dlir.backends.codegen import (
 from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
 from dlir.backends.torch.lowering_grad import pool_backward_from, pool_with_indices, shared_pool_geometry
+from dlir.backends.torch.step_patterns import loop_counters, pools_with_grads
 
 from dlir.errors import LoweringError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
@@ -339,7 +340,7 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
     names = scope.names
     fused = absorbed_projections(graph)  # LSTM/GRU scans the rnn pass marked: one torch kernel each
     skipped = skipped_nodes(fused)
-    pools = _pools_with_grads(graph)  # forward max pools whose indices the backward reads
+    pools = pools_with_grads(graph)  # forward max pools whose indices the backward reads
     indices: dict[Node, str] = {}
     for node in graph.nodes:
         if node.outputs[0] in scope.literals or node in skipped:
@@ -394,7 +395,7 @@ def scan_lines(node: Node, scope: Scope) -> list[str]:
     n_emit = len(body.outputs) - k
     ys = [ns.name(v.name, v) for v in node.outputs[:n_emit]]
     steps = [ns.name(f"{y}_steps") for y in ys]
-    counters = _loop_counters(node)
+    counters = loop_counters(node)
     inits = [str(counters[j]) if j in counters else init for j, init in enumerate(inits)]
     lines = [f"{', '.join(carries)} = {', '.join(inits)}"] if k else []
     lines += [f"{acc} = []" for acc in steps]
@@ -422,27 +423,6 @@ def scan_lines(node: Node, scope: Scope) -> list[str]:
     return lines
 
 
-def _pools_with_grads(graph: Graph) -> dict[Node, Node]:
-    """Forward max_pool2d nodes -> the max_pool2d_grad of the same image and windows.
-
-    The forward pool then keeps its indices (``return_indices=True``) and the backward
-    scatters through them, as autograd does; otherwise it pools again. (torch's NCHW max
-    pool costs ~7 ms at [64, 16, 28, 28] on one core: once is enough.)
-    """
-    keys = ("kernel", "stride", "padding", "ceil_mode")
-    out: dict[Node, Node] = {}
-    for grad in graph.nodes:
-        if grad.op != "max_pool2d_grad":
-            continue
-        for pool in graph.nodes:
-            same = all(pool.attrs.get(k) == grad.attrs[k] for k in keys)
-            if pool.op == "max_pool2d" and pool.inputs[0] is grad.inputs[0] and same and pool not in out:
-                if shared_pool_geometry(Site(pool, ["x"], str, None)) is not None:
-                    out[pool] = grad
-                break
-    return out
-
-
 def _pool_statement(node: Node, pools: dict[Node, Node], indices: dict[Node, str], scope: Scope) -> str:
     """A forward pool that keeps its indices (``y, y_idx = ...``), or the backward reading them."""
     names = scope.names
@@ -458,44 +438,6 @@ def _pool_statement(node: Node, pools: dict[Node, Node], indices: dict[Node, str
     out = scope.ns.name(node.outputs[0].name, node.outputs[0])
     names[node.outputs[0]] = out
     return f"{out} = {pool_backward_from(site, indices[node])}{loc_comment(node.loc)}"
-
-
-def _loop_counters(node: Node) -> dict[int, int]:
-    """Carries of ``node`` (a scan) that count steps: i64[1] from a constant, plus a number each
-    step, read only by gathers along the scan axis. Their index -> start value.
-
-    The scan VJP makes one to read the forward scan's saved values at their step; as a Python
-    int it turns each read into a view (``narrow``) instead of an indexing copy.
-    """
-    body = node.body
-    assert body is not None
-    k, axis = node.attrs["n_carry"], node.attrs["axis"]
-    out: dict[int, int] = {}
-    for j in range(k):
-        init, h, (_, new) = node.inputs[1 + j], body.inputs[1 + j], body.outputs[j]
-        start = init.producer
-        if start is None or start.op != "constant" or init.type.dtype is not DType.i64 or init.type.rank != 1:
-            continue
-        value = np.asarray(start.attrs["value"]).reshape(-1)
-        step = new.producer
-        if value.size != 1 or step is None or step.op != "add" or step.inputs[0] is not h:
-            continue
-        inc = step.inputs[1].producer
-        if inc is None or inc.op != "constant" or np.asarray(inc.attrs["value"]).size != 1:
-            continue
-        readers = [n for n in body.nodes if h in n.inputs and n is not step]
-        if any(
-            n.op != "gather"
-            or n.inputs[1] is not h
-            or n.attrs["axis"] % n.inputs[0].type.rank != axis
-            or h is n.inputs[0]
-            for n in readers
-        ):
-            continue
-        if any(new in n.inputs for n in body.nodes) or [v for _, v in body.outputs].count(new) != 1:
-            continue
-        out[j] = int(value[0])
-    return out
 
 
 def forward_body(graph: Graph, ns: Namespace, names: dict[Value, str]) -> list[str]:
