@@ -25,7 +25,7 @@ from onnx import helper
 from dlir.errors import LoweringError
 from dlir.ir.graph import Node
 from dlir.ir.types import DType
-from dlir.ops.backward import conv_frame
+from dlir.ops.backward import conv_frame, pool_frame
 
 from .builder import ONNX_DTYPES, Builder
 from .table import EMITTERS, Emitter, emitter
@@ -53,9 +53,7 @@ def _max_pool2d_grad(b: Builder, node: Node, xs: list[str]) -> str:
     x, g = xs
     a = node.attrs
     kernel, stride, (top, left, _, _) = list(a["kernel"]), list(a["stride"]), a["padding"]
-    size = [d.value for d in node.inputs[0].type.shape[2:]]
-    out_hw = [d.value for d in node.inputs[1].type.shape[2:]]
-    bottom, right = ((out_hw[i] - 1) * stride[i] + kernel[i] - size[i] - (top, left)[i] for i in range(2))
+    bottom, right = pool_frame(node)
     frame = _pad4(b, x, top, left, bottom, right, b.scalar(-np.inf))
     _, indices = b.op_n("MaxPool", [frame], 2, kernel_shape=kernel, strides=stride)
     zero = helper.make_tensor("zero", ONNX_DTYPES[b.dt], [1], [0])
@@ -86,8 +84,7 @@ def _conv2d_input_grad(b: Builder, node: Node, xs: list[str]) -> str:
     g, w = xs
     a = node.attrs
     top, left, _, _ = a["padding"]
-    kernel = [d.value for d in node.inputs[1].type.shape[2:]]
-    fb, fr = conv_frame(a, kernel, [d.value for d in node.inputs[0].type.shape[2:]])
+    fb, fr = conv_frame(node)
     # ConvTranspose's pads cut its full output; rows the last window never reads (fb < 0) are zeros.
     y = b.op("ConvTranspose", [g, w], strides=list(a["stride"]), pads=[top, left, max(fb, 0), max(fr, 0)])
     return _pad4(b, y, 0, 0, -min(fb, 0), -min(fr, 0))

@@ -22,7 +22,7 @@ from dlir.backends.decompose import DECOMPOSE
 from dlir.backends.tensorflow.lowering import EMITTERS, Ctx, Nhwc, _reg
 
 from dlir.ir.graph import Node
-from dlir.ops.backward import conv_frame
+from dlir.ops.backward import conv_frame, pool_frame
 
 
 def _pair(v: list[int]) -> str:
@@ -53,9 +53,7 @@ def _max_pool2d_grad(ctx: Ctx, node: Node) -> str:
     x_v, g_v = node.inputs
     a = node.attrs
     kernel, stride, (top, left, _, _) = list(a["kernel"]), list(a["stride"]), a["padding"]
-    size = [d.value for d in x_v.type.shape[2:]]
-    out_hw = [d.value for d in g_v.type.shape[2:]]
-    bottom, right = ((out_hw[i] - 1) * stride[i] + kernel[i] - size[i] - (top, left)[i] for i in range(2))
+    bottom, right = pool_frame(node)
     frame = pad_or_crop(ctx.nhwc(x_v), top, bottom, left, right, "float('-inf')")
     geometry = f'ksize=[1, {kernel[0]}, {kernel[1]}, 1], strides=[1, {stride[0]}, {stride[1]}, 1], padding="VALID"'
     pooled = f'tf.nn.max_pool2d({frame}, ksize={_pair(kernel)}, strides={_pair(stride)}, padding="VALID")'
@@ -68,8 +66,7 @@ def _conv2d_input_grad(ctx: Ctx, node: Node) -> str:
     g_v, w_v = node.inputs
     a = node.attrs
     stride, (top, left, _, _), size = list(a["stride"]), a["padding"], list(a["size"])
-    kernel = [d.value for d in w_v.type.shape[2:]]
-    fb, fr = conv_frame(a, kernel, [d.value for d in g_v.type.shape[2:]])
+    fb, fr = conv_frame(node)
     # The frame's bottom/right padding; negative: the image's last rows no window reads (zero gradient).
     pads = f"[[0, 0], [{top}, {max(fb, 0)}], [{left}, {max(fr, 0)}], [0, 0]]"
     n = ctx.dim(g_v.type.shape[0], node)

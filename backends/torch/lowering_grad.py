@@ -22,7 +22,7 @@ from dlir.backends.codegen import py_num
 from dlir.backends.torch.lowering_nn import _kernel_args, _native_padding, _pads, _pair, _pair_src, _torch_pad
 from dlir.backends.torch.site import Emitter, Site, torch_dtype, tuple_src
 
-from dlir.ops.backward import conv_frame
+from dlir.ops.backward import conv_frame, pool_frame
 
 
 def _relu_grad(s: Site) -> str:
@@ -38,7 +38,7 @@ def _max_pool2d_grad(s: Site) -> str:
     if native is None:
         # torch pools pad symmetrically by at most half the kernel: pool the -inf padded frame
         # every window lies in, then cut the padding (and zero-fill uncovered rows) off its gradient.
-        top, left, bottom, right = _frame_pads(s, kernel, stride)
+        (top, left, _, _), (bottom, right) = _pads(s), pool_frame(s.node)
         x = f"F.pad({x}, {_torch_pad(left, right, top, bottom)}, value=float('-inf'))"
         grad = _pool_backward(x, g, kernel, stride, (0, 0), False)
         return f"F.pad({grad}, {_torch_pad(-left, -right, -top, -bottom)})"
@@ -89,22 +89,11 @@ def pool_backward_from(grad: Site, indices: str) -> str:
     return _pool_backward(x, g, kernel, stride, native, bool(grad.attr("ceil_mode")), indices)
 
 
-def _frame_pads(s: Site, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int, int, int]:
-    """[top, left, bottom, right] after which floor-mode windows are exactly the op's windows."""
-    top, left, _, _ = _pads(s)
-    size = [d.value for d in s.in_type.shape[2:]]
-    out_hw = [d.value for d in s.node.inputs[1].type.shape[2:]]
-    bottom, right = ((out_hw[i] - 1) * stride[i] + kernel[i] - size[i] - (top, left)[i] for i in range(2))
-    return top, left, bottom, right
-
-
 def _conv2d_input_grad(s: Site) -> str:
     g, w = s.args
     stride = _pair(s.attr("stride"))
     top, left, bottom, right = s.attr("padding")
-    kernel = [d.value for d in s.node.inputs[1].type.shape[2:]]
-    out_hw = [d.value for d in s.node.inputs[0].type.shape[2:]]
-    fb, fr = conv_frame(s.node.attrs, kernel, out_hw)  # the frame's own bottom/right padding
+    fb, fr = conv_frame(s.node)  # the frame's own bottom/right padding
     st = f", stride={_pair_src(stride)}" if stride != (1, 1) else ""
     if (top, left) == (bottom, right):
         # conv_transpose2d's padding crops both sides alike; output_padding adds the rows

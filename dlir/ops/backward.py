@@ -34,13 +34,14 @@ grouped or dilated convs, symbolic image sizes, float64 convs).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dlir.errors import TypeError_
-from dlir.ir.types import Dim, TensorType
-from dlir.ops.conv import _pool_canonical, _pool_geometry, _require_nchw, extent, out_len, windows
+from dlir.ir.types import TensorType
+from dlir.ops.conv import _pool_canonical, _pool_geometry, _require_nchw, spatial_out, windows
 from dlir.ops.registry import Attr, OpDef, register
 from dlir.ops.shape_rules import norm_axis, require_float, same_dtype
 
@@ -89,11 +90,6 @@ register(
 )
 
 
-def relu_vjp(b: GradBuilder, x: Value, g: Value) -> Value:
-    """The cotangent of relu's input ``x`` (a float) from its result's cotangent ``g``."""
-    return b.op("relu_grad", x, g)
-
-
 # -- max_pool2d_grad -----------------------------------------------------------------------
 
 
@@ -103,14 +99,23 @@ def _static_hw(op: str, t: TensorType) -> list[int]:
     return [d.value for d in t.shape[2:]]
 
 
-def pool_out_hw(a: dict[str, Any], size: list[int]) -> list[int]:
-    """max_pool2d's output height and width for an image of ``size`` (canonical attributes)."""
-    kernel, stride, _ = _pool_geometry(a)
-    pads = a["padding"]
-    out = [out_len(size[i], pads[i], pads[i + 2], kernel[i], stride[i], a["ceil_mode"]) for i in range(2)]
-    if None in out:
-        raise TypeError_(f"max_pool2d_grad: the {kernel[0]}x{kernel[1]} window is larger than the padded image")
-    return [int(n) for n in out]  # type: ignore[arg-type]
+def _frame(
+    size: Sequence[int], top_left: Sequence[int], kernel: Sequence[int], stride: Sequence[int], out_hw: Sequence[int]
+) -> list[int]:
+    """[bottom, right]: the padding after which ``out_hw`` windows (the first at -top, -left) exactly
+    cover the padded image; negative: rows of the image the last window does not reach."""
+    return [(out_hw[i] - 1) * stride[i] + kernel[i] - size[i] - top_left[i] for i in range(2)]
+
+
+def pool_frame(node: Node) -> list[int]:
+    """:func:`_frame` of a max_pool2d_grad node (floor-mode windows on the frame are the op's)."""
+    x, g = node.inputs
+    a = node.attrs
+    return _frame(_hw(x.type), a["padding"][:2], a["kernel"], a["stride"], _hw(g.type))
+
+
+def _hw(t: TensorType) -> list[int]:
+    return [d.value for d in t.shape[2:]]
 
 
 def _max_pool_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
@@ -118,15 +123,18 @@ def _max_pool_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[Tensor
     _require_nchw("max_pool2d_grad", x)
     require_float("max_pool2d_grad", x)
     same_dtype("max_pool2d_grad", ts)
-    want = x.with_shape([x.shape[0], x.shape[1], *pool_out_hw(a, _static_hw("max_pool2d_grad", x))])
+    _static_hw("max_pool2d_grad", x)
+    kernel, stride, _ = _pool_geometry(a)
+    out_hw = spatial_out("max_pool2d_grad", x, a["padding"], kernel, stride, [1, 1], a["ceil_mode"], what="window")
+    want = x.with_shape([x.shape[0], x.shape[1], *out_hw])
     if not _same_shape(g, want):
         raise TypeError_(f"max_pool2d_grad: g: {g} must be max_pool2d's result {want} for x: {x}")
     return [x]
 
 
-def first_max_cells(x: np.ndarray, a: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _first_max_cells(x: np.ndarray, a: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """For every window of max_pool2d over ``x``: the row and column (in ``x``) of its first
-    maximum, and its output position as a flat index; (rows, cols) are [N, C, Ho, Wo]."""
+    maximum, each [N, C, Ho, Wo]."""
     kernel, stride, _ = _pool_geometry(a)
     pads = a["padding"]
     win = windows(x.astype(np.float64), pads, kernel, stride, [1, 1], a["ceil_mode"], -np.inf)
@@ -134,12 +142,12 @@ def first_max_cells(x: np.ndarray, a: dict[str, Any]) -> tuple[np.ndarray, np.nd
     k = np.argmax(win.reshape(n, c, ho, wo, -1), axis=-1)  # the first maximum, row-major
     rows = np.arange(ho)[:, None] * stride[0] + k // kernel[1] - pads[0]
     cols = np.arange(wo)[None, :] * stride[1] + k % kernel[1] - pads[1]
-    return rows, cols, k
+    return rows, cols
 
 
 def _max_pool_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     x, g = xs
-    rows, cols, _ = first_max_cells(x, a)
+    rows, cols = _first_max_cells(x, a)
     n, c = x.shape[:2]
     ni, ci = np.indices((n, c))
     # A window of nothing but -inf has its "maximum" in the padding: it gives nothing.
@@ -185,11 +193,11 @@ register(
 # -- conv2d_input_grad -----------------------------------------------------------------------
 
 
-def conv_frame(a: dict[str, Any], kernel: list[int], out_hw: list[int]) -> list[int]:
-    """[bottom, right]: the padding after which the windows of a conv2d of stride ``a["stride"]``
-    exactly tile the padded image (negative: rows the last window does not reach)."""
-    stride, pads, size = a["stride"], a["padding"], a["size"]
-    return [(out_hw[i] - 1) * stride[i] + kernel[i] - size[i] - pads[i] for i in range(2)]
+def conv_frame(node: Node) -> list[int]:
+    """:func:`_frame` of a conv2d_input_grad node: its image's frame, read off g's windows."""
+    g, w = node.inputs
+    a = node.attrs
+    return _frame(a["size"], a["padding"][:2], _hw(w.type), a["stride"], _hw(g.type))
 
 
 def _conv_input_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
@@ -200,13 +208,11 @@ def _conv_input_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[Tens
         raise TypeError_(f"conv2d_input_grad expects g: [N, O, Ho, Wo] and w: [O, C, kh, kw] (static), got {g}, {w}")
     if not g.shape[1].compatible(w.shape[0]):
         raise TypeError_(f"conv2d_input_grad: g: {g} has {g.shape[1]} channels, w: {w} makes {w.shape[0]}")
-    size, stride, pads = a["size"], a["stride"], a["padding"]
-    kernel = [d.value for d in w.shape[2:]]
-    for i in range(2):
-        n = out_len(size[i], pads[i], pads[i + 2], extent(kernel[i], 1), stride[i])
-        if n is None or not g.shape[2 + i].compatible(Dim.of(n)):
-            raise TypeError_(f"conv2d_input_grad: g: {g} is not conv2d's result for an image of size {list(size)}")
-    return [g.with_shape([g.shape[0], w.shape[1], *size])]
+    x = g.with_shape([g.shape[0], w.shape[1], *a["size"]])
+    out_hw = spatial_out("conv2d_input_grad", x, a["padding"], _hw(w), a["stride"], [1, 1])
+    if not _same_shape(g, g.with_shape([*g.shape[:2], *out_hw])):
+        raise TypeError_(f"conv2d_input_grad: g: {g} is not conv2d's result for an image of size {list(a['size'])}")
+    return [x]
 
 
 def _conv_input_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
@@ -214,7 +220,7 @@ def _conv_input_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.nda
     n, _, ho, wo = g.shape
     _, c, kh, kw = w.shape
     (sh, sw), pads, size = a["stride"], a["padding"], a["size"]
-    bottom, right = conv_frame(a, [kh, kw], [ho, wo])
+    bottom, right = _frame(size, pads[:2], [kh, kw], a["stride"], [ho, wo])
     frame = np.zeros((n, c, pads[0] + size[0] + bottom, pads[1] + size[1] + right))
     for i in range(kh):
         for j in range(kw):
@@ -266,15 +272,13 @@ def _conv_weight_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[Ten
     _require_nchw("conv2d_weight_grad", x)
     require_float("conv2d_weight_grad", x)
     same_dtype("conv2d_weight_grad", ts)
-    size = _static_hw("conv2d_weight_grad", x)
-    kernel, stride, pads = a["kernel"], a["stride"], a["padding"]
+    _static_hw("conv2d_weight_grad", x)
     if g.rank != 4 or not g.shape[0].compatible(x.shape[0]):
         raise TypeError_(f"conv2d_weight_grad: g: {g} must be [N, O, Ho, Wo] for x: {x}")
-    for i in range(2):
-        n = out_len(size[i], pads[i], pads[i + 2], kernel[i], stride[i])
-        if n is None or not g.shape[2 + i].compatible(Dim.of(n)):
-            raise TypeError_(f"conv2d_weight_grad: g: {g} is not conv2d's result over x: {x}")
-    return [x.with_shape([g.shape[1], x.shape[1], *kernel])]
+    out_hw = spatial_out("conv2d_weight_grad", x, a["padding"], a["kernel"], a["stride"], [1, 1])
+    if not _same_shape(g, g.with_shape([*g.shape[:2], *out_hw])):
+        raise TypeError_(f"conv2d_weight_grad: g: {g} is not conv2d's result over x: {x}")
+    return [x.with_shape([g.shape[1], x.shape[1], *a["kernel"]])]
 
 
 def _conv_weight_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
@@ -316,7 +320,7 @@ def _layer_norm_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[Tens
     require_float("layer_norm_grad", x)
     same_dtype("layer_norm_grad", ts)
     ax = norm_axis("layer_norm_grad", a["axis"], x.rank)
-    if not _same_shape(g, x) or gamma.rank != x.rank - ax or not _same_shape(gamma, x.with_shape(x.shape[ax:])):
+    if not _same_shape(g, x) or not _same_shape(gamma, x.with_shape(x.shape[ax:])):
         raise TypeError_(f"layer_norm_grad: expects g: {x} and gamma: {x.with_shape(x.shape[ax:])}, got {g}, {gamma}")
     return [x, gamma, gamma]
 
@@ -535,4 +539,4 @@ register(
     )
 )
 
-__all__ = ["relu_vjp", "first_max_cells", "pool_out_hw", "conv_frame"]
+__all__ = ["conv_frame", "pool_frame"]
