@@ -152,6 +152,16 @@ class GradBuilder:
             return a
         return self.op("broadcast_to", a, shape=self.dims(t))
 
+    def rows_product(self, p: Value, q: Value) -> Value:
+        """``sum_i p_i^T q_i`` over every row of p [..., K] and q [..., N] (same leading dims): one
+        [M, K]^T @ [M, N] matrix product, not a batched one summed afterwards (a weight's
+        gradient over a batch of sequences, or over a loop's steps)."""
+        rows = Dim.of(1)
+        for d in p.type.shape[:-1]:
+            rows = rows * d
+        p2, q2 = (self.op("reshape", v, shape=self.dims(v.type.with_shape([rows, v.type.shape[-1]]))) for v in (p, q))
+        return self.op("matmul", self.op("transpose", p2, perm=[1, 0]), q2)
+
     def zeros(self, t: TensorType) -> Value:
         """A tensor of zeros of type ``t`` (a scalar constant repeated to the shape)."""
         return self.broadcast_to(self.const(0.0, t.dtype), t)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.scan import emit_scan, scan_body
-from dlir.ir.types import Dim, DType, TensorType
+from dlir.ir.types import DType, TensorType
 from dlir.ops.control import register_scan_vjp, stacked_type, step_type
 
 if TYPE_CHECKING:
@@ -101,11 +101,12 @@ def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]
             st = _saved_stack_read(bb, v, step, axis)
             if st is not None:
                 already[id(v)] = st
-    emits = {id(v): i for i, (_, v) in enumerate(outputs[1 + len(floats) + len(summed) :])}
+    n_carried = 1 + len(floats) + len(summed)  # the outputs before the emits
+    emits = {id(v): i for i, (_, v) in enumerate(outputs[n_carried:])}
     for c, (p, q) in products.items():
         for kind, v in (("rows", p), ("cols", q)):
             if id(v) not in already and id(v) not in emits:
-                emits[id(v)] = len(outputs) - (1 + len(floats) + len(summed))
+                emits[id(v)] = len(outputs) - n_carried
                 outputs.append((f"d.{c.name}.{kind}", v))
     bb.outputs = outputs
     _prune_body(bb)
@@ -114,16 +115,15 @@ def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]
     start = b.op("constant", value=[0 if reverse else -1], dtype=DType.i64)
     starts = [start] + [g_last[i] for i in floats] + [b.zeros_like(c) for c in summed]
     outs = emit_scan(b.graph, xs, starts, bb, axis, reverse=not reverse, loc=node.loc)
-    n_carry = 1 + len(floats) + len(summed)
     d_xs = outs[0] if want_xs else None
-    lasts = outs[-n_carry:]
+    lasts = outs[-n_carried:]
     d_inits = dict(zip(floats, lasts[1 : 1 + len(floats)], strict=True))
     for c, total in zip(summed, lasts[1 + len(floats) :], strict=True):
         b.add_closure_cotangent(c, total)
-    all_emits = outs[: len(outs) - n_carry]
+    all_emits = outs[: len(outs) - n_carried]
     for c, (p, q) in products.items():
         rows, cols = (already[id(v)] if id(v) in already else all_emits[emits[id(v)]] for v in (p, q))
-        b.add_closure_cotangent(c, b.op("matmul", _swap(b, _as_rows(b, rows)), _as_rows(b, cols)))
+        b.add_closure_cotangent(c, b.rows_product(rows, cols))
     return [d_xs] + [d_inits.get(i) for i in range(k)]
 
 
@@ -154,18 +154,6 @@ def _saved_stack_read(bb: Graph, v: Value, step: Value, axis: int) -> Value | No
     stack = ga.inputs[0]
     inside = stack in bb.inputs or (stack.producer is not None and stack.producer in bb.nodes)
     return None if inside else stack
-
-
-def _as_rows(b: GradBuilder, stacked: Value) -> Value:
-    """A stack of [B, N] step values as one [T*B, N] matrix (the row order does not matter to p^T q)."""
-    rows = Dim.of(1)
-    for d in stacked.type.shape[:-1]:
-        rows = rows * d
-    return b.op("reshape", stacked, shape=b.dims(stacked.type.with_shape([rows, stacked.type.shape[-1]])))
-
-
-def _swap(b: GradBuilder, m: Value) -> Value:
-    return b.op("transpose", m, perm=[1, 0])
 
 
 def _save_instead_of_replay(

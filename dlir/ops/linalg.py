@@ -63,17 +63,6 @@ def _swap_last(b: GradBuilder, v: Value) -> Value:
     return b.op("transpose", v, perm=list(range(r - 2)) + [r - 1, r - 2])
 
 
-def _weight_grad(b: GradBuilder, x: Value, g: Value) -> Value:
-    """``dw`` of ``x @ w`` for a batched x [..., K] and w [K, N]: one matrix product over all rows,
-    ``x[M, K]^T @ g[M, N]``, not a batched product summed over the batch afterwards."""
-    rows = Dim.of(1)
-    for d in x.type.shape[:-1]:
-        rows = rows * d
-    x2 = b.op("reshape", x, shape=b.dims(x.type.with_shape([rows, x.type.shape[-1]])))
-    g2 = b.op("reshape", g, shape=b.dims(g.type.with_shape([rows, g.type.shape[-1]])))
-    return b.op("matmul", _swap_last(b, x2), g2)
-
-
 def _matmul_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]:
     """``da = g @ b^T``, ``db = a^T @ g`` on the matrix forms of the operands.
 
@@ -91,7 +80,8 @@ def _matmul_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | No
     if w.type.rank == 1:
         g = b.op("unsqueeze", g, axes=[g.type.rank])
     gx = b.op("matmul", g, _swap_last(b, w2))
-    gw = _weight_grad(b, x, g) if w.type.rank == 2 and x.type.rank > 2 else b.op("matmul", _swap_last(b, x2), g)
+    # dw of a batched x and a 2-D w: one matrix product over all rows
+    gw = b.rows_product(x, g) if w.type.rank == 2 and x.type.rank > 2 else b.op("matmul", _swap_last(b, x2), g)
     if w.type.rank == 1:
         gw = b.op("squeeze", gw, axes=[gw.type.rank - 1])
     return [gx, gw]
@@ -241,7 +231,7 @@ def _linear_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | No
     gw = None
     if b.needs(1):
         if x.type.rank > 2:
-            gw = _weight_grad(b, x, g)
+            gw = b.rows_product(x, g)  # one matrix product over all rows
         else:
             x2 = x if x.type.rank > 1 else b.op("unsqueeze", x, axes=[0])
             g2 = g if x.type.rank > 1 else b.op("unsqueeze", g, axes=[0])
