@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from dlir.backends.tensorflow.codegen import class_name, generate_source
+from dlir.backends.tensorflow.codegen import class_name, generate_source, variable_name
 
 from dlir.errors import UsageError
 from dlir.ir.graph import Graph
@@ -100,17 +100,6 @@ def _device_scope(tf: ModuleType, device: str) -> str | None:
     return f"/GPU:{index}"
 
 
-def _var_name(name: str) -> str:
-    """A dlir value name as a TensorFlow op name (dots and other marks as underscores)."""
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in name) or "v"
-
-
-def _tf_dtype(tf: Any, v: Any) -> Any:
-    from dlir.backends.tensorflow.lowering import TF_DTYPES
-
-    return getattr(tf, TF_DTYPES[v.type.dtype].removeprefix("tf."))
-
-
 class Runner(BaseRunner):
     """A graph compiled to a ``tf.Module`` and run by TensorFlow."""
 
@@ -158,7 +147,7 @@ class Runner(BaseRunner):
     def _start_keeping(self, values: dict[str, np.ndarray]) -> None:
         tf = self._tf
         with self._scope():
-            self._kept = {k: tf.Variable(v, trainable=False, name=_var_name(k)) for k, v in values.items()}
+            self._kept = {k: tf.Variable(v, trainable=False, name=variable_name(k)) for k, v in values.items()}
         free = [v for v in self.graph.inputs if v.name not in values]
         kept, carry, outs_kept = self._kept, self._carry, self._free
         call, inputs = self.module.__call__, list(self.graph.inputs)
@@ -172,7 +161,8 @@ class Runner(BaseRunner):
             return [outs[i] for i in outs_kept]
 
         spec = [
-            tf.TensorSpec([None if not d.is_static else d.value for d in v.type.shape], _tf_dtype(tf, v)) for v in free
+            tf.TensorSpec([None if not d.is_static else d.value for d in v.type.shape], tf.as_dtype(v.type.dtype.numpy))
+            for v in free
         ]
         with self._scope():
             self._step_fn = tf.function(step, input_signature=spec, autograph=False).get_concrete_function()

@@ -69,7 +69,8 @@ class Trainer:
         # Kept on the target between steps; each step's new.<name> output replaces <name> there.
         step_inputs = {v.name for v in self.step_graph.inputs}
         kept = {k: v for k, v in {**params, **buffers, **state}.items() if k in step_inputs}
-        self.runner.keep(kept, {NEW + k: k for k in kept if NEW + k in self.step_graph.output_names()})
+        outputs = set(self.step_graph.output_names())
+        self.runner.keep(kept, {NEW + k: k for k in kept if NEW + k in outputs})
         self.params = KeptValues(self.runner, list(params), {})
         # a buffer the step does not update is a param of the step graph, not kept
         self.buffers = KeptValues(
