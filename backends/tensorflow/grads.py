@@ -19,7 +19,7 @@ All of them compute channels-last, as the forward conv and pool kernels do
 from __future__ import annotations
 
 from dlir.backends.decompose import DECOMPOSE
-from dlir.backends.tensorflow.lowering import EMITTERS, Ctx, Nhwc, _reg
+from dlir.backends.tensorflow.lowering import EMITTERS, Ctx, Nhwc, _reg, _template
 
 from dlir.ir.graph import Node
 from dlir.ops.backward import conv_frame, pool_frame
@@ -42,10 +42,7 @@ def pad_or_crop(x: str, top: int, bottom: int, left: int, right: int, value: str
     return x
 
 
-@_reg("relu_grad")
-def _relu_grad(ctx: Ctx, node: Node) -> str:
-    y, g = (ctx.arg(v) for v in node.inputs)
-    return f"tf.raw_ops.ReluGrad(gradients={g}, features={y})"
+_template("relu_grad", "tf.raw_ops.ReluGrad(gradients={1}, features={0})")  # relu_grad(y, g)
 
 
 @_reg("max_pool2d_grad")

@@ -37,7 +37,7 @@ from dlir.backends.codegen import (
 )
 from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
-from dlir.backends.torch.lowering_grad import pool_backward_from, pool_with_indices, shared_pool_geometry
+from dlir.backends.torch.lowering_grad import max_pool2d_grad, pool_with_indices, shared_pool_geometry
 from dlir.backends.torch.step_patterns import loop_counters, pools_with_grads
 
 from dlir.errors import LoweringError, did_you_mean
@@ -351,28 +351,31 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
         if node.op == "scan":
             lines += scan_lines(node, scope)
             continue
-        if node in pools or node in indices:
-            lines.append(_pool_statement(node, pools, indices, scope))
-            continue
-        if node.op == "gather" and node.inputs[1] in scope.py_ints:
-            # a backward scan reading step t of a saved stack: a view, not an indexing copy
-            out = scope.ns.name(node.outputs[0].name, node.outputs[0])
-            names[node.outputs[0]] = out
-            axis = node.attrs["axis"] % node.inputs[0].type.rank
-            lines.append(f"{out} = {names[node.inputs[0]]}.narrow({axis}, {names[node.inputs[1]]}, 1)")
-            continue
-        emitter = EMITTERS.get(node.op)
-        if emitter is None:
-            raise LoweringError(
-                f"the torch target has no lowering for op '{node.op}'",
-                node.loc,
-                hint=did_you_mean(node.op, EMITTERS) or "see `dlirc ops` for what each target supports",
-            )
         sym_names = scope.sym_names
         dim = lambda d, syms=sym_names: dim_expr(d, syms)  # noqa: E731 (bound now: B023)
-        rhs = emitter(Site(node, [names[v] for v in node.inputs], dim, scope.device))
+        site = Site(node, [names[v] for v in node.inputs], dim, scope.device)
         outs = [scope.ns.name(v.name, v) for v in node.outputs]
-        names.update(zip(node.outputs, outs, strict=True))
+        if node in pools:  # a forward max pool that keeps its indices for its backward
+            geometry = shared_pool_geometry(site)
+            assert geometry is not None
+            indices[pools[node]] = scope.ns.name(f"{node.outputs[0].name}_indices")
+            rhs = pool_with_indices(site.x, *geometry)
+            outs.append(indices[pools[node]])
+        elif node in indices:
+            rhs = max_pool2d_grad(site, indices[node])
+        elif node.op == "gather" and node.inputs[1] in scope.py_ints:
+            # a backward scan reading step t of a saved stack: a view, not an indexing copy
+            rhs = f"{site.x}.narrow({node.attrs['axis'] % node.inputs[0].type.rank}, {site.args[1]}, 1)"
+        else:
+            emitter = EMITTERS.get(node.op)
+            if emitter is None:
+                raise LoweringError(
+                    f"the torch target has no lowering for op '{node.op}'",
+                    node.loc,
+                    hint=did_you_mean(node.op, EMITTERS) or "see `dlirc ops` for what each target supports",
+                )
+            rhs = emitter(site)
+        names.update(zip(node.outputs, outs[: len(node.outputs)], strict=True))  # (a pool's indices follow)
         # split returns a tuple even for one piece
         target = ", ".join(outs) if len(outs) > 1 or node.op != "split" else f"({outs[0]},)"
         lines.append(f"{target} = {rhs}{loc_comment(node.loc)}")
@@ -421,23 +424,6 @@ def scan_lines(node: Node, scope: Scope) -> list[str]:
         lines.append(f"{ns.name(v.name, v)} = {last}")
     names.update((v, ns.name(v.name, v)) for v in node.outputs)
     return lines
-
-
-def _pool_statement(node: Node, pools: dict[Node, Node], indices: dict[Node, str], scope: Scope) -> str:
-    """A forward pool that keeps its indices (``y, y_idx = ...``), or the backward reading them."""
-    names = scope.names
-    site = Site(node, [names[v] for v in node.inputs], str, scope.device)
-    if node in pools:
-        geometry = shared_pool_geometry(site)
-        assert geometry is not None
-        out = scope.ns.name(node.outputs[0].name, node.outputs[0])
-        idx = scope.ns.name(f"{node.outputs[0].name}_indices")
-        names[node.outputs[0]] = out
-        indices[pools[node]] = idx
-        return f"{out}, {idx} = {pool_with_indices(site.x, *geometry)}{loc_comment(node.loc)}"
-    out = scope.ns.name(node.outputs[0].name, node.outputs[0])
-    names[node.outputs[0]] = out
-    return f"{out} = {pool_backward_from(site, indices[node])}{loc_comment(node.loc)}"
 
 
 def forward_body(graph: Graph, ns: Namespace, names: dict[Value, str]) -> list[str]:

@@ -30,19 +30,22 @@ def _relu_grad(s: Site) -> str:
     return f"torch.ops.aten.threshold_backward({g}, {y}, 0)"
 
 
-def _max_pool2d_grad(s: Site) -> str:
+def max_pool2d_grad(s: Site, indices: str | None = None) -> str:
+    """``indices``: those the forward pool kept (the code generator pairs the two where torch
+    pads the pool itself, see step_patterns.pools_with_grads); otherwise it pools again."""
     x, g = s.args
     kernel, stride = _pair(s.attr("kernel")), _pair(s.attr("stride"))
     ceil = s.attr("ceil_mode")
     native = _native_padding(s, kernel)
     if native is None:
+        assert indices is None, "only a pool torch pads itself keeps its indices"
         # torch pools pad symmetrically by at most half the kernel: pool the -inf padded frame
         # every window lies in, then cut the padding (and zero-fill uncovered rows) off its gradient.
         (top, left, _, _), (bottom, right) = _pads(s), pool_frame(s.node)
         x = f"F.pad({x}, {_torch_pad(left, right, top, bottom)}, value=float('-inf'))"
         grad = _pool_backward(x, g, kernel, stride, (0, 0), False)
         return f"F.pad({grad}, {_torch_pad(-left, -right, -top, -bottom)})"
-    return _pool_backward(x, g, kernel, stride, native, ceil)
+    return _pool_backward(x, g, kernel, stride, native, ceil, indices)
 
 
 def pool_with_indices(
@@ -78,15 +81,6 @@ def shared_pool_geometry(pool: Site) -> tuple[tuple[int, int], tuple[int, int], 
     kernel, stride = _pair(pool.attr("kernel")), _pair(pool.attr("stride"))
     native = _native_padding(pool, kernel)
     return None if native is None else (kernel, stride, native, bool(pool.attr("ceil_mode")))
-
-
-def pool_backward_from(grad: Site, indices: str) -> str:
-    """max_pool2d_grad through the indices its forward pool kept (same image and windows)."""
-    x, g = grad.args
-    kernel, stride = _pair(grad.attr("kernel")), _pair(grad.attr("stride"))
-    native = _native_padding(grad, kernel)
-    assert native is not None, "only a pool torch pads itself keeps its indices"
-    return _pool_backward(x, g, kernel, stride, native, bool(grad.attr("ceil_mode")), indices)
 
 
 def _conv2d_input_grad(s: Site) -> str:
@@ -178,7 +172,7 @@ def _batch_norm_train_grad(s: Site) -> str:
 
 GRAD_EMITTERS: dict[str, Emitter] = {
     "relu_grad": _relu_grad,
-    "max_pool2d_grad": _max_pool2d_grad,
+    "max_pool2d_grad": max_pool2d_grad,
     "conv2d_input_grad": _conv2d_input_grad,
     "conv2d_weight_grad": _conv2d_weight_grad,
     "layer_norm_grad": _layer_norm_grad,
