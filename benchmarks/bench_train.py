@@ -259,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import dlir
     from dlir.backends.tensorflow.runner import import_tf
+    from dlir.runtime.init import init_params
 
     tf = import_tf()
     if args.threads:
@@ -278,15 +279,15 @@ def main(argv: list[str] | None = None) -> int:
         prog = dlir.loads(text + src, f"{sample}.dlir")
         loss_graph = prog.graph(loss_name)
         rng = np.random.default_rng(0)
-        batch = {k: v for k, v in hand.feeds(rng, args.batch, SEQ).items()}
+        batch = dict(hand.feeds(rng, args.batch, SEQ))
         out_type = fwd.outputs[spec.output][1].type
         if spec.loss == "ce":
             batch["labels"] = rng.integers(0, spec.classes, args.batch).astype(np.int64)
         else:
             shape = [args.batch if str(d) == "B" else SEQ if str(d) == "T" else d.value for d in out_type.shape]
             batch["target"] = rng.standard_normal(shape).astype(np.float32)
-        ref = dlir.compile(prog, "numpy", model=loss_name)
-        params = {k[len("net."):]: v for k, v in ref.params.items()}  # the hand-written models' names
+        # the seeded init every Trainer starts from, by the hand-written models' names
+        params = {k[len("net.") :]: v for k, v in init_params(loss_graph, 0).items()}
         want = dlir_step(loss_graph, "numpy", batch)()  # the step's own loss: train mode (batch norm)
 
         steps: dict[str, Callable[[], float]] = {t: dlir_step(loss_graph, t, batch) for t in DLIR_TARGETS}
