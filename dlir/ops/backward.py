@@ -315,6 +315,20 @@ register(
 # -- layer_norm_grad -------------------------------------------------------------------------
 
 
+def _centred_and_inv(x: np.ndarray, axes: tuple[int, ...], eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """x - mean and 1/sigma over ``axes`` (biased variance), for the references."""
+    centred = x - x.mean(axis=axes, keepdims=True)
+    return centred, 1.0 / np.sqrt((centred * centred).mean(axis=axes, keepdims=True) + eps)
+
+
+def _norm_parts(b: GradBuilder, x: Value, axes: list[int], eps: float) -> tuple[Value, Value]:
+    """x - mean and 1/sigma over ``axes`` as ops; eps inside the mean, as the TensorFlow forward
+    writes it: no Rsqrt(Mean + eps) chain for oneDNN's layer-norm fusion (its own eps) to match."""
+    centred = b.sub(x, b.op("mean", x, axis=axes, keepdims=True))
+    var_eps = b.op("mean", b.add(b.mul(centred, centred), b.const(eps, x)), axis=axes, keepdims=True)
+    return centred, b.op("rsqrt", var_eps)
+
+
 def _layer_norm_grad_infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
     x, gamma, g = ts
     require_float("layer_norm_grad", x)
@@ -329,8 +343,7 @@ def _layer_norm_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.nda
     x, gamma, g = (v.astype(np.float64) for v in xs)
     ax = a["axis"] % x.ndim
     axes, lead = tuple(range(ax, x.ndim)), tuple(range(ax))
-    centred = x - x.mean(axis=axes, keepdims=True)
-    rstd = 1.0 / np.sqrt((centred * centred).mean(axis=axes, keepdims=True) + a["eps"])
+    centred, rstd = _centred_and_inv(x, axes, a["eps"])
     xh = centred * rstd
     dxh = g * gamma
     dx = rstd * (dxh - dxh.mean(axis=axes, keepdims=True) - xh * (dxh * xh).mean(axis=axes, keepdims=True))
@@ -343,11 +356,7 @@ def _layer_norm_grad_decompose(b: GradBuilder, node: Node) -> list[Value]:
     x, gamma, g = node.inputs
     ax = norm_axis("layer_norm_grad", node.attrs["axis"], x.type.rank)
     axes, lead = list(range(ax, x.type.rank)), list(range(ax))
-    centred = b.sub(x, b.op("mean", x, axis=axes, keepdims=True))
-    # eps inside the mean, as the TensorFlow forward writes it: no Rsqrt(Mean + eps) chain for
-    # oneDNN's layer-norm fusion (which uses its own eps) to match
-    var_eps = b.op("mean", b.add(b.mul(centred, centred), b.const(node.attrs["eps"], x)), axis=axes, keepdims=True)
-    rstd = b.op("rsqrt", var_eps)
+    centred, rstd = _norm_parts(b, x, axes, node.attrs["eps"])
     xh = b.mul(centred, rstd)
     dxh = b.mul(g, gamma)
     mean_dxh = b.op("mean", dxh, axis=axes, keepdims=True)
@@ -455,24 +464,24 @@ def _bn_train_infer(name: str, n_out: int) -> Any:
 
 
 def _bn_stats(x: np.ndarray, a: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[int], tuple[int, ...]]:
+    """x - mean, 1/sigma over the batch, the per-channel broadcast shape, and the reduced axes."""
     ch, axes = _bn_axes(a, x.ndim)
     shape = [1] * x.ndim
     shape[ch] = -1
-    mean = x.mean(axis=tuple(axes), keepdims=True)
-    inv = 1.0 / np.sqrt(((x - mean) ** 2).mean(axis=tuple(axes), keepdims=True) + a["eps"])
-    return mean, inv, shape, tuple(axes)
+    centred, inv = _centred_and_inv(x, tuple(axes), a["eps"])
+    return centred, inv, shape, tuple(axes)
 
 
 def _bn_train_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     x, scale, bias = (v.astype(np.float64) for v in xs)
-    mean, inv, shape, _ = _bn_stats(x, a)
-    return [(x - mean) * inv * scale.reshape(shape) + bias.reshape(shape)]
+    centred, inv, shape, _ = _bn_stats(x, a)
+    return [centred * inv * scale.reshape(shape) + bias.reshape(shape)]
 
 
 def _bn_train_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
     x, scale, g = (v.astype(np.float64) for v in xs)
-    mean, inv, shape, axes = _bn_stats(x, a)
-    xh = (x - mean) * inv
+    centred, inv, shape, axes = _bn_stats(x, a)
+    xh = centred * inv
     dbias, dscale = g.sum(axis=axes), (g * xh).sum(axis=axes)
     n = x.size / x.shape[_bn_axes(a, x.ndim)[0]]
     dx = scale.reshape(shape) * inv / n * (n * g - dbias.reshape(shape) - xh * dscale.reshape(shape))
@@ -480,14 +489,13 @@ def _bn_train_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarr
 
 
 def _bn_parts(b: GradBuilder, node: Node) -> tuple[Value, Value, list[int], list[int]]:
-    """x - mean and 1/sigma over the batch (eps inside the mean, as the TF forward writes it)."""
+    """x - mean and 1/sigma over the batch, the reduced axes and the per-channel broadcast shape."""
     x = node.inputs[0]
     ch, axes = _bn_axes(node.attrs, x.type.rank)
     per_channel = [1] * x.type.rank
     per_channel[ch] = -1
-    centred = b.sub(x, b.op("mean", x, axis=axes, keepdims=True))
-    sq = b.add(b.mul(centred, centred), b.const(node.attrs["eps"], x))
-    return centred, b.op("rsqrt", b.op("mean", sq, axis=axes, keepdims=True)), axes, per_channel
+    centred, inv = _norm_parts(b, x, axes, node.attrs["eps"])
+    return centred, inv, axes, per_channel
 
 
 def _bn_train_decompose(b: GradBuilder, node: Node) -> list[Value]:
