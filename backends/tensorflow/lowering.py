@@ -339,13 +339,16 @@ for _op, _fn in {
 }.items():
 
     def _reduce(ctx: Ctx, node: Node, fn: str = _fn) -> str:
-        x, axis = ctx.arg, node.attrs["axis"]
+        axis = node.attrs["axis"]
         if layout.reduces_either_way(node) and ctx.prefer_nhwc(node, node.inputs[:1]):
             # over batch and space of a value the code has channels-last: no transpose back for it
-            x, axis = ctx.nhwc, None if axis is None else sorted(layout.NHWC_AXIS[a % 4] for a in axis)
+            x = ctx.nhwc(node.inputs[0])
+            axis = None if axis is None else sorted(layout.NHWC_AXIS[a % 4] for a in axis)
+        else:
+            x = ctx.arg(node.inputs[0])
         if fn in ("tf.reduce_sum", "tf.reduce_mean"):
-            return _summed(fn, x(node.inputs[0]), node, axis)
-        return f"{fn}({x(node.inputs[0])}, axis={_axes_list(axis)}{_kd(node.attrs['keepdims'])})"
+            return _summed(fn, x, node, axis)
+        return f"{fn}({x}, axis={_axes_list(axis)}{_kd(node.attrs['keepdims'])})"
 
     _reg(_op)(_reduce)
 
