@@ -136,7 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--label-column", help="the label column of a .csv (name or index; default: the last)")
     p.add_argument("--epochs", type=int, required=True)
-    p.add_argument("--batch", type=int, default=64, help="minibatch size (default 64)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=64,
+        help="the global minibatch size, split among --nproc x --nnodes workers (default 64)",
+    )
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     p.add_argument("--lr", type=float, help="learning rate (default: adam 0.005, sgd 0.05)")
     p.add_argument("--momentum", type=float, default=0.9, help="sgd momentum (default 0.9)")
@@ -172,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
         "-O", dest="opt_level", type=int, default=2, choices=[0, 1, 2, 3], help="optimisation level of the step graph"
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--nproc", type=int, default=1, help="data-parallel workers on this machine (torch.distributed; default 1)"
+    )
+    p.add_argument("--nnodes", type=int, default=1, help="machines taking part (each runs this command; default 1)")
+    p.add_argument(
+        "--node-rank", type=int, default=0, help="this machine's rank among --nnodes (0 hosts the rendezvous)"
+    )
+    p.add_argument(
+        "--rdzv-endpoint",
+        metavar="HOST:PORT",
+        help="where node 0 listens for the workers (default: a free loopback port; required with --nnodes > 1)",
+    )
 
     sub.add_parser("ops", help="print the op x target coverage table")
     from dlir.importer.cli_import import add_parsers as _add_import_parsers
@@ -340,11 +357,40 @@ def cmd_ir(args: argparse.Namespace, sources: dict[str, str]) -> int:
 
 
 def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
-    from dlir.runtime.weights import save_safetensors
+    workers = args.nproc * args.nnodes
+    if workers > 1 and args.batch < workers:
+        raise UsageError(
+            f"--batch {args.batch} is the global batch: it cannot be split among {workers} workers",
+            hint=f"give --batch {workers} or more, or fewer workers",
+        )
+    setup = _train_setup(args, sources)  # a user's mistake is reported here, before any worker starts
+    if workers == 1:
+        return _train_run(args, setup, None)
+    from dlir.train.launch import run_workers
+
+    run_workers(
+        _train_worker,
+        (args,),
+        nproc=args.nproc,
+        nnodes=args.nnodes,
+        node_rank=args.node_rank,
+        rdzv_endpoint=args.rdzv_endpoint,
+        device=args.device,
+    )
+    return 0
+
+
+def _train_worker(world: Any, args: argparse.Namespace) -> int:
+    """One data-parallel worker of ``dlirc train --nproc N`` (run by dlir.train.launch)."""
+    return _train_run(args, _train_setup(args, {}), world)
+
+
+def _train_setup(args: argparse.Namespace, sources: dict[str, str]) -> dict[str, Any]:
+    """Everything ``dlirc train`` checks and loads before the first step."""
     from dlir.train.data import bind_inputs, load_dataset
     from dlir.train.optim import make_optimizer
     from dlir.train.schedule import Schedule
-    from dlir.train.trainer import Evaluator, Trainer, check_loss_model, find_forward_model, loss_curve_png
+    from dlir.train.trainer import Evaluator, check_loss_model, find_forward_model
 
     if args.epochs < 1 or args.batch < 1:
         raise UsageError("--epochs and --batch must be positive")
@@ -372,30 +418,56 @@ def cmd_train(args: argparse.Namespace, sources: dict[str, str]) -> int:
     train_data, validate = _validation(data, graph, evaluator, args)
     if args.early_stopping is not None and validate is None:
         raise UsageError("--early-stopping needs a validation split", hint="give --val-fraction > 0")
-    trainer = Trainer(graph, opt, args.target, seed=args.seed, device=args.device, opt_level=args.opt_level)
-    rows = "images" if data.kind == "images" else "rows"
-    print(
-        # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
-        f"training {graph.name} on {args.target} with {opt.name} (lr {opt.lr}, {schedule.kind}): "  # type: ignore[attr-defined]
-        f"{len(train_data.y_train)} {data.name} {rows} "
-        f"({len(data.y_train) - len(train_data.y_train)} held out for validation), "
-        f"batch {args.batch}, {args.epochs} epoch(s)",
-        file=sys.stderr,
+    return {
+        "schedule": schedule,
+        "data": data,
+        "graph": graph,
+        "opt": opt,
+        "forward": forward,
+        "evaluator": evaluator,
+        "train_data": train_data,
+        "validate": validate,
+    }
+
+
+def _train_run(args: argparse.Namespace, setup: dict[str, Any], world: Any) -> int:
+    """Train (as one worker of ``world``, or alone); rank 0 alone prints and writes files."""
+    from dlir.runtime.weights import save_safetensors
+    from dlir.train.trainer import Trainer, loss_curve_png
+
+    data, graph, opt, schedule = setup["data"], setup["graph"], setup["opt"], setup["schedule"]
+    train_data, evaluator = setup["train_data"], setup["evaluator"]
+    trainer = Trainer(
+        graph, opt, args.target, seed=args.seed, device=args.device, opt_level=args.opt_level, world=world
     )
+    main = world is None or world.is_main
+    rows = "images" if data.kind == "images" else "rows"
+    on = f" ({world.size} workers)" if world is not None else ""
+    if main:
+        print(
+            # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
+            f"training {graph.name} on {args.target}{on} with {opt.name} (lr {opt.lr}, {schedule.kind}): "  # type: ignore[attr-defined]
+            f"{len(train_data.y_train)} {data.name} {rows} "
+            f"({len(data.y_train) - len(train_data.y_train)} held out for validation), "
+            f"batch {args.batch}, {args.epochs} epoch(s)",
+            file=sys.stderr,
+        )
     losses = trainer.fit(
         train_data,
         args.epochs,
         args.batch,
         progress=sys.stderr,
         schedule=schedule,
-        evaluate=validate,
+        evaluate=setup["validate"],
         patience=args.early_stopping,
         checkpoint=args.checkpoint,
         resume=args.resume,
     )
+    if not main:
+        return 0
     trained = {**trainer.params, **trainer.buffers}
     acc = evaluator.accuracy(trained, data)
-    print(f"test accuracy: {acc:.4f} ({len(data.y_test)} {rows}, model {forward.name})")
+    print(f"test accuracy: {acc:.4f} ({len(data.y_test)} {rows}, model {setup['forward'].name})")
     if args.output:  # params and buffers (running statistics), under the forward model's names
         save_safetensors(evaluator.weights(trained), args.output)
         print(f"wrote {args.output}")

@@ -38,6 +38,7 @@ from dlir.ir.types import DType, TensorType
 NEW = "new."  # prefix of an updated input among the step graph's outputs
 STATE = "state."  # prefix of optimizer-state inputs
 LR = "hyper.lr"  # the learning-rate input: a schedule changes it between steps without recompiling
+GRAD = "grad."  # prefix of a gradient among a gradient graph's outputs and an update graph's inputs
 
 
 @dataclass(frozen=True)
@@ -152,15 +153,48 @@ def train_step_graph(
         target: the target the step is compiled for, whose passes join the level's
             (``-O3`` for tensorflow adds ``layout``); None: the target-independent ones.
     """
-    from dlir.ir.verifier import verify
-    from dlir.passes import optimize
+    g, loss, buffer_outs, params, grads = _differentiated(graph, output)
+    outputs = [loss, *buffer_outs, *_append_update(g, graph, optimizer, params, grads)]
+    return _finish(g, outputs, f"{graph.name}Step", opt_level, target)
 
+
+def gradient_graph(graph: Graph, output: str | None = None, opt_level: int = 2, target: str | None = None) -> Graph:
+    """The first half of a data-parallel step (DESIGN.md section 9): no update.
+
+    Inputs: the loss model's data inputs, every trainable param, the buffers a
+    train-mode graph updates. Outputs: the loss, ``new.<buffer>``, then
+    ``grad.<param>`` for every trainable param, in order (gradients of the loss as
+    the model defines it, a batch mean: the caller scales them to the summed loss).
+    """
+    g, loss, buffer_outs, params, grads = _differentiated(graph, output)
+    outputs = [loss, *buffer_outs, *((GRAD + p.name, gr) for p, gr in zip(params, grads, strict=True))]
+    return _finish(g, outputs, f"{graph.name}Gradient", opt_level, target)
+
+
+def update_graph(graph: Graph, optimizer: Optimizer, opt_level: int = 2, target: str | None = None) -> Graph:
+    """The second half of a data-parallel step: the optimizer's update of ``graph``'s trainable params.
+
+    Inputs: every trainable param, ``grad.<param>`` (the reduced gradients), the
+    optimizer state and ``hyper.lr``. Outputs: ``new.<param>`` and ``new.<state>``,
+    as :func:`train_step_graph` writes them.
+    """
+    g = Graph(f"{graph.name}Update", loc=graph.loc)
+    params = [g.add_input(p.name, p.type, p.loc) for p in graph.trainable]
+    grads = [g.add_input(GRAD + p.name, p.type, p.loc) for p in graph.trainable]
+    return _finish(g, _append_update(g, graph, optimizer, params, grads), g.name, opt_level, target)
+
+
+def _differentiated(
+    graph: Graph, output: str | None
+) -> tuple[Graph, tuple[str, Value], list[tuple[str, Value]], list[Value], list[Value]]:
+    """``graph`` differentiated, its params and updated buffers made inputs:
+    ``(graph, (loss name, loss), new.<buffer> outputs, params, their gradients)``."""
     # A train-mode graph (dlir.train.modes) also returns new.<buffer>: the new running statistics.
     updated = [(n, v) for n, v in graph.outputs if n.startswith(NEW)]
     loss_output = output if output is not None else next(n for n, _ in graph.outputs if not n.startswith(NEW))
     g = autodiff(graph, output=loss_output)
     n_grads = len(graph.trainable)
-    loss_name, loss = next(o for o in g.outputs if o[0] == loss_output)
+    loss = next(o for o in g.outputs if o[0] == loss_output)
     grads = [v for _, v in g.outputs[-n_grads:]] if n_grads else []
     buffer_outs = [(n, v) for n, v in g.outputs if n.startswith(NEW)]
     params = list(g.trainable)
@@ -168,12 +202,20 @@ def train_step_graph(
     # Buffers with new values are read and written by the step, like optimizer state.
     names = {n[len(NEW) :] for n, _ in updated}
     _params_to_inputs(g, [p for p in g.params if p.name in names])
-    b = GradBuilder(g, graph.loc, "upd")
+    return g, loss, buffer_outs, params, grads
+
+
+def _append_update(
+    g: Graph, source: Graph, optimizer: Optimizer, params: list[Value], grads: list[Value]
+) -> list[tuple[str, Value]]:
+    """Add the optimizer's state and ``hyper.lr`` inputs to ``g`` and its update of ``params``;
+    returns the ``new.<param>`` then ``new.<state>`` outputs."""
+    b = GradBuilder(g, source.loc, "upd")
     state = {s: [g.add_input(f"{STATE}{s}.{p.name}", p.type) for p in params] for s in optimizer.state_slots}
     counters = {c: g.add_input(f"{STATE}{c}", TensorType(DType.f32, ())) for c in optimizer.counters}
     lr = g.add_input(LR, TensorType(DType.f32, ()))
     shared = {"lr": lr, **optimizer.begin(b, {**counters, "lr": lr})}
-    outputs: list[tuple[str, Value]] = [(loss_name, loss), *buffer_outs]
+    outputs: list[tuple[str, Value]] = []
     new_state: dict[str, list[Value]] = {s: [] for s in optimizer.state_slots}
     for i, (p, gr) in enumerate(zip(params, grads, strict=True)):
         b.name = "new." + p.name
@@ -184,8 +226,15 @@ def train_step_graph(
     for s in optimizer.state_slots:
         outputs += [(NEW + v.name, nv) for v, nv in zip(state[s], new_state[s], strict=True)]
     outputs += [(NEW + v.name, shared[c]) for c, v in counters.items()]
+    return outputs
+
+
+def _finish(g: Graph, outputs: list[tuple[str, Value]], name: str, opt_level: int, target: str | None) -> Graph:
+    from dlir.ir.verifier import verify
+    from dlir.passes import optimize
+
     g.outputs = outputs
-    g.name = f"{graph.name}Step"
+    g.name = name
     prune(g)
     verify(g)
     return optimize(g, opt_level, target=target)
@@ -204,4 +253,17 @@ def _params_to_inputs(g: Graph, params: list[Value]) -> None:
         g.inputs.append(p)
 
 
-__all__ = ["Optimizer", "SGD", "Adam", "OPTIMIZERS", "make_optimizer", "train_step_graph", "NEW", "STATE", "LR"]
+__all__ = [
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "OPTIMIZERS",
+    "make_optimizer",
+    "train_step_graph",
+    "gradient_graph",
+    "update_graph",
+    "NEW",
+    "STATE",
+    "LR",
+    "GRAD",
+]

@@ -32,6 +32,7 @@ from dlir.train.data import Dataset, bind_inputs
 from dlir.train.modes import DropoutSite, train_mode
 from dlir.train.optim import LR, NEW, Optimizer, train_step_graph
 from dlir.train.schedule import Schedule
+from dlir.train.world import World
 
 
 class Trainer:
@@ -52,25 +53,47 @@ class Trainer:
         device: str = "auto",
         opt_level: int = 2,
         output: str | None = None,
+        world: World | None = None,
     ) -> None:
         check_loss_model(graph, output)
         self.graph = graph
         self.optimizer = optimizer
         self.target = target
         self.seed = seed
+        self.world = world
         train = train_mode(graph)
         self.dropouts: list[DropoutSite] = train.dropouts
-        self.step_graph = train_step_graph(train.graph, optimizer, output, opt_level, target=target)
-        self.runner = runner_class(target)(self.step_graph, seed=seed, device=device)
         init = init_params(graph, seed)
         params = {p.name: init[p.name] for p in graph.trainable}
         buffers = {p.name: init[p.name] for p in graph.params if p.kind == "buffer"}
         state = optimizer.init_state(params)
-        # Kept on the target between steps; each step's new.<name> output replaces <name> there.
-        step_inputs = {v.name for v in self.step_graph.inputs}
-        kept = {k: v for k, v in {**params, **buffers, **state}.items() if k in step_inputs}
-        outputs = set(self.step_graph.output_names())
-        self.runner.keep(kept, {NEW + k: k for k in kept if NEW + k in outputs})
+        self.runner: Any
+        if world is None:  # one process: forward, backward and update are one graph
+            self.step_graph = train_step_graph(train.graph, optimizer, output, opt_level, target=target)
+            self.runner = runner_class(target)(self.step_graph, seed=seed, device=device)
+            # Kept on the target between steps; each step's new.<name> output replaces <name> there.
+            step_inputs = {v.name for v in self.step_graph.inputs}
+            kept = {k for k in {**params, **buffers, **state} if k in step_inputs}
+            outputs = set(self.step_graph.output_names())
+            values = {**params, **buffers, **state}
+            self.runner.keep({k: values[k] for k in kept}, {NEW + k: k for k in kept if NEW + k in outputs})
+            self._inputs = [v.name for v in self.step_graph.inputs]
+        else:  # data-parallel: a gradient graph, an all-reduce, an update graph (dlir.train.parallel)
+            from dlir.train.parallel import ParallelStep
+
+            self.runner = ParallelStep(
+                train.graph,
+                optimizer,
+                target,
+                world,
+                {**params, **buffers, **state},
+                seed=seed,
+                device=device,
+                opt_level=opt_level,
+                output=output,
+            )
+            kept = self.runner.kept_names
+            self._inputs = [*self.runner.inputs, LR]
         self.params = KeptValues(self.runner, list(params), {})
         # a buffer the step does not update is a param of the step graph, not kept
         self.buffers = KeptValues(
@@ -82,20 +105,27 @@ class Trainer:
         # what the next step uses; fit's schedule sets it each epoch
         # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
         self.lr = float(optimizer.lr)  # type: ignore[attr-defined]
-        self._inputs = [v.name for v in self.step_graph.inputs]
 
-    def step(self, sample_index: np.ndarray | None = None, **batch: np.ndarray) -> float:
+    def step(
+        self, sample_index: np.ndarray | None = None, global_rows: int | None = None, **batch: np.ndarray
+    ) -> float:
         """One step on a minibatch (the loss model's data inputs by name); returns its loss.
 
         ``sample_index`` holds each row's index in the whole data set: it keys the
         dropout masks, so a row gets the same mask whatever batch (or worker) it is
-        in. Default: the rows are numbered on from the previous step's.
+        in. Default: the rows are numbered on from the previous step's. With a
+        ``world``, ``batch`` is this worker's shard of a global batch of
+        ``global_rows`` rows, and the loss returned is the global batch's.
         """
         n = len(next(iter(batch.values()))) if batch else 0
         if sample_index is None:
             sample_index = np.arange(n, dtype=np.int64) + len(self.losses) * n
         known = {**batch, **self._masks(batch, sample_index), LR: np.asarray(self.lr, np.float32)}
-        (loss_value,) = self.runner.step(**{k: known[k] for k in self._inputs if k in known})
+        feeds = {k: known[k] for k in self._inputs if k in known}
+        if self.world is None:
+            (loss_value,) = self.runner.step(**feeds)
+        else:
+            loss_value = self.runner.step(feeds, n, n if global_rows is None else global_rows)
         loss = float(loss_value)
         self.losses.append(loss)
         return loss
@@ -164,18 +194,23 @@ class Trainer:
             self._restore(ck)
             rng.bit_generator.state = ck.rng
             start, best, stale = ck.epoch, ck.best, ck.stale
-        bar = Progress(epochs, per_epoch, progress) if progress is not None else None
+        main = self.world is None or self.world.is_main
+        bar = Progress(epochs, per_epoch, progress) if progress is not None and main else None
         for epoch in range(start, epochs):
             # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
             self.lr = schedule.lr(float(self.optimizer.lr), epoch, epochs)  # type: ignore[attr-defined]
             order = rng.permutation(n)
             for i in range(per_epoch):
                 idx = order[i * batch_size : (i + 1) * batch_size]
-                loss = self.step(sample_index=idx, **{name: arrays[key][idx] for name, key in binding.items()})
+                rows = idx if self.world is None else self.world.shard(idx)  # global indices: dropout's key
+                batch = {name: arrays[key][rows] for name, key in binding.items()}
+                loss = self.step(sample_index=rows, global_rows=len(idx), **batch)
                 if bar is not None:
                     bar.update(epoch, i + 1, loss)
                 if max_steps is not None and len(self.losses) >= max_steps:
+                    self._sync_buffers()
                     return self.losses
+            self._sync_buffers()  # every worker evaluates, and saves, rank 0's running statistics
             metrics = evaluate(self) if evaluate is not None else {}
             self.history.append(
                 {"epoch": epoch + 1, "loss": float(np.mean(self.losses[-per_epoch:])), "lr": self.lr, **metrics}
@@ -184,7 +219,7 @@ class Trainer:
                 best, stale = (metrics["val_loss"], 0) if metrics["val_loss"] < best else (best, stale + 1)
             if bar is not None:
                 bar.end_epoch(epoch, self.losses[-per_epoch:], metrics)
-            if checkpoint is not None:
+            if checkpoint is not None and main:
                 state = cast("dict[str, Any]", rng.bit_generator.state)  # numpy gives a dict
                 Checkpoint(
                     dict(self.params),
@@ -198,12 +233,16 @@ class Trainer:
                     stale,
                 ).save(checkpoint)
             if patience is not None and stale >= patience:
-                if progress is not None:
+                if progress is not None and main:
                     progress.write(
                         f"early stop: validation loss has not improved for {patience} epoch(s) (best {best:.4f})\n"
                     )
                 break
         return self.losses
+
+    def _sync_buffers(self) -> None:
+        if self.world is not None:
+            self.runner.sync_buffers()
 
     def _restore(self, ck: Checkpoint) -> None:
         for name, mine, theirs in (
