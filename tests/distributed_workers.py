@@ -110,3 +110,55 @@ def ddp_generated_torch(world: Any, module_path: str, class_name: str, steps: in
         F.cross_entropy(model(x), y).backward()
         opt.step()
     return {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
+
+
+def tf_mirrored(module_path: str, class_name: str, steps: int, out_path: str) -> None:
+    """The generated tf module trained with GradientTape and SGD alone, then under a
+    MirroredStrategy over two logical CPUs (each replica on half of every global batch);
+    both sets of weights go to ``out_path`` (.npz). Run in a fresh process: the logical
+    devices must be set up before TensorFlow starts."""
+    import importlib.util
+
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    spec = importlib.util.spec_from_file_location("generated_net", module_path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    d = small_digits()
+    out: dict[str, np.ndarray] = {}
+    for name, strategy in (
+        ("alone", tf.distribute.get_strategy()),
+        ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
+    ):
+        with strategy.scope():
+            net = getattr(mod, class_name)(seed=0)
+        variables = [getattr(net, attr) for attr in net.PARAMS.values()]
+
+        def gradients(x: Any, y: Any, net: Any = net, variables: Any = variables) -> Any:
+            with tf.GradientTape() as tape:
+                per_row = tf.nn.sparse_softmax_cross_entropy_with_logits(y, net(x))
+                loss = tf.nn.compute_average_loss(per_row, global_batch_size=32)
+            return tape.gradient(loss, variables)
+
+        for i in range(steps):
+            rows = np.arange(i * 32, (i + 1) * 32)
+            x, y = d.x_train[rows], d.y_train[rows]
+            if name == "alone":
+                grads = gradients(tf.constant(x), tf.constant(y))
+            else:
+                halves = np.array_split(np.arange(32), 2)
+                dx, dy = (
+                    strategy.experimental_distribute_values_from_function(
+                        lambda ctx, a=a: tf.constant(a[halves[ctx.replica_id_in_sync_group]])
+                    )
+                    for a in (x, y)
+                )
+                per_replica = strategy.run(gradients, args=(dx, dy))
+                grads = [strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None) for g in per_replica]
+            for v, g in zip(variables, grads, strict=True):
+                v.assign_sub(0.1 * g)
+        out.update({f"{name}/{k}": v for k, v in net.get_params().items()})
+    np.savez(out_path, **out)
