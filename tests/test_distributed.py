@@ -235,3 +235,14 @@ def test_generated_tf_module_under_mirrored_strategy_matches_one_process(tmp_pat
     mirrored = {k.split("/", 1)[1]: w[k] for k in w.files if k.startswith("mirrored/")}
     _close(mirrored, alone, "MirroredStrategy vs one process")
     assert len(alone) == 8
+
+
+@pytest.mark.slow
+def test_bench_scaleout_runs_and_prints_a_row_per_worker_count() -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_scaleout.py"), "--steps", "3"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [line.split(" | ") for line in r.stdout.splitlines() if line[:2] in ("1 ", "2 ")]
+    assert [row[0] for row in rows] == ["1", "2"]
+    assert float(rows[1][3]) > 0  # two workers did all-reduce, one did not
+    assert float(rows[0][3]) == 0
