@@ -164,27 +164,58 @@ def test_a_port_in_use_is_refused(tmp_path: Path, small_npz: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+CLI_COMMON = ["--model", "Loss", "--batch", "29", "--target", "torch", "--val-fraction", "0", "--epochs", "2"]
+
+
+@pytest.fixture(scope="module")
+def alone_weights(tmp_path_factory: pytest.TempPathFactory, small_npz: Path) -> dict[str, np.ndarray]:
+    """What one process writes with `dlirc train ... --epochs 2 -o`."""
+    from safetensors.numpy import load_file
+
+    tmp = tmp_path_factory.mktemp("alone")
+    r = _dlirc("train", str(_write_model(tmp)), "--data", str(small_npz), *CLI_COMMON, "-o", "alone.safetensors",
+               cwd=tmp)
+    assert r.returncode == 0, r.stderr
+    return load_file(tmp / "alone.safetensors")
+
+
 @pytest.mark.slow
-def test_cli_two_workers_resume_and_rank_0_alone_prints_and_writes(tmp_path: Path, small_npz: Path) -> None:
+def test_cli_two_workers_resume_and_rank_0_alone_prints_and_writes(
+    tmp_path: Path, small_npz: Path, alone_weights: dict[str, np.ndarray]
+) -> None:
     """`dlirc train --nproc 2`: epoch 1, then --resume for epoch 2, gives one process's 2-epoch weights."""
     from safetensors.numpy import load_file
 
-    model = _write_model(tmp_path)
-    common = ["train", str(model), "--model", "Loss", "--data", str(small_npz), "--batch", "29", "--target", "torch",
-              "--val-fraction", "0"]
-    alone = _dlirc(*common, "--epochs", "2", "-o", "alone.safetensors", cwd=tmp_path)
-    assert alone.returncode == 0, alone.stderr
+    common = ["train", str(_write_model(tmp_path)), "--data", str(small_npz), *CLI_COMMON]
     first = _dlirc(*common, "--epochs", "1", "--nproc", "2", "--checkpoint", "ck.npz", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert first.stderr.count("epoch 1/1") == 1 and "(2 workers)" in first.stderr  # rank 0 alone prints
     assert first.stdout.count("test accuracy") == 1
-    second = _dlirc(*common, "--epochs", "2", "--nproc", "2", "--resume", "ck.npz", "-o", "two.safetensors",
-                    cwd=tmp_path)
+    second = _dlirc(*common, "--nproc", "2", "--resume", "ck.npz", "-o", "two.safetensors", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert second.stderr.count("epoch 2/2") == 1 and "epoch 1/2" not in second.stderr
     assert second.stdout.count("wrote two.safetensors") == 1
-    _close(load_file(tmp_path / "two.safetensors"), load_file(tmp_path / "alone.safetensors"), "weights")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["alone.safetensors", "ck.npz", "m.dlir", "two.safetensors"]
+    _close(load_file(tmp_path / "two.safetensors"), alone_weights, "weights")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz", "m.dlir", "two.safetensors"]
+
+
+@pytest.mark.slow
+def test_cli_two_machines_on_loopback(tmp_path: Path, small_npz: Path, alone_weights: dict[str, np.ndarray]) -> None:
+    """--nnodes 2: two launchers (node ranks 0 and 1, one worker each) meet at node 0's endpoint."""
+    from safetensors.numpy import load_file
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = [sys.executable, "-m", "dlir.cli", "train", str(_write_model(tmp_path)), "--data", str(small_npz),
+              *CLI_COMMON, "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+    node0 = subprocess.Popen([*common, "--node-rank", "0", "-o", "w.safetensors"], cwd=tmp_path, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    node1 = subprocess.run([*common, "--node-rank", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    out0, err0 = node0.communicate(timeout=180)
+    assert node0.returncode == 0 and node1.returncode == 0, err0 + node1.stderr
+    assert "wrote w.safetensors" in out0 and "test accuracy" not in node1.stdout  # node 1 holds rank 1
+    _close(load_file(tmp_path / "w.safetensors"), alone_weights, "weights on two nodes")
 
 
 def _compile_forward(tmp_path: Path, target: str) -> Path:
