@@ -38,7 +38,7 @@ from dlir.backends.codegen import (
 from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
 from dlir.backends.torch.lowering_grad import max_pool2d_grad, pool_with_indices, shared_pool_geometry
-from dlir.backends.torch.step_patterns import loop_counters, pools_with_grads
+from dlir.backends.torch.step_patterns import loop_counters, pools_with_grads, stepped_only
 
 from dlir.errors import LoweringError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
@@ -307,6 +307,10 @@ class Scope:
     literals: dict[Value, str]
     # Loop counters written as Python ints (see _loop_counters), and the values computed from them.
     py_ints: set[Value] = field(default_factory=set)
+    # Scan outputs kept as the Python list of their steps (step_patterns.stepped_only) -> that list's
+    # name and whether the scan walked backwards; shared with the scopes of nested bodies.
+    unstacked: set[Value] = field(default_factory=set)
+    step_lists: dict[Value, tuple[str, bool]] = field(default_factory=dict)
 
 
 def _bind_symbols(graph: Graph, scope: Scope, outermost: bool) -> list[str]:
@@ -363,6 +367,11 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
             outs.append(indices[pools[node]])
         elif node in indices:
             rhs = max_pool2d_grad(site, indices[node])
+        elif node.op == "gather" and node.inputs[0] in scope.step_lists and node.inputs[1] in scope.py_ints:
+            # step t of a forward scan's saved steps, read from the list it collected
+            steps, reverse = scope.step_lists[node.inputs[0]]
+            at = f"-1 - {site.args[1]}" if reverse else site.args[1]
+            rhs = f"{steps}[{at}].unsqueeze({node.attrs['axis'] % node.inputs[0].type.rank})"
         elif node.op == "gather" and node.inputs[1] in scope.py_ints:
             # a backward scan reading step t of a saved stack: a view, not an indexing copy
             rhs = f"{site.x}.narrow({node.attrs['axis'] % node.inputs[0].type.rank}, {site.args[1]}, 1)"
@@ -404,7 +413,9 @@ def scan_lines(node: Node, scope: Scope) -> list[str]:
     lines += [f"{acc} = []" for acc in steps]
     slices = f"{xs}.unbind({axis})"
     lines.append(f"for {x_t} in {f'reversed({slices})' if reverse else slices}:")
-    inner = Scope(ns, names, dict(scope.sym_names), scope.device, scope.literals)
+    inner = Scope(
+        ns, names, dict(scope.sym_names), scope.device, scope.literals, set(), scope.unstacked, scope.step_lists
+    )
     for j in counters:
         inner.py_ints.add(body.inputs[1 + j])
         inner.py_ints.add(body.outputs[j][1])
@@ -416,8 +427,11 @@ def scan_lines(node: Node, scope: Scope) -> list[str]:
         loop.append(f"{', '.join(h for h, _ in changed)} = {', '.join(new for _, new in changed)}")
     lines[-1] += loc_comment(node.loc)
     lines += ["    " + line for line in loop or ["pass"]]
-    for y, acc in zip(ys, steps, strict=True):
-        lines.append(f"{y} = torch.stack({acc + '[::-1]' if reverse else acc}, dim={axis})")
+    for v, y, acc in zip(node.outputs, ys, steps, strict=False):
+        if v in scope.unstacked:
+            scope.step_lists[v] = (acc, reverse)
+        else:
+            lines.append(f"{y} = torch.stack({acc + '[::-1]' if reverse else acc}, dim={axis})")
     for j, (v, h) in enumerate(zip(node.outputs[n_emit:], carries, strict=True)):
         # a counter's last value goes back to being the tensor its type says
         last = f"torch.tensor([{h}], device={scope.device})" if j in counters and scope.device else h
@@ -430,7 +444,7 @@ def forward_body(graph: Graph, ns: Namespace, names: dict[Value, str]) -> list[s
     """Statements of ``forward``: symbol sizes, one line per node, the return."""
     literals = _inline_constants(graph)
     names.update(literals)
-    scope = Scope(ns, names, {}, _device_expr(graph, names), literals)
+    scope = Scope(ns, names, {}, _device_expr(graph, names), literals, unstacked=stepped_only(graph))
     lines = _bind_symbols(graph, scope, outermost=True)
     lines += node_lines(graph, scope)
     results = [names[v] for _, v in graph.outputs]
