@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.scan import emit_scan, scan_body
 from dlir.ir.types import DType, TensorType
@@ -73,7 +75,8 @@ def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]
     for i in floats:
         seeds.append((_mapped(mapping, body.outputs[i][1]), gh[i]))
     for j, (_, e) in enumerate(body.outputs[k : k + m]):  # (the saved carries come after)
-        if e.type.dtype.is_float:
+        # an emit nothing reads (an LSTM's hidden states when only its last h is used) seeds nothing
+        if e.type.dtype.is_float and not _known_zero(g_ys[j]):
             seeds.append((_mapped(mapping, e), at_step(g_ys[j])))
     variables = ([x_t] if want_xs else []) + [h_t[i] for i in floats] + closure
     grads = _reverse(bb, variables, replayed, seeds)
@@ -125,6 +128,14 @@ def scan_vjp(b: GradBuilder, node: Node, cts: list[Value]) -> list[Value | None]
         rows, cols = (already[id(v)] if id(v) in already else all_emits[emits[id(v)]] for v in (p, q))
         b.add_closure_cotangent(c, b.rows_product(rows, cols))
     return [d_xs] + [d_inits.get(i) for i in range(k)]
+
+
+def _known_zero(v: Value) -> bool:
+    """``v`` is zeros by construction: a zero constant, maybe broadcast (GradBuilder.zeros)."""
+    node = v.producer
+    if node is not None and node.op == "broadcast_to":
+        node = node.inputs[0].producer
+    return node is not None and node.op == "constant" and not np.any(np.asarray(node.attrs["value"]))
 
 
 def _outer_product(bb: Graph, v: Value) -> tuple[Value, Value] | None:
