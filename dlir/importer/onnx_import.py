@@ -296,6 +296,8 @@ def from_onnx(
     dims = DimUnion()
     while True:  # each retry merges two classes of input dims, so there are fewer retries than dims
         b = Builder(Graph(gname), opset, p, constants, dims)
+        b.opsets = {("" if o.domain == "ai.onnx" else o.domain): int(o.version) for o in model.opset_import}
+        b.opsets.setdefault("", opset)
         try:
             b.build(model.graph)
             break
