@@ -83,6 +83,7 @@ EPS = 1e-6
 # Ops with kinks: their cases draw ties or exact zeros on purpose (for the agreement tests);
 # finite differences need points away from the kinks, so these get continuous values.
 KINKED = {"relu", "abs", "maximum", "minimum", "max", "min", "clip", "leaky_relu", "elu", "max_pool2d"}
+KINKED |= {"topk"}  # which entries are the k largest changes at ties
 KINKED |= {"relu_grad", "max_pool2d_grad"}  # backward ops: piecewise constant in relu and max_pool2d's input
 # Cases the VJP cannot handle, by design: the error must say so.
 LIMITS = {"concat-symbolic_axis": "sits between pieces of symbolic size"}

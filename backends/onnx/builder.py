@@ -29,6 +29,9 @@ ONNX_DTYPES: dict[DType, int] = {
     DType.i32: TensorProto.INT32,
     DType.i64: TensorProto.INT64,
     DType.bool: TensorProto.BOOL,
+    DType.i8: TensorProto.INT8,
+    DType.i16: TensorProto.INT16,
+    DType.u8: TensorProto.UINT8,
 }
 
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dlir.backends.decompose import DECOMPOSE, decomposed
-
 from dlir.errors import LoweringError
 from dlir.ir.graph import Node
 from dlir.ir.types import DType
 
-from . import emit_grad, emit_math, emit_nn, emit_scan, emit_shape  # noqa: F401  (fill the table)
+from . import emit_gather, emit_grad, emit_logic, emit_math, emit_nn, emit_scan, emit_shape  # noqa: F401  (fill the table)  # noqa: F401  (import issue 15's ops)
 from .builder import Builder
 from .table import EMITTERS, Emitter
 

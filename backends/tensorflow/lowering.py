@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+
 from dlir.backends.codegen import py_num
 from dlir.backends.tensorflow import layout
-
 from dlir.errors import LoweringError
 from dlir.ir.graph import Node, Value
 from dlir.ir.types import Dim, DType, TensorType
@@ -36,6 +36,9 @@ TF_DTYPES: dict[DType, str] = {
     DType.i32: "tf.int32",
     DType.i64: "tf.int64",
     DType.bool: "tf.bool",
+    DType.i8: "tf.int8",
+    DType.i16: "tf.int16",
+    DType.u8: "tf.uint8",
 }
 
 
@@ -80,7 +83,7 @@ Emitter = Callable[[Ctx, Node], str]
 EMITTERS: dict[str, Emitter] = {}
 
 # Ops whose expression is a list of tensors (the statement unpacks it).
-SEQUENCE_RESULTS = frozenset({"split", "scan"})
+SEQUENCE_RESULTS = frozenset({"split", "scan", "topk"})
 
 
 def _reg(*names: str) -> Callable[[Emitter], Emitter]:
@@ -509,4 +512,4 @@ def emitter(node: Node) -> Emitter:
 
 
 # The emitters that live in their own modules register themselves on import.
-from dlir.backends.tensorflow import grads, images, scan, shapes  # noqa: E402,F401
+from dlir.backends.tensorflow import gather_scatter, grads, images, logic, scan, shapes  # noqa: E402,F401  # noqa: E402,F401  (import issue 15's ops)

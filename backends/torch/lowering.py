@@ -14,12 +14,14 @@ import math
 from typing import Any, cast
 
 import numpy as np
+
 from dlir.backends.codegen import py_num
+from dlir.backends.torch.lowering_gather import GATHER_EMITTERS
 from dlir.backends.torch.lowering_grad import GRAD_EMITTERS
+from dlir.backends.torch.lowering_logic import LOGIC_EMITTERS
 from dlir.backends.torch.lowering_nn import NN_EMITTERS
 from dlir.backends.torch.site import Emitter, Site, torch_dtype
 from dlir.backends.torch.site import tuple_src as _tuple
-
 from dlir.ir.graph import Node
 from dlir.ir.types import Dim, DType
 from dlir.ops.shape import END
@@ -452,6 +454,10 @@ EMITTERS: dict[str, Emitter] = {
     **NN_EMITTERS,
     # backward kernels (dlir.ops.backward)
     **GRAD_EMITTERS,
+    # boolean logic, mod, bitwise (dlir.ops.logic)
+    **LOGIC_EMITTERS,
+    # gather_elements, scatters, cumsum, topk (dlir.ops.gather_scatter)
+    **GATHER_EMITTERS,
     # control flow: in the table so the registry test sees it; codegen writes the loop
     "scan": _scan,
 }

@@ -17,6 +17,9 @@ TORCH_DTYPES = {
     DType.i32: "torch.int32",
     DType.i64: "torch.int64",
     DType.bool: "torch.bool",
+    DType.i8: "torch.int8",
+    DType.i16: "torch.int16",
+    DType.u8: "torch.uint8",
 }
 
 

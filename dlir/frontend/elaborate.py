@@ -20,7 +20,7 @@ from dlir.frontend.scan import exec_scan_stmt
 from dlir.frontend.scope import MISSING, DefRef, Frame, Instance
 from dlir.ir.gc_pause import gc_paused
 from dlir.ir.graph import INIT_KINDS, Graph, Init, Value
-from dlir.ir.types import UNKNOWN, Dim, DType, TensorType
+from dlir.ir.types import DTYPE_NAMES, UNKNOWN, Dim, DType, TensorType
 
 MAX_UNROLL = 100_000  # iterations of one static loop
 MAX_DEPTH = 200  # nested layer/fn inlining
@@ -528,7 +528,14 @@ class Elaborator(ExprMixin):
 
     # -- types ---------------------------------------------------------------------------
     def eval_type(self, ty: Tree, frame: Frame, new_symbols: bool) -> TensorType:
-        dtype = DType(str(ty.children[0]))
+        word = str(ty.children[0])
+        if word not in DTYPE_NAMES:
+            raise TypeError_(
+                f"unknown dtype '{word}'",
+                self.loc(ty),
+                hint=did_you_mean(word, DTYPE_NAMES) or "the dtypes are " + " ".join(DTYPE_NAMES),
+            )
+        dtype = DType(word)
         dims = [self.eval_dim(d, frame, new_symbols) for d in ty.children[1:] if d is not None]
         return TensorType(dtype, tuple(dims))
 

@@ -18,7 +18,7 @@ from dlir.errors import DlirError, TypeError_, did_you_mean
 from dlir.frontend.scope import MISSING, DefRef, Frame, Instance, OpRef
 from dlir.ir.builder import emit
 from dlir.ir.graph import Value
-from dlir.ir.types import Dim, DType
+from dlir.ir.types import NAMED_DTYPES, Dim, DType
 from dlir.ops.registry import REGISTRY, all_ops, describe_value, get_op
 from dlir.ops.shape import END
 
@@ -119,6 +119,8 @@ class ExprMixin:
             return OpRef(name)
         if name in BUILTINS:
             return Builtin(name)
+        if name in NAMED_DTYPES:  # u8, i8, i16: dtypes the grammar leaves as names (not reserved)
+            return DType(name)
         cands = list(f.scope) + list(f.symbols) + list(self.defs) + list(all_ops()) + list(BUILTINS)
         raise TypeError_(f"unknown name '{name}'", self.loc(n), hint=did_you_mean(name, cands))
 

@@ -47,6 +47,20 @@ def free_names(g: Any) -> set[str]:
     return free | ({o.name for o in g.output} - defined)
 
 
+def supported(n: Any) -> bool:
+    """Whether the importer has a handler for node ``n`` itself (its subgraphs not looked at)."""
+    return n.domain in ("", "ai.onnx") and n.op_type in HANDLERS
+
+
+def all_nodes_of(n: Any) -> list[Any]:
+    """``n`` and every node of its subgraphs."""
+    out = [n]
+    for a in n.attribute:
+        if a.HasField("g"):
+            out += all_nodes(a.g)
+    return out
+
+
 def all_nodes(g: Any) -> list[Any]:
     out = []
     for n in g.node:
@@ -123,6 +137,7 @@ class Builder:
         self.consumed: set[str] = set()
         self.input_names: dict[str, str] = {}  # ONNX input name -> dlir input name
         self.const_names: dict[int, tuple[np.ndarray, str]] = {}
+        self.opsets: dict[str, int] = {"": opset}  # domain -> opset version ("" is ai.onnx), set by from_onnx
 
     # -- errors ---------------------------------------------------------------
     def error(self, msg: str, hint: str | None = None) -> ImportError_:
@@ -149,10 +164,7 @@ class Builder:
             self.env[vi.name] = self.graph.add_input(ident(vi.name, self.used), t)
             self.input_names[vi.name] = self.env[vi.name].name
         self.sym_keys = {name: key for key, name in symbols.items()}
-        order = self._toposort(g)
-        self._check_supported(all_nodes(g))
-        for n in order:
-            self._node(n)
+        self._build_nodes(self._toposort(g))
         self.node_name = ""
         for vo in g.output:
             if vo.name not in self.env:
@@ -243,21 +255,50 @@ class Builder:
         finally:
             self.env = saved
 
-    def _check_supported(self, nodes: list[Any]) -> None:
-        missing = [
-            f"{n.op_type} (node '{n.name or '?'}')"
-            for n in nodes
-            if n.domain not in ("", "ai.onnx") or n.op_type not in HANDLERS
-        ]
+    def _build_nodes(self, order: list[Any]) -> None:
+        """Every node in order; one without a handler is folded when its inputs are known, else refused.
+
+        The refusal comes after the whole graph, listing every node dlir cannot import
+        (those downstream of a refused node too, when their own op is missing).
+        """
+        from dlir.importer.unsupported import fold_with_reference, is_known, unsupported_error
+
+        missing: list[tuple[Any, list[Operand]]] = []
+        blocked: set[str] = set()  # values computed from a refused node
+        for n in order:
+            lacking = [m for m in all_nodes_of(n) if not supported(m)]
+            if any(i in blocked for i in node_inputs(n)):
+                missing += [(m, []) for m in lacking]
+                blocked.update(n.output)
+                continue
+            ins = [self.env[i] if i else None for i in n.input]
+            if not lacking:
+                try:
+                    self._node(n)
+                    continue
+                except NeedsConstant:
+                    raise
+                except ImportError_:
+                    # A handler that refuses an attribute still folds on constants (ONNX's reference).
+                    folded = fold_with_reference(n, ins, self.root.opsets)
+                    if folded is None or not all(is_known(x) or x is None for x in ins):
+                        raise
+                    self._bind_folded(n, folded)
+                    continue
+            folded = fold_with_reference(n, ins, self.root.opsets) if lacking == [n] else None
+            if folded is None:
+                missing += [(m, ins if m is n else []) for m in lacking]
+                blocked.update(n.output)
+                continue
+            self._bind_folded(n, folded)
         if missing:
-            ops = sorted({m.split(" ")[0] for m in missing})
-            raise ImportError_(
-                f"the model uses {len(missing)} node(s) of ops dlir cannot import: "
-                + "; ".join(missing[:50])
-                + (f"; ... {len(missing) - 50} more" if len(missing) > 50 else ""),
-                SourceLoc(self.path, 0, 0),
-                hint="unsupported ops: " + ", ".join(ops),
-            )
+            raise unsupported_error(self.path, missing, self.root.opsets)
+
+    def _bind_folded(self, n: Any, outs: list[np.ndarray]) -> None:
+        for name, v in zip(n.output, outs, strict=False):
+            if name:
+                self.env[name] = v
+                self.const_names[id(v)] = (v, name)
 
     def _node(self, n: Any) -> None:
         from onnx import helper

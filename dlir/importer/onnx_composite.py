@@ -16,11 +16,6 @@ def _cast_like(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     return b.op("cast", [ins[0]], dtype=b.type_of(ins[1]).dtype)
 
 
-@handles("Not")
-def _not(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
-    return b.op("equal", [ins[0], np.array(False)])
-
-
 @handles("Reciprocal")
 def _reciprocal(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     return b.op("div", [_scalar(b, ins[0], 1.0), ins[0]])

@@ -40,7 +40,19 @@ RESERVED = set(
 )
 
 # ONNX TensorProto element types dlir has.
-ONNX_DTYPES = {1: DType.f32, 10: DType.f16, 11: DType.f64, 16: DType.bf16, 6: DType.i32, 7: DType.i64, 9: DType.bool}
+ONNX_DTYPES = {
+    1: DType.f32,
+    10: DType.f16,
+    11: DType.f64,
+    16: DType.bf16,
+    6: DType.i32,
+    7: DType.i64,
+    9: DType.bool,
+    2: DType.u8,
+    3: DType.i8,
+    5: DType.i16,
+}
+DTYPES_TEXT = "dlir has f16 bf16 f32 f64 i32 i64 bool, and i8 i16 u8"
 ONNX_TYPE_NAMES = {
     0: "UNDEFINED",
     1: "FLOAT",
@@ -197,7 +209,7 @@ def tensor_value(t: Any, p: str) -> np.ndarray:
         raise _err(
             f"tensor '{t.name}' has element type {name}, which dlir does not support",
             p,
-            "dlir has f16 bf16 f32 f64 i32 i64 bool",
+            DTYPES_TEXT,
         )
     if t.data_location == 1:  # EXTERNAL, not resolved by read_model: never read relative to the cwd
         raise _err(
@@ -243,7 +255,7 @@ def value_type(vi: Any, p: str, symbols: dict[DimKey, str], dims: DimUnion | Non
         raise _err(
             f"'{vi.name}' has element type {name}, which dlir does not support",
             p,
-            "dlir has f16 bf16 f32 f64 i32 i64 bool",
+            DTYPES_TEXT,
         )
     if not tt.HasField("shape"):
         raise _err(f"input '{vi.name}' has no declared shape", p, "give the model's inputs a shape (dims may be named)")
@@ -279,7 +291,8 @@ def from_onnx(
     ``constants`` fixes graph inputs to known values (ONNX inputs that dlir needs at
     import time, such as a Reshape's shape fed as an input); they leave the signature.
     """
-    from dlir.importer import onnx_composite, onnx_loop, onnx_ops, onnx_shape_ops  # noqa: F401 - they fill the handler table
+    # they fill the handler table
+    from dlir.importer import onnx_composite, onnx_index, onnx_logic, onnx_loop, onnx_ops, onnx_shape_ops  # noqa: F401
     from dlir.importer.builder import Builder
 
     if isinstance(path, (str, os.PathLike)):
@@ -296,6 +309,8 @@ def from_onnx(
     dims = DimUnion()
     while True:  # each retry merges two classes of input dims, so there are fewer retries than dims
         b = Builder(Graph(gname), opset, p, constants, dims)
+        b.opsets = {("" if o.domain == "ai.onnx" else o.domain): int(o.version) for o in model.opset_import}
+        b.opsets.setdefault("", opset)
         try:
             b.build(model.graph)
             break

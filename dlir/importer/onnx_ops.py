@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dlir.importer.builder import HANDLERS, Builder, Handler, Operand, handles
-from dlir.importer.onnx_import import ONNX_DTYPES, ONNX_TYPE_NAMES, tensor_value
+from dlir.importer.onnx_import import DTYPES_TEXT, ONNX_DTYPES, ONNX_TYPE_NAMES, tensor_value
 from dlir.ir.types import Dim
 
 
@@ -134,9 +134,7 @@ def _identity(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
 def _cast(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     to = int(a["to"])
     if to not in ONNX_DTYPES:
-        raise b.error(
-            f"Cast to {ONNX_TYPE_NAMES.get(to, to)} is not supported", "dlir has f16 bf16 f32 f64 i32 i64 bool"
-        )
+        raise b.error(f"Cast to {ONNX_TYPE_NAMES.get(to, to)} is not supported", DTYPES_TEXT)
     return b.op("cast", [ins[0]], dtype=ONNX_DTYPES[to])
 
 

@@ -26,6 +26,11 @@ class DType(Enum):
     i32 = "i32"
     i64 = "i64"
     bool = "bool"
+    # Narrow integers, for the masks and indices imported models carry. Not reserved words in
+    # the language (DESIGN.md pins those): a type or argument names them like any other name.
+    i8 = "i8"
+    i16 = "i16"
+    u8 = "u8"
 
     @property
     def is_float(self) -> builtins.bool:
@@ -33,7 +38,11 @@ class DType(Enum):
 
     @property
     def is_int(self) -> builtins.bool:
-        return self in (DType.i32, DType.i64)
+        return self in _INTS
+
+    @property
+    def is_unsigned(self) -> builtins.bool:
+        return self is DType.u8
 
     @property
     def numpy(self) -> np.dtype[Any]:
@@ -70,11 +79,17 @@ _NUMPY_NAMES = {
     DType.i32: "int32",
     DType.i64: "int64",
     DType.bool: "bool",
+    DType.i8: "int8",
+    DType.i16: "int16",
+    DType.u8: "uint8",
 }
+_INTS = frozenset({DType.i8, DType.i16, DType.i32, DType.i64, DType.u8})
 
 _NUMPY_DTYPES = {d: np.dtype(n) for d, n in _NUMPY_NAMES.items()}  # made once: np.dtype(name) is slow
 
 DTYPE_NAMES = tuple(d.value for d in DType)
+# The dtypes the grammar's DTYPE token does not know: the frontend reads them from a NAME.
+NAMED_DTYPES = ("i8", "i16", "u8")
 
 Monomial = tuple[str, ...]  # sorted symbol names, repeated for powers
 

@@ -31,6 +31,7 @@ from dlir.ops.case_kit import (
     labels,
 )
 from dlir.ops.cases_backward import add_backward_cases
+from dlir.ops.cases_import import add_import_cases
 from dlir.ops.shape import END
 
 CASES: list[Case] = []
@@ -345,6 +346,7 @@ case(
 )
 
 add_backward_cases(case)  # the rows of the backward ops (dlir.ops.backward)
+add_import_cases(case)  # the rows of the ops added for imported models (logic, mod, bitwise, indexing)
 
 case("avg_pool2d", "k2", inp("f32", ["B", 3, 8, 8]), kernel=2)
 case("avg_pool2d", "pad1_include_pad", inp("f32", ["B", 2, 7, 7]), kernel=3, stride=2, padding=1)
