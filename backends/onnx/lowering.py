@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dlir.backends.decompose import DECOMPOSE, decomposed
+
 from dlir.errors import LoweringError
 from dlir.ir.graph import Node
 from dlir.ir.types import DType

@@ -11,6 +11,7 @@ tensor_scatter_nd op: the products of each cell's updates come from
 from __future__ import annotations
 
 from dlir.backends.tensorflow.lowering import HELPERS, Ctx, _reg
+
 from dlir.ir.graph import Node
 
 HELPERS["elements_coords"] = '''def elements_coords(x: tf.Tensor, idx: tf.Tensor, axis: int) -> tf.Tensor:

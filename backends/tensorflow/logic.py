@@ -8,6 +8,7 @@ gives 0, as the reference.
 from __future__ import annotations
 
 from dlir.backends.tensorflow.lowering import Ctx, _reg
+
 from dlir.ir.graph import Node
 
 _CALLS = {

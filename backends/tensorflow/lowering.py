@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-
 from dlir.backends.codegen import py_num
 from dlir.backends.tensorflow import layout
+
 from dlir.errors import LoweringError
 from dlir.ir.graph import Node, Value
 from dlir.ir.types import Dim, DType, TensorType

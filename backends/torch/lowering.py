@@ -14,7 +14,6 @@ import math
 from typing import Any, cast
 
 import numpy as np
-
 from dlir.backends.codegen import py_num
 from dlir.backends.torch.lowering_gather import GATHER_EMITTERS
 from dlir.backends.torch.lowering_grad import GRAD_EMITTERS
@@ -22,6 +21,7 @@ from dlir.backends.torch.lowering_logic import LOGIC_EMITTERS
 from dlir.backends.torch.lowering_nn import NN_EMITTERS
 from dlir.backends.torch.site import Emitter, Site, torch_dtype
 from dlir.backends.torch.site import tuple_src as _tuple
+
 from dlir.ir.graph import Node
 from dlir.ir.types import Dim, DType
 from dlir.ops.shape import END
