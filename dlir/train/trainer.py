@@ -42,6 +42,12 @@ class Trainer:
     ``net.bn1.mean``) and ``state`` (``state.m.fc1.w``, ...) live on the target
     between steps and read as numpy (a copy each read); assigning to one writes it
     back. ``losses`` records every step's loss.
+
+    With ``world`` (:class:`dlir.train.world.World`, inside a worker that
+    :func:`dlir.train.launch.run_workers` started) the trainer is one of
+    ``world.size`` data-parallel workers: :meth:`fit` gives it its shard of every
+    global batch and the step all-reduces the gradients (:mod:`dlir.train.parallel`),
+    so every worker ends with the weights one process would write.
     """
 
     def __init__(
