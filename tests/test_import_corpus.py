@@ -30,22 +30,17 @@ from corpus.check import TARGETS, check_dlir, check_source, mismatch, reference 
 
 # model -> why dlir fails on it today (the ONNX ops the importer refuses, as its error lists them)
 EXPECTED_FAILURES: dict[str, str] = {
-    "vit_b_16_2layers_32px": "Mod (MultiheadAttention's head-size check, on constants only)",
     "lraspp_mobilenet_v3_large": "Resize (bilinear upsampling of the segmentation head)",
     "deeplabv3_mobilenet_v3_large": "Resize (bilinear upsampling of the segmentation head)",
-    "timm_efficientvit_m0": "Mod (attention window arithmetic, on constants only)",
     "bert_tiny": "And, IsNaN (the attention-mask logic), GatherElements (position ids)",
     "distilbert_tiny": "And, IsNaN (the attention-mask logic)",
     "gpt2_tiny": "And, IsNaN (the causal and padding mask logic)",
-    "t5_encoder_tiny": "And (the attention-mask logic)",
     "nn_lstm_bidirectional": "LSTM",
     "nn_gru_bidirectional": "GRU",
     "nn_rnn_bidirectional": "RNN",
-    "nn_transformer_encoder": "Mod (MultiheadAttention's head-size check, on constants only)",
-    "nn_multihead_attention": "Mod (MultiheadAttention's head-size check, on constants only)",
     "keras_lstm": "LSTM (tf2onnx fuses the Keras layer's loop into one node)",
     "keras_bidirectional_lstm": "LSTM (tf2onnx fuses the Keras layer's loop into one node)",
-    "keras_gru": "And (the condition of the tf.while_loop tf2onnx keeps as an ONNX Loop)",
+    "keras_gru": "Loop: tf2onnx keeps the tf.while_loop, whose condition (an And) the importer cannot prove a trip count of",
 }
 
 
