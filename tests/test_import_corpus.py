@@ -32,9 +32,6 @@ from corpus.check import TARGETS, check_dlir, check_source, mismatch, reference 
 EXPECTED_FAILURES: dict[str, str] = {
     "lraspp_mobilenet_v3_large": "Resize (bilinear upsampling of the segmentation head)",
     "deeplabv3_mobilenet_v3_large": "Resize (bilinear upsampling of the segmentation head)",
-    "bert_tiny": "And, IsNaN (the attention-mask logic), GatherElements (position ids)",
-    "distilbert_tiny": "And, IsNaN (the attention-mask logic)",
-    "gpt2_tiny": "And, IsNaN (the causal and padding mask logic)",
     "nn_lstm_bidirectional": "LSTM",
     "nn_gru_bidirectional": "GRU",
     "nn_rnn_bidirectional": "RNN",

@@ -205,3 +205,23 @@ def test_einsum_diagonal_is_refused_naming_the_equation() -> None:
     node = helper.make_node("Einsum", ["x"], ["y"], equation="ii->i")
     with pytest.raises(DlirError, match=r"Einsum 'ii->i' repeats an index"):
         from_onnx(_model([node], [_vi("x", [3, 3])], [_vi("y", [3])], opset=12))
+
+
+def test_isnan_isinf_and_a_minus_inf_mask_round_trip_through_the_source() -> None:
+    """transformers' attention masks: IsNaN/IsInf on the scores, a -inf fill; the written .dlir
+    source keeps the -inf (as a float literal beyond the range) and agrees."""
+    nodes = [
+        helper.make_node("Constant", [], ["fill"], value=numpy_helper.from_array(np.array(-np.inf, np.float32))),
+        helper.make_node("IsNaN", ["x"], ["nan"]),
+        helper.make_node("IsInf", ["x"], ["pinf"], detect_negative=0),
+        helper.make_node("Or", ["nan", "pinf"], ["bad"]),
+        helper.make_node("Where", ["bad", "fill", "x"], ["y"]),
+    ]
+    model = _model(nodes, [_vi("x", [2, 4])], [_vi("y", [2, 4])])
+    x = np.array([[np.nan, 1.0, np.inf, -np.inf], [0.0, -2.0, np.nan, 3.0]], np.float32)
+    m = _check_against_ort(model, {"x": x})
+    text, _ = source_and_param_names(m.graph)
+    assert "-1e999" in text
+    got = dlir.compile(dlir.loads(text), "torch")(x=x)
+    want = np.where(np.isnan(x) | np.isposinf(x), -np.inf, x)
+    np.testing.assert_array_equal(got, want)

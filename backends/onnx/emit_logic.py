@@ -33,6 +33,16 @@ for _name in _SAME_NAME:
     emitter(_name)(_same_name)
 
 
+@emitter("isnan")
+def _isnan(b: Builder, node: Node, xs: list[str]) -> str:
+    return b.op("IsNaN", xs)
+
+
+@emitter("isinf")
+def _isinf(b: Builder, node: Node, xs: list[str]) -> str:
+    return b.op("IsInf", xs, detect_positive=int(node.attrs["positive"]), detect_negative=int(node.attrs["negative"]))
+
+
 @emitter("mod")
 def _mod(b: Builder, node: Node, xs: list[str]) -> str:
     if not node.inputs[0].type.dtype.is_float:

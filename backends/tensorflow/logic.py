@@ -28,6 +28,22 @@ def _call(ctx: Ctx, node: Node) -> str:
     return f"{_CALLS[node.op]}({', '.join(ctx.arg(v) for v in node.inputs)})"
 
 
+@_reg("isnan")
+def _isnan(ctx: Ctx, node: Node) -> str:
+    return f"tf.math.is_nan({ctx.arg(node.inputs[0])})"
+
+
+@_reg("isinf")
+def _isinf(ctx: Ctx, node: Node) -> str:
+    x = ctx.arg(node.inputs[0])
+    pos, neg = node.attrs["positive"], node.attrs["negative"]
+    if pos and neg:
+        return f"tf.math.is_inf({x})"
+    if pos or neg:
+        return f"tf.math.equal({x}, float('{'' if pos else '-'}inf'))"
+    return f"tf.zeros_like({x}, dtype=tf.bool)"
+
+
 @_reg("mod")
 def _mod(ctx: Ctx, node: Node) -> str:
     fn = "tf.truncatemod" if node.attrs["fmod"] else "tf.math.floormod"

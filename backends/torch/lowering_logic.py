@@ -26,7 +26,18 @@ def _bit_shift(s: Site) -> str:
     return f"torch.where({n} >= {bits}, torch.zeros_like({x}), {fn}({x}, {n}))"
 
 
+def _isinf(s: Site) -> str:
+    pos, neg = s.attr("positive"), s.attr("negative")
+    if pos and neg:
+        return f"torch.isinf({s.x})"
+    if pos or neg:
+        return f"torch.is{'pos' if pos else 'neg'}inf({s.x})"
+    return f"torch.zeros_like({s.x}, dtype=torch.bool)"
+
+
 LOGIC_EMITTERS: dict[str, Emitter] = {
+    "isnan": _call("torch.isnan"),
+    "isinf": _isinf,
     "logical_and": _call("torch.logical_and"),
     "logical_or": _call("torch.logical_or"),
     "logical_xor": _call("torch.logical_xor"),

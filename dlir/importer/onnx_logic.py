@@ -34,6 +34,17 @@ for _onnx, _dlir in _SAME.items():
     HANDLERS[_onnx] = _one_op(_dlir)
 
 
+@handles("IsNaN")
+def _isnan(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
+    return b.op("isnan", ins[:1])
+
+
+@handles("IsInf")
+def _isinf(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
+    positive, negative = bool(a.get("detect_positive", 1)), bool(a.get("detect_negative", 1))
+    return b.op("isinf", ins[:1], positive=positive, negative=negative)
+
+
 @handles("Mod")
 def _mod(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     fmod = bool(a.get("fmod", 0))

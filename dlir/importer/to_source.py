@@ -62,7 +62,11 @@ def fmt_attr(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        if math.isnan(v) or math.isinf(v):
+        if math.isinf(v):
+            # the language has no infinity literal, but reads a float beyond the range as one (as
+            # Python and C's strtod do): the -inf of an attention mask round-trips exactly
+            return "1e999" if v > 0 else "-1e999"
+        if math.isnan(v):
             raise DlirError(f"cannot write the number {v} in .dlir source")
         r = repr(v)
         return r if any(c in r for c in ".en") else r + ".0"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dlir.ir.types import DType
-from dlir.ops.case_kit import TIES, Gen, away_from_zero, floats, inp, ints
+from dlir.ops.case_kit import TIES, Gen, away_from_zero, choice, floats, inp, ints
 
 
 def add_import_cases(case: Callable[..., None]) -> None:
@@ -26,6 +26,11 @@ def _logic_cases(case: Callable[..., None]) -> None:
     for op in ("logical_and", "logical_or", "logical_xor"):
         case(op, "bcast", inp("bool", ["B", 4]), inp("bool", [4]))
     case("logical_not", "bool", inp("bool", ["B", 3]))
+    special = choice(float("nan"), float("inf"), -float("inf"), 0.0, -2.5, 1.0)
+    for dt in ("f32", "f64", "f16"):
+        case("isnan", dt, inp(dt, ["B", 6], special))
+    for pos, neg in ((True, True), (True, False), (False, True), (False, False)):
+        case("isinf", f"pos{int(pos)}_neg{int(neg)}", inp("f32", ["B", 6], special), positive=pos, negative=neg)
     signed = ints(-20, 20)
     divisor = ints(-6, 6, nonzero=True)
     for fmod in (False, True):

@@ -98,6 +98,48 @@ _elementwise("logical_or", 2, _require_bool, lambda xs, a: np.logical_or(*xs), "
 _elementwise("logical_xor", 2, _require_bool, lambda xs, a: np.logical_xor(*xs), "a xor b", commutative=True)
 _elementwise("logical_not", 1, _require_bool, lambda xs, a: np.logical_not(xs[0]), "not x")
 
+# -- float predicates ---------------------------------------------------------------------------
+
+
+def _float_predicate(
+    name: str, ref: Callable[[np.ndarray, dict[str, Any]], np.ndarray], doc: str, attrs: tuple[Attr, ...] = ()
+) -> OpDef:
+    """A test of each element of a float tensor: a bool tensor of its shape (no gradient)."""
+
+    def infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+        if not ts[0].dtype.is_float:
+            raise TypeError_(f"{name} expects a float tensor, got {ts[0]}", hint="an integer is never NaN or infinite")
+        return [TensorType(DType.bool, ts[0].shape)]
+
+    return register(
+        OpDef(
+            name,
+            ("x",),
+            attrs,
+            infer,
+            lambda xs, a: [ref(xs[0], a)],
+            doc=doc,
+            elementwise=True,
+            differentiable=False,
+            family="logic",
+        )
+    )
+
+
+def isinf_ref(x: np.ndarray, a: dict[str, Any]) -> np.ndarray:
+    """ONNX IsInf: +inf where ``positive``, -inf where ``negative``."""
+    pos, neg = bool(a["positive"]), bool(a["negative"])
+    return cast(np.ndarray, (np.isposinf(x) & pos) | (np.isneginf(x) & neg))
+
+
+_float_predicate("isnan", lambda x, a: np.isnan(x), "x is NaN (transformers' attention masks test for it)")
+_float_predicate(
+    "isinf",
+    isinf_ref,
+    "x is +inf (positive=true) or -inf (negative=true)",
+    attrs=(Attr("positive", "bool", True), Attr("negative", "bool", True)),
+)
+
 # -- modulo ----------------------------------------------------------------------------------
 
 
