@@ -1,4 +1,4 @@
-"""Import issue 15, part D: ONNX's losses, each checked
+"""Import issue 15, part D: ONNX's losses and ArgMax/ArgMin's select_last_index, each checked
 against ONNX Runtime on the same file on every target."""
 
 from __future__ import annotations
@@ -102,3 +102,28 @@ def test_unknown_loss_reduction_is_a_clear_error() -> None:
     with pytest.raises(DlirError) as e:
         from_onnx(model)
     assert "unknown reduction 'max'" in e.value.message
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("axis, keepdims", [(1, 1), (-1, 0), (0, 1)])
+def test_select_last_index_picks_the_last_of_tied_extremes(op: str, axis: int, keepdims: int) -> None:
+    # Few distinct values: every row has ties, so first and last index differ.
+    x = np.random.default_rng(5).integers(0, 3, (4, 6)).astype(np.float32)
+    node = helper.make_node(op, ["x"], ["y"], axis=axis, keepdims=keepdims, select_last_index=1)
+    out = list(x.shape)
+    out[axis] = 1
+    if not keepdims:
+        del out[axis]
+    model = _model([node], [_vi("x", [4, 6])], [_vi("y", out, TensorProto.INT64)], opset=13)
+    m = _check_against_ort(model, {"x": x})
+    first = (np.argmax if op == "ArgMax" else np.argmin)(x, axis=axis)
+    got = m.compile("numpy")(x=x).reshape(first.shape)
+    assert (got >= first).all() and (got != first).any()
+
+
+def test_select_last_index_on_a_symbolic_axis_is_a_clear_error() -> None:
+    node = helper.make_node("ArgMax", ["x"], ["y"], axis=0, select_last_index=1)
+    model = _model([node], [_vi("x", ["B", 6])], [_vi("y", [1, 6], TensorProto.INT64)], opset=13)
+    with pytest.raises(DlirError) as e:
+        from_onnx(model)
+    assert "select_last_index=1 needs a static size along axis 0" in e.value.message
