@@ -298,6 +298,7 @@ def from_onnx(
         onnx_logic,
         onnx_loop,
         onnx_losses,
+        onnx_math,
         onnx_ops,
         onnx_shape_ops,
     )
