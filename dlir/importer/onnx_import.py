@@ -295,6 +295,7 @@ def from_onnx(
     from dlir.importer import (  # noqa: F401
         onnx_composite,
         onnx_index,
+        onnx_layout,
         onnx_logic,
         onnx_loop,
         onnx_losses,

@@ -123,10 +123,10 @@ def _where(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
 
 @handles("Identity", "Dropout")
 def _identity(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
-    if len(b.out_names) > 1 and b.out_names[1]:
-        raise b.error("Dropout's mask output is not supported (dlir imports inference graphs)")
     if len(ins) > 2 and ins[2] is not None and bool(b.known(ins[2], "Dropout's training_mode").reshape(-1)[0]):
         raise b.error("Dropout in training mode is not supported", "dlir imports inference graphs")
+    if len(b.out_names) > 1 and b.out_names[1]:  # at inference every element is kept: the mask is all true
+        return [ins[0], b.op("broadcast_to", [np.array(True)], shape=[_dimattr(d) for d in b.shape(ins[0])])]
     return ins[0]
 
 
