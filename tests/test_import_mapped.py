@@ -1,6 +1,7 @@
 """Import issue 15, part D: ONNX ops the importer writes with existing dlir ops (hyperbolic
-functions, Shrink, IsInf/IsNaN, Hardmax, OneHot, Space/DepthToSpace, Tile, EyeLike, Dropout's
-mask), each checked against ONNX Runtime on the same file on every target."""
+functions, Shrink, IsInf/IsNaN, Lp and mean-variance normalisation, Hardmax, OneHot,
+Space/DepthToSpace, Tile, EyeLike, Dropout's mask), each checked against ONNX Runtime on the
+same file on every target."""
 
 from __future__ import annotations
 
@@ -57,6 +58,29 @@ def test_isinf_detects_the_signs_asked_for_and_not_nan(pos: int, neg: int) -> No
 
 def test_isnan() -> None:
     _check_against_ort(_unary("IsNaN", SPECIAL, TensorProto.BOOL), {"x": SPECIAL})
+
+
+@pytest.mark.parametrize("p, axis", [(2, -1), (2, 0), (1, 1)])
+def test_lp_normalization_leaves_an_all_zero_row_zero(p: int, axis: int) -> None:
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    x[1, :] = 0.0
+    x[:, 2] = 0.0
+    m = _check_against_ort(_unary("LpNormalization", x, opset=13, p=p, axis=axis), {"x": x})
+    y = m.compile("numpy")(x=x)
+    assert np.isfinite(y).all() and not y[1].any()
+
+
+def test_lp_normalization_with_p3_is_a_clear_error() -> None:
+    with pytest.raises(DlirError) as e:
+        from_onnx(_unary("LpNormalization", np.ones((2, 2), np.float32), opset=13, p=3))
+    assert "p=3" in e.value.message
+
+
+@pytest.mark.parametrize("axes", [None, [1], [0, 1, 2, 3]])
+def test_mean_variance_normalization(axes: list[int] | None) -> None:
+    x = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32) * 3 + 1
+    attrs = {"axes": axes} if axes is not None else {}
+    _check_against_ort(_unary("MeanVarianceNormalization", x, opset=13, **attrs), {"x": x})
 
 
 @pytest.mark.parametrize("opset, axis", [(13, -1), (13, 0), (13, 1), (11, 1), (11, 0)])

@@ -1,4 +1,4 @@
-"""ONNX's elementwise math that dlir has no single op for, written with the ops it has.
+"""ONNX's elementwise math and Lp/mean-variance normalisations, written with the ops dlir has.
 
 Hyperbolic functions and their inverses come from ``exp``, ``log`` and ``sqrt`` by their
 textbook identities, which keep float32 within ONNX's tolerances on the moderate inputs
@@ -103,3 +103,32 @@ def _isinf(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     if neg:
         return b.op("less", [x, b.op("neg", [big])])
     return b.op("broadcast_to", [np.array(False)], shape=[d.value if d.is_static else d for d in t.shape])
+
+
+def _safe_divide(b: Builder, x: Operand, norm: Any) -> Any:
+    """x / norm, 0 where norm is 0 (ONNX's reference), with no 0/0 for a gradient to meet either."""
+    zero = b.op("equal", [norm, _scalar(b, x, 0.0)])
+    y = b.op("div", [x, b.op("where", [zero, _scalar(b, x, 1.0), norm])])
+    return b.op("where", [zero, _scalar(b, x, 0.0), y])
+
+
+@handles("LpNormalization")
+def _lp_normalization(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
+    x, p, axis = ins[0], int(a.get("p", 2)), int(a.get("axis", -1))
+    if p == 1:
+        norm = b.op("sum", [b.op("abs", [x])], axis=axis, keepdims=True)
+    elif p == 2:
+        norm = b.op("sqrt", [b.op("sum", [b.op("mul", [x, x])], axis=axis, keepdims=True)])
+    else:
+        raise b.error(f"LpNormalization with p={p} is not supported", "ONNX defines p = 1 and p = 2")
+    return _safe_divide(b, x, norm)
+
+
+@handles("MeanVarianceNormalization")
+def _mvn(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
+    """(x - mean) / (std + 1e-9) over ``axes`` (default N, H, W), as the spec's function body."""
+    x = ins[0]
+    axes = [int(v) for v in a.get("axes", [0, 2, 3])]
+    d = b.op("sub", [x, b.op("mean", [x], axis=axes, keepdims=True)])
+    std = b.op("sqrt", [b.op("mean", [b.op("mul", [d, d])], axis=axes, keepdims=True)])
+    return b.op("div", [d, b.op("add", [std, _scalar(b, x, 1e-9)])])
