@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from test_import import _check_against_ort, _model, _vi
 
 from dlir.errors import DlirError
@@ -127,3 +127,31 @@ def test_select_last_index_on_a_symbolic_axis_is_a_clear_error() -> None:
     with pytest.raises(DlirError) as e:
         from_onnx(model)
     assert "select_last_index=1 needs a static size along axis 0" in e.value.message
+
+
+@pytest.mark.parametrize("op", ["SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"])
+@pytest.mark.parametrize("target", ["numpy", "torch"])
+def test_imported_loss_gradient_matches_finite_differences(op: str, target: str) -> None:
+    """float64, weights and an ignored class: the gradient dlir derives through the mapping is the loss's."""
+    from dlir.api import _with_gradients
+    from dlir.autodiff import GradRunner
+    from dlir.targets import runner_class
+
+    node = helper.make_node(op, ["x", "t", "w"], ["loss"], ignore_index=1)
+    inputs = [_vi("x", [N, C, D], TensorProto.DOUBLE), _vi("t", [N, D], TensorProto.INT64)]
+    w = numpy_helper.from_array(np.linspace(0.5, 2.0, C), "w")
+    m = from_onnx(_model([node], inputs, [_vi("loss", [], TensorProto.DOUBLE)], [w], opset=13))
+    xname, tname = m.input_names["x"], m.input_names["t"]
+    graph, wrt = _with_gradients(m.graph, [xname])
+    run = GradRunner(runner_class(target)(graph, seed=0, device="cpu"), 1, wrt)
+    run.load_params(m.params)
+    feeds = _feeds(False, 1)
+    x, t = feeds["x"].astype(np.float64), feeds["t"]
+    loss, grads = run(**{xname: x, tname: t})
+    ref = from_onnx(_model([node], inputs, [_vi("loss", [], TensorProto.DOUBLE)], [w], opset=13)).compile("numpy")
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal(x.shape)
+    eps = 1e-6
+    fd = (ref(**{xname: x + eps * v, tname: t}) - ref(**{xname: x - eps * v, tname: t})) / (2 * eps)
+    np.testing.assert_allclose(np.sum(grads[xname] * v), fd, rtol=1e-6, atol=1e-9)
+    assert not grads[xname][0, :, :2].any()  # the ignored samples pass no gradient back
