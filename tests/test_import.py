@@ -267,13 +267,13 @@ def test_old_opset_slice_squeeze_split_attributes() -> None:
 
 
 def test_unsupported_ops_are_listed_in_one_error() -> None:
-    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r"), helper.make_node("Hardmax", ["a"], ["b"], name="hm1"),
-             helper.make_node("LpPool", ["b"], ["c"], name="lp7", kernel_shape=[1]), helper.make_node("Hardmax", ["c"], ["y"], name="hm2")]
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r"), helper.make_node("Det", ["a"], ["b"], name="hm1"),
+             helper.make_node("LpPool", ["b"], ["c"], name="lp7", kernel_shape=[1]), helper.make_node("Det", ["c"], ["y"], name="hm2")]
     model = _model(nodes, [_vi("x", [2, 3])], [_vi("y", [2, 3])])
     with pytest.raises(DlirError) as e:
         from_onnx(model)
     msg = str(e.value)
-    for part in ("Hardmax (node 'hm1', ai.onnx opset 13)", "LpPool (node 'lp7'", "Hardmax (node 'hm2'", "3 node(s)"):
+    for part in ("Det (node 'hm1', ai.onnx opset 13)", "LpPool (node 'lp7'", "Det (node 'hm2'", "3 node(s)"):
         assert part in msg
 
 

@@ -43,23 +43,24 @@ def test_mod_and_on_constants_fold_like_torch_attention_masks() -> None:
 
 
 def test_an_op_dlir_lacks_folds_on_constants_with_onnx_reference() -> None:
-    # Hardmax and LpNormalization have no importer handler: on constants they are evaluated at import.
+    # Round and Det have no importer handler: on constants they are evaluated at import.
     nodes = [
-        helper.make_node("Hardmax", ["c"], ["h"], axis=1),
-        helper.make_node("LpNormalization", ["c"], ["p"], axis=1, p=2),
+        helper.make_node("Round", ["c"], ["h"]),
+        helper.make_node("Det", ["d"], ["p"]),
         helper.make_node("Add", ["x", "h"], ["xh"]),
         helper.make_node("Mul", ["xh", "p"], ["y"]),
     ]
     c = np.array([[0.5, 2.0, -1.0], [3.0, 1.0, 3.0]], np.float32)
-    model = _model(nodes, [_vi("x", [2, 3])], [_vi("y", [2, 3])], [_init("c", c)], 17)
+    d = np.array([[2.0, 1.0], [1.0, 3.0]], np.float32)
+    model = _model(nodes, [_vi("x", [2, 3])], [_vi("y", [2, 3])], [_init("c", c), _init("d", d)], 17)
     _check_against_ort(model, {"x": np.ones((2, 3), np.float32)})
 
 
 def test_refusal_lists_every_node_with_domain_opset_and_hints() -> None:
     nodes = [
         helper.make_node("Shape", ["x"], ["s"]),
-        helper.make_node("Hardmax", ["s"], ["hs"], name="on_shape"),
-        helper.make_node("Hardmax", ["x"], ["a"], name="hm"),
+        helper.make_node("Det", ["s"], ["hs"], name="on_shape"),
+        helper.make_node("Det", ["x"], ["a"], name="hm"),
         helper.make_node("FusedGemm", ["a", "a"], ["b"], name="ms", domain="com.microsoft"),
         helper.make_node("Upsample", ["b", "sc"], ["y"], name="up"),
     ]
@@ -70,7 +71,7 @@ def test_refusal_lists_every_node_with_domain_opset_and_hints() -> None:
         from_onnx(model)
     msg, hint = e.value.message, e.value.hint or ""
     assert "4 node(s)" in msg
-    for part in ("Hardmax (node 'on_shape', ai.onnx opset 9)", "Hardmax (node 'hm', ai.onnx opset 9)",
+    for part in ("Det (node 'on_shape', ai.onnx opset 9)", "Det (node 'hm', ai.onnx opset 9)",
                  "FusedGemm (node 'ms', com.microsoft opset 1)", "Upsample (node 'up', ai.onnx opset 9)"):
         assert part in msg
     assert "do_constant_folding=True" in hint and "opset >= 10" in hint and "com.microsoft" in hint

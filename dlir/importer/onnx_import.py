@@ -292,7 +292,17 @@ def from_onnx(
     import time, such as a Reshape's shape fed as an input); they leave the signature.
     """
     # they fill the handler table
-    from dlir.importer import onnx_composite, onnx_index, onnx_logic, onnx_loop, onnx_ops, onnx_shape_ops  # noqa: F401
+    from dlir.importer import (  # noqa: F401
+        onnx_composite,
+        onnx_index,
+        onnx_layout,
+        onnx_logic,
+        onnx_loop,
+        onnx_losses,
+        onnx_math,
+        onnx_ops,
+        onnx_shape_ops,
+    )
     from dlir.importer.builder import Builder
 
     if isinstance(path, (str, os.PathLike)):

@@ -1,9 +1,9 @@
 """The ONNX op table: one small handler per ONNX op that maps onto one dlir op (or a few).
 
-Elementwise, linear-algebra, conv/pool/norm, loss and Scan handlers are here; the shape,
-indexing and reduction handlers are in :mod:`dlir.importer.onnx_shape_ops`. Handlers are
-registered with :func:`handles`; see :mod:`dlir.importer.builder` for the forms their
-inputs and outputs take.
+Elementwise, linear-algebra, conv/pool/norm and Scan handlers are here; the shape, indexing
+and reduction handlers are in :mod:`dlir.importer.onnx_shape_ops`, the losses in
+:mod:`dlir.importer.onnx_losses`. Handlers are registered with :func:`handles`; see
+:mod:`dlir.importer.builder` for the forms their inputs and outputs take.
 """
 
 from __future__ import annotations
@@ -123,10 +123,10 @@ def _where(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
 
 @handles("Identity", "Dropout")
 def _identity(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
-    if len(b.out_names) > 1 and b.out_names[1]:
-        raise b.error("Dropout's mask output is not supported (dlir imports inference graphs)")
     if len(ins) > 2 and ins[2] is not None and bool(b.known(ins[2], "Dropout's training_mode").reshape(-1)[0]):
         raise b.error("Dropout in training mode is not supported", "dlir imports inference graphs")
+    if len(b.out_names) > 1 and b.out_names[1]:  # at inference every element is kept: the mask is all true
+        return [ins[0], b.op("broadcast_to", [np.array(True)], shape=[_dimattr(d) for d in b.shape(ins[0])])]
     return ins[0]
 
 
@@ -400,26 +400,6 @@ def _layer_norm(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
             v = b.op("broadcast_to", [v], shape=norm_shape)
         parts.append(v)
     return b.op("layer_norm", [x, *parts], axis=axis, eps=float(a.get("epsilon", 1e-5)))
-
-
-@handles("SoftmaxCrossEntropyLoss")
-def _sce(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
-    red = a.get("reduction", b"mean")
-    red = red.decode() if isinstance(red, bytes) else red
-    # A negative ignore_index (torch's -100) never matches a valid class id, which dlir requires anyway.
-    if (
-        red != "mean"
-        or (len(ins) > 2 and ins[2] is not None)
-        or int(a.get("ignore_index", -1)) >= 0
-        or any(b.out_names[1:])
-    ):
-        raise b.error(
-            "SoftmaxCrossEntropyLoss is supported with reduction='mean', no weights, "
-            "a negative or no ignore_index, one output"
-        )
-    if b.rank(ins[0]) != 2:
-        raise b.error(f"SoftmaxCrossEntropyLoss: only [N, C] scores are supported, got {b.type_of(ins[0])}")
-    return b.op("cross_entropy", [ins[0], ins[1]])
 
 
 @handles("Scan")

@@ -179,10 +179,17 @@ for _o, _d in {
 
 @handles("ArgMax", "ArgMin")
 def _arg(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
-    if a.get("select_last_index", 0):
-        raise b.error("select_last_index=1 is not supported")
     name = "argmax" if b.node_op == "ArgMax" else "argmin"
-    return b.op(name, [ins[0]], axis=int(a.get("axis", 0)), keepdims=bool(a.get("keepdims", 1)))
+    x, axis, keepdims = ins[0], int(a.get("axis", 0)), bool(a.get("keepdims", 1))
+    if not a.get("select_last_index", 0):
+        return b.op(name, [x], axis=axis, keepdims=keepdims)
+    # The last of tied extremes is the first one of x reversed along the axis, counted from the end.
+    n = b.shape(x)[axis % max(b.rank(x), 1)]
+    if not n.is_static:
+        raise b.error(f"{b.node_op} with select_last_index=1 needs a static size along axis {axis}, got {b.type_of(x)}")
+    flipped = b.op("gather", [x, np.arange(n.value - 1, -1, -1, dtype=np.int64)], axis=axis)
+    first = b.op(name, [flipped], axis=axis, keepdims=keepdims)
+    return b.op("sub", [np.array(n.value - 1, np.int64), first])
 
 
 @handles("Pad")
