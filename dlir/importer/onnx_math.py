@@ -2,15 +2,12 @@
 
 Hyperbolic functions and their inverses come from ``exp``, ``log`` and ``sqrt`` by their
 textbook identities, which keep float32 within ONNX's tolerances on the moderate inputs
-models feed them; ``IsInf`` compares against the dtype's largest finite number instead of
-an infinite constant, which no generated source would have to spell.
+models feed them. (``IsNaN`` and ``IsInf`` are dlir ops of their own: dlir.importer.onnx_logic.)
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-import numpy as np
 
 from dlir.importer.builder import Builder, Operand, handles
 from dlir.importer.onnx_ops import _scalar
@@ -73,36 +70,6 @@ def _shrink(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     zero = _scalar(b, x, 0.0)
     low = b.op("where", [b.op("less", [x, b.op("neg", [lambd])]), b.op("add", [x, bias]), zero])
     return b.op("where", [b.op("greater", [x, lambd]), b.op("sub", [x, bias]), low])
-
-
-@handles("IsNaN")
-def _isnan(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
-    return b.op("not_equal", [ins[0], ins[0]])  # NaN is the one value unequal to itself
-
-
-def _finfo(dt: np.dtype[Any]) -> Any:
-    if dt.name == "bfloat16":  # numpy's finfo does not know ml_dtypes' bfloat16
-        import ml_dtypes
-
-        return ml_dtypes.finfo(dt)
-    return np.finfo(dt)
-
-
-@handles("IsInf")
-def _isinf(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
-    x = ins[0]
-    t = b.type_of(x)
-    if not t.dtype.is_float:
-        raise b.error(f"IsInf: the input must be floating point, got {t}")
-    big = _scalar(b, x, float(_finfo(t.dtype.numpy).max))
-    pos, neg = int(a.get("detect_positive", 1)), int(a.get("detect_negative", 1))
-    if pos and neg:
-        return b.op("greater", [b.op("abs", [x]), big])  # NaN compares false, as IsInf wants
-    if pos:
-        return b.op("greater", [x, big])
-    if neg:
-        return b.op("less", [x, b.op("neg", [big])])
-    return b.op("broadcast_to", [np.array(False)], shape=[d.value if d.is_static else d for d in t.shape])
 
 
 def _safe_divide(b: Builder, x: Operand, norm: Any) -> Any:
