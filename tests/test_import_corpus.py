@@ -32,11 +32,6 @@ from corpus.check import TARGETS, check_dlir, check_source, mismatch, reference 
 EXPECTED_FAILURES: dict[str, str] = {
     "lraspp_mobilenet_v3_large": "Resize (bilinear upsampling of the segmentation head)",
     "deeplabv3_mobilenet_v3_large": "Resize (bilinear upsampling of the segmentation head)",
-    "nn_lstm_bidirectional": "LSTM",
-    "nn_gru_bidirectional": "GRU",
-    "nn_rnn_bidirectional": "RNN",
-    "keras_lstm": "LSTM (tf2onnx fuses the Keras layer's loop into one node)",
-    "keras_bidirectional_lstm": "LSTM (tf2onnx fuses the Keras layer's loop into one node)",
     "keras_gru": "Loop: tf2onnx keeps the tf.while_loop, whose condition (an And) the importer cannot prove a trip count of",
 }
 

@@ -20,9 +20,10 @@ from dlir.errors import DlirError, SourceLoc
 from dlir.importer.dim_unify import DimKey, DimUnion, MergeDims, pinned_symbol, required_equal, symbol_pair
 from dlir.importer.onnx_import import ImportError_, ident, tensor_value, value_type
 from dlir.ir.builder import emit
-from dlir.ir.graph import Graph, Init, Value
+from dlir.ir.graph import Graph, Init, Value, body_reads
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops.registry import check_attrs, get_op
+from dlir.passes.rewrite import removable  # the importer sits above the passes
 
 Operand = Any  # Value | np.ndarray | None
 SMALL_CONST = 64  # known tensors up to this many elements become `constant` nodes; bigger ones buffers
@@ -171,6 +172,7 @@ class Builder:
                 raise self.error(f"graph output '{vo.name}' is produced by no node", "the file is inconsistent")
             v = self.tensor(self.env[vo.name])
             self.graph.outputs.append((ident(vo.name, set(self.graph.output_names()) | RESERVED_OUT), v))
+        self._drop_dead_nodes()
         self._prune_params()
 
     def child(self, body: Graph) -> Builder:
@@ -194,6 +196,23 @@ class Builder:
         self.params[pname] = a
         self._materialized[id(a)] = (a, v)
         return v
+
+    def _drop_dead_nodes(self) -> None:
+        """Nodes no output needs (a zero state that the LSTM handler made afresh) are not kept.
+
+        Whole nodes only: a scan keeps all its results, so a second import of the same file
+        numbers its values the same way.
+        """
+        live = {v for _, v in self.graph.outputs}
+        kept = []
+        for node in reversed(self.graph.nodes):
+            if not any(v in live for v in node.outputs) and node.body is None and removable(node):
+                continue
+            kept.append(node)
+            live.update(node.inputs)
+            if node.body is not None:
+                live.update(body_reads(node.body))
+        self.graph.nodes = kept[::-1]
 
     def _prune_params(self) -> None:
         """Initializers only used at import time (shapes, axes) are not params."""
