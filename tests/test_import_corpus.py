@@ -30,8 +30,6 @@ from corpus.check import TARGETS, check_dlir, check_source, mismatch, reference 
 
 # model -> why dlir fails on it today (the ONNX ops the importer refuses, as its error lists them)
 EXPECTED_FAILURES: dict[str, str] = {
-    "lraspp_mobilenet_v3_large": "Resize (bilinear upsampling of the segmentation head)",
-    "deeplabv3_mobilenet_v3_large": "Resize (bilinear upsampling of the segmentation head)",
     "keras_gru": "Loop: tf2onnx keeps the tf.while_loop, whose condition (an And) the importer cannot prove a trip count of",
 }
 

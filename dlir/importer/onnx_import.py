@@ -301,6 +301,7 @@ def from_onnx(
         onnx_losses,
         onnx_math,
         onnx_ops,
+        onnx_resize,
         onnx_rnn,
         onnx_shape_ops,
     )
