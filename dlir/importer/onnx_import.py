@@ -294,6 +294,7 @@ def from_onnx(
     # they fill the handler table
     from dlir.importer import (  # noqa: F401
         onnx_composite,
+        onnx_conv_transpose,
         onnx_index,
         onnx_layout,
         onnx_logic,
