@@ -301,6 +301,7 @@ def from_onnx(
         onnx_loop,
         onnx_losses,
         onnx_math,
+        onnx_norms,
         onnx_ops,
         onnx_resize,
         onnx_rnn,
