@@ -220,6 +220,25 @@ def test_torch_exported_recurrent_modules_agree(index: int) -> None:
         _close(_run(m, t, {"x": x}), want, t)
 
 
+def test_imported_recurrent_source_parses_and_agrees() -> None:
+    """``dlirc import``'s .dlir source of a torch LSTM: scans with named weights, the same numbers."""
+    import torch
+
+    import dlir
+    from dlir.importer.to_source import source_and_param_names
+
+    _, module, batch_first = _torch_modules()[0]
+    m = from_onnx(_torch_export(module, torch.zeros((B, T, I)), batch_first))
+    text, names = source_and_param_names(m.graph)
+    assert text.count("scan reverse") == 2 and text.count("scan ") == 4, text
+    assert "param LSTM_forward_w_hh: f32[5, 20]" in text and "param LSTM_1_reverse_w_ih: f32[10, 20]" in text, text
+    run = dlir.compile(dlir.loads(text, "imported.dlir"), "numpy")
+    run.load_params({names[k]: v for k, v in m.params.items()})
+    x = np.random.default_rng(2).standard_normal((2, 4, I)).astype(np.float32)
+    for g, w in zip(run(x=x), m.compile("numpy")(x=x), strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
 @pytest.mark.parametrize("op, kernel", [("LSTM", "LSTM"), ("GRU", "GRU")])
 def test_imported_cell_fuses_again_at_O2(op: str, kernel: str) -> None:
     """With the default activations the imported body is the stdlib's cell: -O2 runs it as one kernel."""

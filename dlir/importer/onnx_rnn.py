@@ -97,7 +97,7 @@ def _recurrent(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     clip = float(a["clip"]) if "clip" in a else None
     lbr = bool(a.get("linear_before_reset", 0)) and kind.name == "gru"
     batch = b.shape(x)[batch_axis]
-    base = ident(b.node_name, set())
+    base = ident(b.node_name, set()).strip("_") or kind.name  # torch names nodes "/lstm/LSTM"
     results: list[list[Value]] = []
     for d, reverse in enumerate(dirs):
         tag = f"{base}_{'reverse' if reverse else 'forward'}" if len(dirs) > 1 else base
