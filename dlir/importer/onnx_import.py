@@ -293,6 +293,7 @@ def from_onnx(
     """
     # they fill the handler table
     from dlir.importer import (  # noqa: F401
+        onnx_attention,
         onnx_composite,
         onnx_conv_transpose,
         onnx_index,

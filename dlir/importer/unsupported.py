@@ -25,7 +25,6 @@ MAX_FOLD_ELEMENTS = 2**24  # a node whose known inputs are bigger than this is n
 
 # Re-exports that write an op dlir lacks as ops it has.
 REEXPORT_HINTS = {
-    "Attention": "opset <= 22 exporters write attention as MatMul/Softmax nodes",
     "RotaryEmbedding": "opset <= 22 exporters write it as Mul/Add/Slice nodes",
     "Scatter": "re-export with opset >= 11, which writes ScatterElements",
     "If": "export with static shapes (or trace instead of scripting) so the branch is decided at export",
