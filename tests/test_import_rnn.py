@@ -304,3 +304,26 @@ def test_unsupported_activation_and_input_forget_are_refused() -> None:
     _refused(model, "hardsigmoid", "Sigmoid, Tanh and Relu")
     model, _ = _recurrent("LSTM", input_forget=1)
     _refused(model, "input_forget")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["lstm", "bidirectional-lstm"])
+def test_keras_lstm_through_tf2onnx_agrees(bidirectional: bool) -> None:
+    """tf2onnx writes Keras' LSTM (and its Bidirectional wrapper) as one ONNX LSTM node."""
+    import tensorflow as tf
+    import tf2onnx
+
+    tf.keras.utils.set_random_seed(0)
+    layer = tf.keras.layers.LSTM(H, return_sequences=True)
+    inp = tf.keras.Input((T + 4, I))
+    net = tf.keras.Model(inp, tf.keras.layers.Bidirectional(layer)(inp) if bidirectional else layer(inp))
+    spec = (tf.TensorSpec((None, T + 4, I), tf.float32, name="x"),)
+    model, _ = tf2onnx.convert.from_keras(net, input_signature=spec, opset=17)
+    assert [n.op_type for n in model.graph.node].count("LSTM") == 1
+    x = np.random.default_rng(0).standard_normal((3, T + 4, I)).astype(np.float32)
+    name = model.graph.input[0].name
+    want = _ort(model, {name: x})
+    np.testing.assert_allclose(want[0], net(x).numpy(), rtol=1e-5, atol=1e-5)  # the file is the Keras model
+    m = from_onnx(model)
+    for t in TARGETS:
+        _close(_run(m, t, {name: x}), want, t)
