@@ -166,9 +166,10 @@ def test_layer_normalization_opset_17(axis: int, stash: bool) -> None:
     norm = shape[axis % 4 :]
     inits = [numpy_helper.from_array(rng.standard_normal(norm).astype(np.float32), n) for n in ("s", "b")]
     outs = ["y", "mean", "inv"] if stash else ["y"]
-    node = helper.make_node("LayerNormalization", ["x", "s", "b"], outs, axis=axis, epsilon=1e-3)
+    # An epsilon that matters next to the variance, and is not the 1e-3 of TF's oneDNN fusion (PITFALLS.md)
+    node = helper.make_node("LayerNormalization", ["x", "s", "b"], outs, axis=axis, epsilon=2e-2)
     model = _model([node], ["N", *shape[1:]], outs, inits, np.float32, 17)
-    x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
+    x = (rng.standard_normal(shape) * 0.3 + 0.5).astype(np.float32)
     _check(model, x, _ort(model, {"x": x}))
 
 

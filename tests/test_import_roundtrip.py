@@ -1,6 +1,6 @@
-"""dlir -> ONNX -> dlir at every -O level, for the samples with recurrent layers.
+"""dlir -> ONNX -> dlir at every -O level (0..3), for the samples with recurrent layers.
 
-At -O2 dlir's ONNX export writes ``LSTM``/``GRU`` nodes (the ``rnn`` pass fuses the
+From -O2 on, dlir's ONNX export writes ``LSTM``/``GRU`` nodes (the ``rnn`` pass fuses the
 stdlib's cells); importing them back must give the original model's numbers on every
 target, and exporting the import again at -O2 must find the same fused kernels.
 """
@@ -40,7 +40,7 @@ def _ort(model: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
-@pytest.mark.parametrize("level", [0, 1, 2])
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
 @pytest.mark.parametrize("sample, model_name, kernel", RECURRENT, ids=[r[1] for r in RECURRENT])
 def test_recurrent_sample_round_trips(sample: str, model_name: str, kernel: str, level: int) -> None:
     prog = dlir.load(ROOT / "samples" / sample)
@@ -50,7 +50,7 @@ def test_recurrent_sample_round_trips(sample: str, model_name: str, kernel: str,
     want = _tuple(ref(**feeds))
     proto = _onnx_at(graph, ref.params, level)
     ops = [n.op_type for n in proto.graph.node]
-    assert (kernel in ops) == (level == 2), ops  # -O2 fuses the cells; below it they are Scans
+    assert (kernel in ops) == (level >= 2), ops  # -O2 fuses the cells; below it they are Scans
     m = from_onnx(proto)
     ins = {m.input_names[k]: v for k, v in feeds.items() if k in m.input_names}
     for w, o in zip(want, _ort(proto, feeds), strict=True):
@@ -61,7 +61,7 @@ def test_recurrent_sample_round_trips(sample: str, model_name: str, kernel: str,
         for g, w in zip(got, want, strict=True):
             assert g.shape == w.shape, t
             np.testing.assert_allclose(g, w, **TOL, err_msg=t)
-    if level == 2:  # the imported scans are the stdlib's cells again: fused once more
+    if level >= 2:  # the imported scans are the stdlib's cells again: fused once more
         again = _onnx_at(m.graph, m.params, 2)
         assert [n.op_type for n in again.graph.node].count(kernel) == ops.count(kernel)
         for g, w in zip(_ort(again, ins), want, strict=True):
