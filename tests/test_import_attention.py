@@ -46,6 +46,8 @@ def _ort(model: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 _rng = np.random.default_rng(1)
 _BOOL_MASK = (_rng.random((1, 1, 5, 6)) > 0.3) | (np.arange(6) == 0)  # no row fully masked
 _CAUSAL_AND_MASK = (_rng.random((6, 6)) > 0.3) | np.eye(6, dtype=bool)
+_ROW_MASKED = _BOOL_MASK.copy()
+_ROW_MASKED[..., 2, :] = False  # query 2 may attend to no key: its Y is 0
 CASES = {
     "plain": ((2, 4, 5, 8), (2, 4, 6, 8), {}, None, ("y",)),
     "gqa-scale-softcap": ((2, 4, 5, 8), (2, 2, 6, 8), {"scale": 0.3, "softcap": 2.0}, None, ("y",)),
@@ -54,6 +56,7 @@ CASES = {
     "bool-mask": ((2, 4, 5, 8), (2, 4, 6, 8), {}, _BOOL_MASK, ("y",)),
     "float-mask": ((2, 4, 5, 8), (2, 4, 6, 8), {}, _rng.standard_normal((5, 6)).astype(np.float32), ("y",)),
     "causal-and-bool-mask": ((2, 4, 6, 8), (2, 4, 6, 8), {"is_causal": 1}, _CAUSAL_AND_MASK, ("y",)),
+    "fully-masked-row": ((2, 4, 5, 8), (2, 4, 6, 8), {}, _ROW_MASKED, ("y",)),
 }
 
 
@@ -82,6 +85,8 @@ def test_the_options_change_the_result() -> None:
     assert np.abs(capped - uncapped).max() > 1e-3
     causal = _ort(*_model(*CASES["causal"]))[0]
     assert np.abs(causal - _ort(*_model((2, 4, 5, 8), (2, 4, 5, 8), {}, None, ("y",)))[0]).max() > 1e-2
+    masked = _ort(*_model(*CASES["fully-masked-row"]))[0]
+    assert not masked[:, :, 2].any() and masked[:, :, 1].any()
 
 
 def test_unsupported_attention_forms_are_refused() -> None:

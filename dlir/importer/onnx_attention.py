@@ -4,8 +4,10 @@
 ``[B, S, heads * D]`` with ``q_num_heads``/``kv_num_heads``, split into heads and merged
 back). Fewer K/V heads than Q heads (grouped-query attention) repeat each K/V head for its
 group, as the spec's ``np.repeat``. The bias is the float ``attn_mask`` as given, a boolean
-one as 0 / -inf, plus -inf above the diagonal with ``is_causal`` (static sequence lengths);
-``softcap`` squashes the scores with ``softcap * tanh(s / softcap)`` first.
+one as 0 / "-inf", plus "-inf" above the diagonal with ``is_causal`` (static sequence lengths);
+``softcap`` squashes the scores with ``softcap * tanh(s / softcap)`` first. The "-inf" is half the
+dtype's lowest number (exp gives 0 all the same), so a row that masks every key has finite
+scores and is zeroed, as ONNX Runtime gives it.
 
 ``present_key``/``present_value`` without a cache are K and V themselves. Refused with the
 node named: a past key/value cache, ``nonpad_kv_seqlen``, sliding windows, the
@@ -54,9 +56,12 @@ def _attention(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     if cap > 0:
         scores = b.op("mul", [b.op("tanh", [b.op("div", [scores, np.array(cap, dt.numpy)])]), np.array(cap, dt.numpy)])
     bias = _bias(b, mask, b.shape(scores), dt, bool(a.get("is_causal", 0)))
-    if bias is not None:
-        scores = b.op("add", [scores, bias])
-    y = b.op("matmul", [b.op("softmax", [scores], axis=-1), v])
+    probs = b.op("softmax", [scores if bias is None else b.op("add", [scores, bias])], axis=-1)
+    if bias is not None and not (isinstance(bias, np.ndarray) and np.all(bias.max(axis=-1) > _masked(dt) / 2)):
+        # A row that masks every key attends to nothing: Y is 0 there (the spec, ORT)
+        keep = b.op("greater", [b.op("max", [bias], axis=[-1], keepdims=True), np.array(_masked(dt) / 2, dt.numpy)])
+        probs = b.op("where", [keep, probs, np.array(0.0, dt.numpy)])
+    y = b.op("matmul", [probs, v])
     if rank == 3:  # [B, H, S, Dv] -> [B, S, H * Dv]
         t = b.type_of(y)
         y = b.op("transpose", [y], perm=[0, 2, 1, 3])
@@ -91,6 +96,12 @@ def _repeat_heads(b: Builder, x: Operand, q_heads: int) -> Operand:
     return b.op("reshape", [wide], shape=[n, q_heads, s, d])
 
 
+def _masked(dt: DType) -> float:
+    """The bias of a masked key: exp() of it is 0, as of -inf, but a fully masked row stays finite
+    (no NaN forward or backward) and the row is then zeroed."""
+    return float(np.finfo(dt.numpy).min) / 2
+
+
 def _bias(b: Builder, mask: Operand, shape: tuple[Any, ...], dt: DType, causal: bool) -> Operand:
     """What is added to the scores: the mask's (bool: 0 / -inf) and the causal one's."""
     out: Operand = None
@@ -102,14 +113,14 @@ def _bias(b: Builder, mask: Operand, shape: tuple[Any, ...], dt: DType, causal: 
                 "a mask shorter than the keys (padded with -inf) is not supported",
             )
         if mt.dtype is DType.bool:
-            out = b.op("where", [mask, np.array(0.0, dt.numpy), np.array(-np.inf, dt.numpy)])
+            out = b.op("where", [mask, np.array(0.0, dt.numpy), np.array(_masked(dt), dt.numpy)])
         else:
             out = mask
     if causal:
         sq, skv = shape[-2], shape[-1]
         if not (sq.is_static and skv.is_static):
             raise b.error("Attention: is_causal needs static sequence lengths", "export with static sequence lengths")
-        tri = np.where(np.arange(skv.value)[None, :] <= np.arange(sq.value)[:, None], 0.0, -np.inf)
+        tri = np.where(np.arange(skv.value)[None, :] <= np.arange(sq.value)[:, None], 0.0, _masked(dt))
         causal_bias = tri.astype(dt.numpy)
         out = causal_bias if out is None else b.op("add", [out, causal_bias])
     return out
