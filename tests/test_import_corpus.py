@@ -29,9 +29,7 @@ from corpus import BY_NAME, CORPUS, Entry, exported  # noqa: E402
 from corpus.check import TARGETS, check_dlir, check_source, mismatch, reference  # noqa: E402
 
 # model -> why dlir fails on it today (the ONNX ops the importer refuses, as its error lists them)
-EXPECTED_FAILURES: dict[str, str] = {
-    "keras_gru": "Loop: tf2onnx keeps the tf.while_loop, whose condition (an And) the importer cannot prove a trip count of",
-}
+EXPECTED_FAILURES: dict[str, str] = {}
 
 
 def _params() -> list[object]:

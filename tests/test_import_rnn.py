@@ -306,24 +306,38 @@ def test_unsupported_activation_and_input_forget_are_refused() -> None:
     _refused(model, "input_forget")
 
 
+KERAS = {
+    "lstm": ("LSTM", False, T + 4),
+    "bidirectional-lstm": ("LSTM", True, T + 4),
+    "gru": ("GRU", False, T + 4),
+    "bidirectional-gru": ("GRU", True, T + 4),
+    "simple_rnn": ("SimpleRNN", False, T + 4),
+    "gru-any-length": ("GRU", False, None),
+    "simple_rnn-any-length": ("SimpleRNN", False, None),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("bidirectional", [False, True], ids=["lstm", "bidirectional-lstm"])
-def test_keras_lstm_through_tf2onnx_agrees(bidirectional: bool) -> None:
-    """tf2onnx writes Keras' LSTM (and its Bidirectional wrapper) as one ONNX LSTM node."""
+@pytest.mark.parametrize("name", list(KERAS))
+def test_keras_recurrent_layers_through_tf2onnx_agree(name: str) -> None:
+    """tf2onnx writes Keras' LSTM as one ONNX LSTM node, GRU and SimpleRNN as a Loop whose condition is
+    ``t < T and i < max_iterations`` (and Bidirectional's backward half between two ReverseSequence)."""
     import tensorflow as tf
     import tf2onnx
 
+    layer_name, bidirectional, length = KERAS[name]
     tf.keras.utils.set_random_seed(0)
-    layer = tf.keras.layers.LSTM(H, return_sequences=True)
-    inp = tf.keras.Input((T + 4, I))
+    layer = getattr(tf.keras.layers, layer_name)(H, return_sequences=True)
+    inp = tf.keras.Input((length, I))
     net = tf.keras.Model(inp, tf.keras.layers.Bidirectional(layer)(inp) if bidirectional else layer(inp))
-    spec = (tf.TensorSpec((None, T + 4, I), tf.float32, name="x"),)
+    spec = (tf.TensorSpec((None, length, I), tf.float32, name="x"),)
     model, _ = tf2onnx.convert.from_keras(net, input_signature=spec, opset=17)
-    assert [n.op_type for n in model.graph.node].count("LSTM") == 1
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("LSTM") == 1 if layer_name == "LSTM" else "Loop" in ops, ops
     x = np.random.default_rng(0).standard_normal((3, T + 4, I)).astype(np.float32)
-    name = model.graph.input[0].name
-    want = _ort(model, {name: x})
+    onnx_name = model.graph.input[0].name
+    want = _ort(model, {onnx_name: x})
     np.testing.assert_allclose(want[0], net(x).numpy(), rtol=1e-5, atol=1e-5)  # the file is the Keras model
     m = from_onnx(model)
     for t in TARGETS:
-        _close(_run(m, t, {name: x}), want, t)
+        _close(_run(m, t, {onnx_name: x}), want, t)

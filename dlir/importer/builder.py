@@ -482,6 +482,8 @@ class Builder:
         """Shape arithmetic on vectors holding symbolic dims (``Shape`` of a ``[B, 16, 5, 5]`` tensor)."""
         if name in _COMPARISONS:
             return self._sym_compare(name, inputs)
+        if name == "logical_and":
+            return self._sym_and(inputs)
         if name == "broadcast_to" and inputs[0].size == 1 and isinstance(inputs[0].reshape(-1)[0], Dim):
             if any(isinstance(d, Dim) for d in attrs["shape"]):  # tf2onnx's ``[T] * B`` lengths stay a record
                 return symbolic_record(DimFill(inputs[0].reshape(-1)[0], tuple(Dim.of(d) for d in attrs["shape"])))
@@ -532,6 +534,27 @@ class Builder:
             gap = self.as_dim(rhs[i]) - self.as_dim(lhs[i]) + (0 if strict else 1)  # lhs < rhs  <=>  gap >= 1
             out[i] = bool(gap.value >= 1) if gap.is_static else DimCompare(gap)
         if all(isinstance(v, bool) for v in out.reshape(-1)):
+            return out.astype(bool)
+        return out
+
+    def _sym_and(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """``a and b`` of decided comparisons (bools) and :class:`DimCompare` records (Keras' ``0 < T and 0 < M``)."""
+        lhs, rhs = np.broadcast_arrays(*inputs)
+        out = np.empty(lhs.shape, dtype=object)
+        for i in np.ndindex(lhs.shape):
+            x, y = lhs[i], rhs[i]
+            if isinstance(x, (bool, np.bool_)):
+                out[i] = y if x else False
+            elif isinstance(y, (bool, np.bool_)):
+                out[i] = x if y else False
+            elif x == y:
+                out[i] = x
+            else:
+                raise self.error(
+                    f"And of two different comparisons of symbolic dims ({x}, {y}) cannot be decided at import",
+                    "export the model with static shapes",
+                )
+        if all(isinstance(v, (bool, np.bool_)) for v in out.reshape(-1)):
             return out.astype(bool)
         return out
 

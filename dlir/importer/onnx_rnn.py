@@ -30,6 +30,7 @@ import numpy as np
 
 from dlir.importer.builder import Builder, DimFill, Operand, handles
 from dlir.importer.onnx_import import ident
+from dlir.importer.onnx_loop import broadcast_constant
 from dlir.ir.builder import emit, emit1
 from dlir.ir.graph import Graph, Value
 from dlir.ir.scan import emit_scan, scan_body, step_type
@@ -149,6 +150,9 @@ def _check_full_length(b: Builder, lens: Operand, seq: Dim) -> None:
     """Refuse ``sequence_lens`` unless every length is known to be the sequence length."""
     if lens is None:
         return
+    fill = broadcast_constant(lens)
+    if fill is not None and seq.is_static and fill.size > 0 and bool(np.all(fill == seq.value)):
+        return  # a known length broadcast to a symbolic batch
     if isinstance(lens, Value):
         raise b.error(
             f"{b.node_op}: sequence_lens is computed at run time; dlir imports full-length sequences only",
