@@ -29,16 +29,7 @@ from corpus import BY_NAME, CORPUS, Entry, exported  # noqa: E402
 from corpus.check import TARGETS, check_dlir, check_source, mismatch, reference  # noqa: E402
 
 # model -> why dlir fails on it today (the ONNX ops the importer refuses, as its error lists them)
-EXPECTED_FAILURES: dict[str, str] = {
-    "lraspp_mobilenet_v3_large": "Resize (bilinear upsampling of the segmentation head)",
-    "deeplabv3_mobilenet_v3_large": "Resize (bilinear upsampling of the segmentation head)",
-    "nn_lstm_bidirectional": "LSTM",
-    "nn_gru_bidirectional": "GRU",
-    "nn_rnn_bidirectional": "RNN",
-    "keras_lstm": "LSTM (tf2onnx fuses the Keras layer's loop into one node)",
-    "keras_bidirectional_lstm": "LSTM (tf2onnx fuses the Keras layer's loop into one node)",
-    "keras_gru": "Loop: tf2onnx keeps the tf.while_loop, whose condition (an And) the importer cannot prove a trip count of",
-}
+EXPECTED_FAILURES: dict[str, str] = {}
 
 
 def _params() -> list[object]:

@@ -20,9 +20,10 @@ from dlir.errors import DlirError, SourceLoc
 from dlir.importer.dim_unify import DimKey, DimUnion, MergeDims, pinned_symbol, required_equal, symbol_pair
 from dlir.importer.onnx_import import ImportError_, ident, tensor_value, value_type
 from dlir.ir.builder import emit
-from dlir.ir.graph import Graph, Init, Value
+from dlir.ir.graph import Graph, Init, Value, body_reads
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops.registry import check_attrs, get_op
+from dlir.passes.rewrite import removable  # the importer sits above the passes
 
 Operand = Any  # Value | np.ndarray | None
 SMALL_CONST = 64  # known tensors up to this many elements become `constant` nodes; bigger ones buffers
@@ -171,6 +172,7 @@ class Builder:
                 raise self.error(f"graph output '{vo.name}' is produced by no node", "the file is inconsistent")
             v = self.tensor(self.env[vo.name])
             self.graph.outputs.append((ident(vo.name, set(self.graph.output_names()) | RESERVED_OUT), v))
+        self._drop_dead_nodes()
         self._prune_params()
 
     def child(self, body: Graph) -> Builder:
@@ -194,6 +196,23 @@ class Builder:
         self.params[pname] = a
         self._materialized[id(a)] = (a, v)
         return v
+
+    def _drop_dead_nodes(self) -> None:
+        """Nodes no output needs (a zero state that the LSTM handler made afresh) are not kept.
+
+        Whole nodes only: a scan keeps all its results, so a second import of the same file
+        numbers its values the same way.
+        """
+        live = {v for _, v in self.graph.outputs}
+        kept = []
+        for node in reversed(self.graph.nodes):
+            if not any(v in live for v in node.outputs) and node.body is None and removable(node):
+                continue
+            kept.append(node)
+            live.update(node.inputs)
+            if node.body is not None:
+                live.update(body_reads(node.body))
+        self.graph.nodes = kept[::-1]
 
     def _prune_params(self) -> None:
         """Initializers only used at import time (shapes, axes) are not params."""
@@ -463,6 +482,8 @@ class Builder:
         """Shape arithmetic on vectors holding symbolic dims (``Shape`` of a ``[B, 16, 5, 5]`` tensor)."""
         if name in _COMPARISONS:
             return self._sym_compare(name, inputs)
+        if name == "logical_and":
+            return self._sym_and(inputs)
         if name == "broadcast_to" and inputs[0].size == 1 and isinstance(inputs[0].reshape(-1)[0], Dim):
             if any(isinstance(d, Dim) for d in attrs["shape"]):  # tf2onnx's ``[T] * B`` lengths stay a record
                 return symbolic_record(DimFill(inputs[0].reshape(-1)[0], tuple(Dim.of(d) for d in attrs["shape"])))
@@ -513,6 +534,27 @@ class Builder:
             gap = self.as_dim(rhs[i]) - self.as_dim(lhs[i]) + (0 if strict else 1)  # lhs < rhs  <=>  gap >= 1
             out[i] = bool(gap.value >= 1) if gap.is_static else DimCompare(gap)
         if all(isinstance(v, bool) for v in out.reshape(-1)):
+            return out.astype(bool)
+        return out
+
+    def _sym_and(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """``a and b`` of decided comparisons (bools) and :class:`DimCompare` records (Keras' ``0 < T and 0 < M``)."""
+        lhs, rhs = np.broadcast_arrays(*inputs)
+        out = np.empty(lhs.shape, dtype=object)
+        for i in np.ndindex(lhs.shape):
+            x, y = lhs[i], rhs[i]
+            if isinstance(x, (bool, np.bool_)):
+                out[i] = y if x else False
+            elif isinstance(y, (bool, np.bool_)):
+                out[i] = x if y else False
+            elif x == y:
+                out[i] = x
+            else:
+                raise self.error(
+                    f"And of two different comparisons of symbolic dims ({x}, {y}) cannot be decided at import",
+                    "export the model with static shapes",
+                )
+        if all(isinstance(v, (bool, np.bool_)) for v in out.reshape(-1)):
             return out.astype(bool)
         return out
 

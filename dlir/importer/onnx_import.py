@@ -293,14 +293,19 @@ def from_onnx(
     """
     # they fill the handler table
     from dlir.importer import (  # noqa: F401
+        onnx_attention,
         onnx_composite,
+        onnx_conv_transpose,
         onnx_index,
         onnx_layout,
         onnx_logic,
         onnx_loop,
         onnx_losses,
         onnx_math,
+        onnx_norms,
         onnx_ops,
+        onnx_resize,
+        onnx_rnn,
         onnx_shape_ops,
     )
     from dlir.importer.builder import Builder

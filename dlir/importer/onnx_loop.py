@@ -114,6 +114,15 @@ def _reversed_indices(b: Builder, n: Dim) -> Value:
     return b.op("sub", [ys, np.array(1, np.int64)])
 
 
+def broadcast_constant(v: Operand) -> np.ndarray | None:
+    """The constant a run-time value ``v`` broadcasts (``Expand`` of a known length to a symbolic batch)."""
+    while isinstance(v, Value) and v.producer is not None and v.producer.op in ("broadcast_to", "cast", "reshape"):
+        v = v.producer.inputs[0]
+    if isinstance(v, Value) and v.producer is not None and v.producer.op == "constant":
+        return np.asarray(v.producer.attrs["value"])
+    return None
+
+
 @handles("ReverseSequence")
 def _reverse_sequence(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     """Only the full-length reversal: every sequence length provably equals the time dim."""
@@ -122,6 +131,9 @@ def _reverse_sequence(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
     time_axis, batch_axis = int(a.get("time_axis", 0)) % t.rank, int(a.get("batch_axis", 1)) % t.rank
     n, batch = t.shape[time_axis], t.shape[batch_axis]
     hint = "dlir reverses whole sequences only; a per-row length needs masking, which dlir's ops do not express here"
+    const = broadcast_constant(lens)
+    if const is not None and n.is_static and const.size > 0 and bool(np.all(const == n.value)):
+        return reverse_along(b, x, time_axis)  # Keras' Bidirectional: Expand(T, [B]) with a static T
     if isinstance(lens, Value) or lens is None:
         raise b.error(
             f"ReverseSequence: sequence_lens is computed at run time, so it cannot be proved to equal the time dim {n}",
@@ -244,11 +256,16 @@ class _LoopImport:
 
         The condition after iteration t holds exactly for t < N - 1, so iterations 0 .. N-1 run.
         """
-        name = self.cond_out
+        return self._limit(self.cond_out)
+
+    def _limit(self, name: str) -> Dim | None:
+        """:meth:`_cond_limit` of the condition value ``name``."""
         while name in self.producer and self.producer[name].op_type == "Identity":
             name = self.producer[name].input[0]
         if name == self.cond_in:
             return None
+        if name in self.producer and self.producer[name].op_type == "And":  # Keras: i < max_iterations and t < T
+            return self._both(self.producer[name])
         known = self._known(name)
         if known is not None and known.dtype == bool and known.size == 1:
             if bool(known.reshape(-1)[0]):
@@ -270,6 +287,19 @@ class _LoopImport:
         if gap.step != -1:
             raise self._refuse(f"the condition '{n.name}' does not move towards its limit by one per iteration")
         return gap.base + (2 if n.op_type.endswith("OrEqual") else 1)
+
+    def _both(self, n: Any) -> Dim | None:
+        """The limit of ``a and b``: the smaller of the two, when that is known at import."""
+        limits = [self._limit(i) for i in n.input]
+        known = [d for d in limits if d is not None]
+        if not known:
+            return None
+        if len(known) == 1 or known[0] == known[1]:
+            return known[0]
+        gap = known[0] - known[1]
+        if gap.is_static:  # T + 1 and T (Keras' max_iterations and time): the smaller, whatever T is
+            return known[1] if gap.value >= 0 else known[0]
+        raise self._refuse(f"the condition '{n.name}' bounds the loop by both {known[0]} and {known[1]}")
 
     def trip_count(self) -> Dim:
         limit = self._cond_limit()

@@ -122,7 +122,7 @@ def _slice(b: Builder, ins: list[Operand], a: dict[str, Any]) -> Any:
             s, e, st = slice(s, e, st).indices(d.value)
             e = max(e, s)
         else:
-            if e >= 2**31:
+            if e >= 2**31 - 1:  # INT32_MAX (tf2onnx's "to the end") or more
                 e = END
         s2.append(s)
         e2.append(e)

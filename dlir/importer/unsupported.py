@@ -25,9 +25,7 @@ MAX_FOLD_ELEMENTS = 2**24  # a node whose known inputs are bigger than this is n
 
 # Re-exports that write an op dlir lacks as ops it has.
 REEXPORT_HINTS = {
-    "Attention": "opset <= 22 exporters write attention as MatMul/Softmax nodes",
     "RotaryEmbedding": "opset <= 22 exporters write it as Mul/Add/Slice nodes",
-    "Upsample": "re-export with opset >= 10, which writes Resize",
     "Scatter": "re-export with opset >= 11, which writes ScatterElements",
     "If": "export with static shapes (or trace instead of scripting) so the branch is decided at export",
     "Loop": "export with static shapes (or trace instead of scripting) so the loop is unrolled at export",
