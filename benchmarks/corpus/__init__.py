@@ -144,6 +144,7 @@ def _export_torch(entry: Entry) -> tuple[Any, dict[str, np.ndarray]]:
     torch.manual_seed(0)
     model, inputs = entry.build()
     model.eval()
+    _trained_looking_norms(model)
     args = tuple(torch.from_numpy(v) for v in inputs.values())
     buf = io.BytesIO()
     # The TorchScript exporter, as most published exports were made (and no onnxscript needed), with
@@ -151,6 +152,28 @@ def _export_torch(entry: Entry) -> tuple[Any, dict[str, np.ndarray]]:
     # layers take their fused fast path (_native_multi_head_attention), which has no ONNX export.
     torch.onnx.export(model, args, buf, input_names=list(inputs), opset_version=OPSET, dynamo=False)
     return onnx.load_from_string(buf.getvalue()), inputs
+
+
+def _trained_looking_norms(model: Any) -> None:
+    """Seeded, distinct affine params and running statistics for every batch norm.
+
+    Freshly built, every batch norm is the identity (weight 1, bias 0, mean 0, var 1), so
+    the exporter's constant folding gives many convs the same folded bias and deduplicates
+    them into ``Identity`` nodes that no trained model's export has (onnx2torch, which reads
+    a conv's bias only from an initializer, would fail on every CNN for that alone).
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                n = m.num_features
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+                if m.affine:
+                    m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                    m.bias.copy_(0.1 * torch.randn(n, generator=g))
 
 
 def _export_keras(entry: Entry) -> tuple[Any, dict[str, np.ndarray]]:
