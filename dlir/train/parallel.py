@@ -68,7 +68,8 @@ class ParallelStep:
         shapes = {v.name: v.type for v in self.update.graph.inputs}
         self._shapes = [shapes[p].static_shape() for p in self.params]
         self._sizes = [int(np.prod(s)) for s in self._shapes]
-        self._dtype = np.result_type(*(shapes[p].dtype.numpy for p in self.params))
+        self._dtypes = [shapes[p].dtype.numpy for p in self.params]
+        self._dtype = np.result_type(*self._dtypes)  # the flat buffer's: every param's fits
         self.inputs = [v.name for v in self.gradients.graph.inputs if v.name not in self.kept_names]
 
     def step(self, feeds: dict[str, np.ndarray], rows: int, global_rows: int) -> float:
@@ -82,8 +83,8 @@ class ParallelStep:
             flat *= rows  # the gradients of the shard's summed loss
         flat = self.world.all_reduce_sum(flat) / global_rows
         grads, at = {}, 1
-        for name, size, shape in zip(self.params, self._sizes, self._shapes, strict=True):
-            grads[GRAD + name] = flat[at : at + size].reshape(shape).astype(self._dtype, copy=False)
+        for name, size, shape, dtype in zip(self.params, self._sizes, self._shapes, self._dtypes, strict=True):
+            grads[GRAD + name] = flat[at : at + size].reshape(shape).astype(dtype, copy=False)
             at += size
         self.update.step(**grads, **{LR: feeds[LR]})
         self.gradients.replace_kept({p: self.update.kept(p) for p in self.params})

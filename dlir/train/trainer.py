@@ -73,15 +73,15 @@ class Trainer:
         params = {p.name: init[p.name] for p in graph.trainable}
         buffers = {p.name: init[p.name] for p in graph.params if p.kind == "buffer"}
         state = optimizer.init_state(params)
+        values = {**params, **buffers, **state}
         self.runner: Any
         if world is None:  # one process: forward, backward and update are one graph
             self.step_graph = train_step_graph(train.graph, optimizer, output, opt_level, target=target)
             self.runner = runner_class(target)(self.step_graph, seed=seed, device=device)
             # Kept on the target between steps; each step's new.<name> output replaces <name> there.
             step_inputs = {v.name for v in self.step_graph.inputs}
-            kept = {k for k in {**params, **buffers, **state} if k in step_inputs}
+            kept = {k for k in values if k in step_inputs}
             outputs = set(self.step_graph.output_names())
-            values = {**params, **buffers, **state}
             self.runner.keep({k: values[k] for k in kept}, {NEW + k: k for k in kept if NEW + k in outputs})
             self._inputs = [v.name for v in self.step_graph.inputs]
         else:  # data-parallel: a gradient graph, an all-reduce, an update graph (dlir.train.parallel)
@@ -92,7 +92,7 @@ class Trainer:
                 optimizer,
                 target,
                 world,
-                {**params, **buffers, **state},
+                values,
                 seed=seed,
                 device=device,
                 opt_level=opt_level,

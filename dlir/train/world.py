@@ -81,10 +81,6 @@ class World:
         self._collective("broadcast", lambda dist: dist.broadcast(t, src=0))
         return t.cpu().numpy()
 
-    def barrier(self) -> None:
-        if self.size > 1:
-            self._collective("barrier", lambda dist: dist.barrier())
-
     def close(self) -> None:
         import torch.distributed as dist
 
