@@ -46,9 +46,10 @@ from dlir.ir.rnn_cell import absorbed_projections, skipped_nodes
 from dlir.ir.types import Dim, DType
 from dlir.runtime.init import standalone_source
 
-# Public attributes of torch.nn.Module (torch 2.13); a param or sub-module with
-# one of these names cannot be an attribute. tests/test_torch_backend.py checks
-# this list still covers the installed torch.
+# Public attributes of torch.nn.Module (torch 2.13, and smart_apply, which importing
+# Hugging Face transformers adds to nn.Module); a param or sub-module with one of
+# these names cannot be an attribute. tests/test_torch_backend.py checks this list
+# still covers the installed torch (transformers may be imported by then).
 NN_MODULE_ATTRS = frozenset(
     """T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double
     dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half
@@ -56,7 +57,7 @@ NN_MODULE_ATTRS = frozenset(
     register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
     register_full_backward_hook register_full_backward_pre_hook register_load_state_dict_post_hook
     register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook
-    register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict to
+    register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory smart_apply state_dict to
     to_empty train training type xpu zero_grad""".split()
 )
 
