@@ -10,8 +10,10 @@ step nor copies to read a saved step.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
+import numpy as np
 import pytest
 
 import dlir
@@ -113,6 +115,38 @@ def test_generated_steps_call_the_frameworks_backward_kernels(target: str, kerne
 def test_torch_step_calls_native_norm_and_softmax_backward() -> None:
     source = Trainer(dlir.loads(NORM).graph("L"), SGD(), target="torch", device="cpu").runner.source
     assert "native_layer_norm_backward" in source and "_softmax_backward_data" in source
+    # the backward reads the mean and 1/sigma the forward kept, as autograd: one layer norm a step
+    assert source.count("native_layer_norm(") == 1 and "F.layer_norm" not in source
+
+
+BATCH_NORM = """
+use nn
+model L(x: f32[B, 2, 6, 6], labels: i64[B]) -> f32[] {
+    conv = Conv2d(2, 3, 3, padding=1)
+    bn = BatchNorm2d(3)
+    fc = Dense(108, 4)
+    return cross_entropy(fc(flatten(relu(bn(conv(x))))), labels)
+}
+"""
+
+
+def test_torch_batch_norm_step_normalises_once_and_takes_the_running_statistics_from_the_kernel() -> None:
+    """One native_batch_norm a step: its running buffers get the batch's mean and unbiased variance
+    (no torch.var over the activations) and its backward reads the statistics it kept; the step's
+    params and running statistics stay those of the numpy step."""
+    graph = dlir.loads(BATCH_NORM).graph("L")
+    source = Trainer(graph, SGD(), target="torch", device="cpu").runner.source
+    assert source.count("native_batch_norm(") == 1 and "torch.var(" not in source and "F.batch_norm" not in source
+    rng = np.random.default_rng(0)
+    x, labels = rng.standard_normal((5, 2, 6, 6)).astype(np.float32), rng.integers(0, 4, 5).astype(np.int64)
+    got = {}
+    for target in ("numpy", "torch"):
+        tr = Trainer(graph, SGD(lr=0.1), target=target, device="cpu")
+        for _ in range(3):
+            tr.step(x=x, labels=labels)
+        got[target] = {**tr.params, **tr.buffers}
+    for k, want in got["numpy"].items():
+        np.testing.assert_allclose(got["torch"][k], want, rtol=1e-5, atol=1e-5, err_msg=k)
 
 
 def test_backward_scan_reads_saved_steps_and_does_not_replay_the_forward_step() -> None:
@@ -129,8 +163,24 @@ def test_backward_scan_reads_saved_steps_and_does_not_replay_the_forward_step() 
     assert any(n.op == "matmul" and forward.outputs[0] is not n.inputs[0] for n in after)
     source = Trainer(dlir.loads(LSTM).graph("L"), SGD(), target="torch", device="cpu").runner.source
     loop = source[source.index("in reversed(") :]
-    # a saved step is read from the list the forward loop collected (a view), not by indexing a stack
-    assert "_steps[step].unsqueeze(1)" in loop and "[:, step]" not in loop
+    # a saved step is read from the list the forward loop collected, not by indexing a stack, and
+    # handed over as it is (no unsqueeze to the gather's [B, 1, H] and squeeze back)
+    reads = re.findall(r"= (saved_\w+_steps)\[step\]  #", loop)
+    assert len(reads) >= 5 and "[:, step]" not in loop
+    assert "unsqueeze" not in loop and "torch.squeeze" not in loop
+
+
+@pytest.mark.parametrize(
+    ("target", "kernels"),
+    [("torch", ["aten.tanh_backward", "aten.sigmoid_backward"]), ("tensorflow", ["TanhGrad", "SigmoidGrad"])],
+)
+def test_recurrent_backward_calls_the_activation_gradient_kernels(target: str, kernels: list[str]) -> None:
+    """An LSTM's backward step: tanh's and sigmoid's VJPs as one kernel each, not three ops."""
+    source = Trainer(dlir.loads(LSTM).graph("L"), SGD(), target=target, device="cpu").runner.source
+    loop = source[source.index("in reversed(") :] if target == "torch" else source
+    for kernel in kernels:
+        assert kernel in loop, kernel
+    assert "1.0 - " not in loop
 
 
 def test_tensorflow_conv_bias_gradients_sum_the_channels_last_cotangent() -> None:

@@ -105,6 +105,7 @@ def _conv2d_weight_grad(b: Builder, node: Node, xs: list[str]) -> str:
     return b.op("Transpose", [dw], perm=swap)
 
 
-# ONNX has no layer-norm or softmax gradient op: their decompositions are lowered.
-for _op in ("layer_norm_grad", "softmax_grad", "log_softmax_grad", "batch_norm_train", "batch_norm_train_grad"):
+# ONNX has no activation, layer-norm or softmax gradient op: their decompositions are lowered.
+_DECOMPOSED = ("tanh_grad", "sigmoid_grad", "layer_norm_grad", "softmax_grad", "log_softmax_grad")
+for _op in (*_DECOMPOSED, "batch_norm_train", "batch_norm_train_grad"):
     EMITTERS[_op] = Emitter(_op, DECOMPOSE)

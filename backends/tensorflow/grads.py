@@ -1,6 +1,6 @@
 """TensorFlow emitters for the backward ops (dlir.ops.backward): the kernels GradientTape runs itself.
 
-- ``relu_grad`` is ``ReluGrad``;
+- ``relu_grad`` is ``ReluGrad``; ``tanh_grad`` / ``sigmoid_grad`` are ``TanhGrad`` / ``SigmoidGrad``;
 - ``max_pool2d_grad`` is ``MaxPoolGrad`` over the frame every window lies in (the
   image padded with -inf, or cut where floor-mode windows never reach), the frame's
   pool recomputed (grappler merges it with the forward pool it equals); the
@@ -43,6 +43,8 @@ def pad_or_crop(x: str, top: int, bottom: int, left: int, right: int, value: str
 
 
 _template("relu_grad", "tf.raw_ops.ReluGrad(gradients={1}, features={0})")  # relu_grad(y, g)
+_template("tanh_grad", "tf.raw_ops.TanhGrad(y={0}, dy={1})")
+_template("sigmoid_grad", "tf.raw_ops.SigmoidGrad(y={0}, dy={1})")
 
 
 @_reg("max_pool2d_grad")

@@ -37,8 +37,23 @@ from dlir.backends.codegen import (
 )
 from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
-from dlir.backends.torch.lowering_grad import max_pool2d_grad, pool_with_indices, shared_pool_geometry
-from dlir.backends.torch.step_patterns import loop_counters, pools_with_grads, stepped_only
+from dlir.backends.torch.lowering_grad import (
+    batch_norm_train_grad,
+    batch_norm_train_keeping_stats,
+    layer_norm_grad,
+    layer_norm_keeping_stats,
+    max_pool2d_grad,
+    pool_with_indices,
+    shared_pool_geometry,
+)
+from dlir.backends.torch.step_patterns import (
+    batch_statistics,
+    loop_counters,
+    norms_with_grads,
+    pools_with_grads,
+    squeezed_reads,
+    stepped_only,
+)
 
 from dlir.errors import LoweringError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
@@ -347,9 +362,17 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
     skipped = skipped_nodes(fused)
     pools = pools_with_grads(graph)  # forward max pools whose indices the backward reads
     indices: dict[Node, str] = {}
+    norms = norms_with_grads(graph)  # forward norms whose statistics the backward reads
+    stats: dict[Node, str] = {}
+    batch_stats = batch_statistics(graph)  # batch norms whose kernel gives the running update's mean and var
+    squeezable = squeezed_reads(graph)  # step reads whose squeezes can take the list's step as it is
+    aliases: set[Node] = set()
     for node in graph.nodes:
         if node.outputs[0] in scope.literals or node in skipped:
             continue  # written where it is used, as a number; or a projection a fused scan computes
+        if node in aliases:  # a squeeze of a step read that left the step as it is; a batch statistic
+            names.setdefault(node.outputs[0], names[node.inputs[0]])
+            continue
         if node in fused:
             lines += fused_scan_lines(node, fused[node], scope)
             continue
@@ -368,11 +391,40 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
             outs.append(indices[pools[node]])
         elif node in indices:
             rhs = max_pool2d_grad(site, indices[node])
+        elif node in batch_stats:  # its kernel's running buffers take the batch's mean and variance
+            mean, var = batch_stats[node]
+            running = (
+                scope.ns.name(mean.outputs[0].name, mean.outputs[0]),
+                scope.ns.name(var.outputs[0].name, var.outputs[0]),
+            )
+            names.update({mean.outputs[0]: running[0], var.outputs[0]: running[1]})
+            aliases.update((mean, var))
+            channels = site.dim(node.inputs[0].type.shape[1])
+            zeros = f"{site.x}.new_zeros({channels})"
+            lines.append(f"{running[0]}, {running[1]} = {zeros}, {zeros}{loc_comment(node.loc)}")
+            kept = [scope.ns.name(f"{node.outputs[0].name}_{part}") for part in ("mean", "rstd")]
+            if node in norms:
+                stats[norms[node]] = ", ".join(kept)
+            rhs = batch_norm_train_keeping_stats(site, running)
+            outs += kept
+        elif node in norms:  # a forward norm that keeps its statistics for its backward
+            kept = [scope.ns.name(f"{node.outputs[0].name}_{part}") for part in ("mean", "rstd")]
+            stats[norms[node]] = ", ".join(kept)
+            keeping = batch_norm_train_keeping_stats if node.op == "batch_norm_train" else layer_norm_keeping_stats
+            rhs = keeping(site)
+            outs += kept
+        elif node in stats:
+            grad = batch_norm_train_grad if node.op == "batch_norm_train_grad" else layer_norm_grad
+            rhs = grad(site, stats[node])
         elif node.op == "gather" and node.inputs[0] in scope.step_lists and node.inputs[1] in scope.py_ints:
             # step t of a forward scan's saved steps, read from the list it collected
             steps, reverse = scope.step_lists[node.inputs[0]]
             at = f"-1 - {site.args[1]}" if reverse else site.args[1]
-            rhs = f"{steps}[{at}].unsqueeze({node.attrs['axis'] % node.inputs[0].type.rank})"
+            rhs = f"{steps}[{at}]"
+            if node in squeezable:
+                aliases.update(squeezable[node])
+            else:
+                rhs += f".unsqueeze({node.attrs['axis'] % node.inputs[0].type.rank})"
         elif node.op == "gather" and node.inputs[1] in scope.py_ints:
             # a backward scan reading step t of a saved stack: a view, not an indexing copy
             rhs = f"{site.x}.narrow({node.attrs['axis'] % node.inputs[0].type.rank}, {site.args[1]}, 1)"
@@ -385,7 +437,9 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
                     hint=did_you_mean(node.op, EMITTERS) or "see `dlirc ops` for what each target supports",
                 )
             rhs = emitter(site)
-        names.update(zip(node.outputs, outs[: len(node.outputs)], strict=True))  # (a pool's indices follow)
+        names.update(
+            zip(node.outputs, outs[: len(node.outputs)], strict=True)
+        )  # (a pool's indices, a norm's stats follow)
         # split returns a tuple even for one piece
         target = ", ".join(outs) if len(outs) > 1 or node.op != "split" else f"({outs[0]},)"
         lines.append(f"{target} = {rhs}{loc_comment(node.loc)}")

@@ -1,6 +1,7 @@
 """Torch emitters for the backward ops (dlir.ops.backward): the kernels torch.autograd runs itself.
 
 - ``relu_grad`` is ``threshold_backward``, relu's own backward;
+- ``tanh_grad`` / ``sigmoid_grad`` are ``tanh_backward`` / ``sigmoid_backward``;
 - ``max_pool2d_grad`` recomputes the forward pool's indices with
   ``return_indices=True`` (one pool, no copies) and scatters through them with
   ``max_pool2d_with_indices_backward``, as autograd does with the indices it kept;
@@ -8,12 +9,12 @@
   (or zero-fills) to the image where the padding is not symmetric;
 - ``conv2d_weight_grad`` is ``torch.nn.grad.conv2d_weight`` (``convolution_backward``
   for the weight alone);
-- ``layer_norm_grad`` is ``native_layer_norm_backward``, the forward statistics
-  recomputed by ``native_layer_norm``;
+- ``layer_norm_grad`` is ``native_layer_norm_backward``, reading the statistics the
+  forward ``native_layer_norm`` kept (or recomputing them where there is no forward);
 - ``softmax_grad`` / ``log_softmax_grad`` are ``_softmax_backward_data`` /
   ``_log_softmax_backward_data``;
-- ``batch_norm_train`` / ``_grad`` are ``F.batch_norm(training=True)`` and
-  ``native_batch_norm_backward``.
+- ``batch_norm_train`` / ``_grad`` are ``F.batch_norm(training=True)`` (``native_batch_norm``
+  where its backward reads the statistics it keeps) and ``native_batch_norm_backward``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ from dlir.ops.backward import conv_frame, pool_frame
 def _relu_grad(s: Site) -> str:
     y, g = s.args
     return f"torch.ops.aten.threshold_backward({g}, {y}, 0)"
+
+
+def _activation_grad(aten: str) -> Emitter:
+    def emit(s: Site) -> str:
+        y, g = s.args
+        return f"torch.ops.aten.{aten}({g}, {y})"
+
+    return emit
 
 
 def max_pool2d_grad(s: Site, indices: str | None = None) -> str:
@@ -115,15 +124,27 @@ def _conv2d_weight_grad(s: Site) -> str:
     return f"torch.nn.grad.conv2d_weight({x}, ({o.value}, {c.value}, {kh}, {kw}), {g}{st}{pad})"
 
 
-def _layer_norm_grad(s: Site) -> str:
-    # native_layer_norm_backward wants the forward's mean and 1/sigma: one more layer-norm pass gives them
-    x, gamma, g = s.args
+def _normalized_shape(s: Site) -> str:
     ax = s.attr("axis") % s.in_type.rank
-    shape = "[" + ", ".join(s.dim(d) for d in s.in_type.shape[ax:]) + "]"
-    stats = f"torch.ops.aten.native_layer_norm({x}, {shape}, {gamma}, None, {py_num(s.attr('eps'))})[1:]"
-    grads = (
-        f"torch.ops.aten.native_layer_norm_backward({g}, {x}, {shape}, *{stats}, {gamma}, None, [True, True, False])"
-    )
+    return "[" + ", ".join(s.dim(d) for d in s.in_type.shape[ax:]) + "]"
+
+
+def layer_norm_keeping_stats(s: Site) -> str:
+    """layer_norm's forward as ``native_layer_norm``: the result, and the mean and 1/sigma its
+    backward reads (the code generator pairs the two: step_patterns.norms_with_grads)."""
+    x, gamma, beta = s.args
+    return f"torch.ops.aten.native_layer_norm({x}, {_normalized_shape(s)}, {gamma}, {beta}, {py_num(s.attr('eps'))})"
+
+
+def layer_norm_grad(s: Site, stats: str | None = None) -> str:
+    """``stats``: the forward's mean and 1/sigma, where it kept them; otherwise one more
+    layer-norm pass gives them (native_layer_norm_backward wants them)."""
+    x, gamma, g = s.args
+    shape = _normalized_shape(s)
+    if stats is None:
+        stats = f"*torch.ops.aten.native_layer_norm({x}, {shape}, {gamma}, None, {py_num(s.attr('eps'))})[1:]"
+    grads = f"torch.ops.aten.native_layer_norm_backward({g}, {x}, {shape}, {stats}, {gamma}, None, [True, True, False])"
+    ax = s.attr("axis") % s.in_type.rank
     lead = tuple_src([str(i) for i in range(ax)])
     dbeta = f"torch.sum({g}, dim={lead})" if ax else g
     return f"*{grads}[:2], {dbeta}"
@@ -153,15 +174,27 @@ def _batch_norm_train(s: Site) -> str:
     return back.format(f"F.batch_norm({x}, None, None, {scale}, {bias}, training=True, momentum=0.0, eps={eps})")
 
 
-def _batch_norm_train_grad(s: Site) -> str:
-    # native_batch_norm_backward wants the batch's mean and 1/sigma: native_batch_norm gives them
+def batch_norm_train_keeping_stats(s: Site, running: tuple[str, str] | None = None) -> str:
+    """batch_norm_train (channel axis 1) as ``native_batch_norm``: the result, and the batch's mean
+    and 1/sigma its backward reads (paired by step_patterns.norms_with_grads). ``running``: two
+    zero-filled buffers that receive the batch's mean and unbiased variance (momentum 1)."""
+    x, scale, bias = s.args
+    buffers, momentum = ("None, None", "0.0") if running is None else (", ".join(running), "1.0")
+    eps = py_num(s.attr("eps"))
+    return f"torch.ops.aten.native_batch_norm({x}, {scale}, {bias}, {buffers}, True, {momentum}, {eps})"
+
+
+def batch_norm_train_grad(s: Site, stats: str | None = None) -> str:
+    """``stats``: the forward's batch mean and 1/sigma, where it kept them; otherwise
+    native_batch_norm computes them again (native_batch_norm_backward wants them)."""
     x, scale, g = s.args
     x, back = _channels_to_1(s, x)
     g = _channels_to_1(s, g)[0]
     eps = py_num(s.attr("eps"))
-    stats = f"torch.ops.aten.native_batch_norm({x}, None, None, None, None, True, 0.0, {eps})[1:]"
+    if stats is None:
+        stats = f"*torch.ops.aten.native_batch_norm({x}, None, None, None, None, True, 0.0, {eps})[1:]"
     grads = (
-        f"torch.ops.aten.native_batch_norm_backward({g}, {x}, {scale}, None, None, *{stats}, True, {eps}, "
+        f"torch.ops.aten.native_batch_norm_backward({g}, {x}, {scale}, None, None, {stats}, True, {eps}, "
         "[True, True, True])"
     )
     if back == "{}":
@@ -172,12 +205,14 @@ def _batch_norm_train_grad(s: Site) -> str:
 
 GRAD_EMITTERS: dict[str, Emitter] = {
     "relu_grad": _relu_grad,
+    "tanh_grad": _activation_grad("tanh_backward"),
+    "sigmoid_grad": _activation_grad("sigmoid_backward"),
     "max_pool2d_grad": max_pool2d_grad,
     "conv2d_input_grad": _conv2d_input_grad,
     "conv2d_weight_grad": _conv2d_weight_grad,
-    "layer_norm_grad": _layer_norm_grad,
+    "layer_norm_grad": layer_norm_grad,
     "softmax_grad": _softmax_grad("_softmax_backward_data"),
     "log_softmax_grad": _softmax_grad("_log_softmax_backward_data"),
     "batch_norm_train": _batch_norm_train,
-    "batch_norm_train_grad": _batch_norm_train_grad,
+    "batch_norm_train_grad": batch_norm_train_grad,
 }

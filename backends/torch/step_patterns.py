@@ -38,6 +38,63 @@ def pools_with_grads(graph: Graph) -> dict[Node, Node]:
     return out
 
 
+# A normalisation's forward op -> its backward op and the attributes the two must share.
+_NORM_PAIRS = {
+    "batch_norm_train": ("batch_norm_train_grad", ("channel", "eps")),
+    "layer_norm": ("layer_norm_grad", ("axis", "eps")),
+}
+
+
+def norms_with_grads(graph: Graph) -> dict[Node, Node]:
+    """Forward batch_norm_train / layer_norm nodes -> the backward op of the same x and scale.
+
+    The forward then keeps the batch's (or row's) mean and 1/sigma that ``native_batch_norm``
+    / ``native_layer_norm`` return, and the backward kernel reads them, as autograd does;
+    otherwise the backward normalises x again only to get them (one more pass over the
+    activations, and the normalised result thrown away).
+    """
+    out: dict[Node, Node] = {}
+    for grad in graph.nodes:
+        for fwd_op, (grad_op, keys) in _NORM_PAIRS.items():
+            if grad.op != grad_op:
+                continue
+            for fwd in graph.nodes:
+                same = fwd.op == fwd_op and fwd.inputs[:2] == grad.inputs[:2] and fwd not in out
+                if same and all(fwd.attrs.get(k) == grad.attrs[k] for k in keys):
+                    if fwd.op != "batch_norm_train" or fwd.attrs["channel"] % fwd.inputs[0].type.rank == 1:
+                        out[fwd] = grad  # (a batch norm over another channel axis moves it: not kept)
+                    break
+    return out
+
+
+def batch_statistics(graph: Graph) -> dict[Node, tuple[Node, Node]]:
+    """batch_norm_train nodes (channel axis 1) -> the later ``mean`` and unbiased ``var`` of the
+    same x over the same axes: train mode's running-statistics update (dlir.train.modes).
+
+    ``native_batch_norm`` computes both in the pass it normalises with, when given running
+    buffers: fresh zeros and momentum 1 leave exactly the batch's mean and unbiased variance
+    there, as ``nn.BatchNorm2d`` updates its own. (``torch.var`` over the batch and spatial
+    axes of NCHW costs ~3 ms at [64, 16, 28, 28] on one core, more than the batch norm.)
+    """
+    out: dict[Node, tuple[Node, Node]] = {}
+    for i, bn in enumerate(graph.nodes):
+        if bn.op != "batch_norm_train" or bn.attrs["channel"] % bn.inputs[0].type.rank != 1:
+            continue
+        x = bn.inputs[0]
+        axes = [0, *range(2, x.type.rank)]
+        later = [n for n in graph.nodes[i + 1 :] if n.inputs[:1] == [x] and not n.attrs.get("keepdims", False)]
+        mean = next((n for n in later if n.op == "mean" and _axes(n) == axes), None)
+        var = next((n for n in later if n.op == "var" and _axes(n) == axes and n.attrs["correction"] == 1), None)
+        if mean is not None and var is not None:
+            out[bn] = (mean, var)
+    return out
+
+
+def _axes(node: Node) -> list[int]:
+    axes, rank = node.attrs.get("axis"), node.inputs[0].type.rank
+    return list(range(rank)) if axes is None else sorted(a % rank for a in ([axes] if isinstance(axes, int) else axes))
+
+
 def loop_counters(node: Node) -> dict[int, int]:
     """Carries of ``node`` (a scan) that count steps: i64[1] from a constant, plus a number each
     step, read only by gathers along the scan axis. Their index -> start value.
@@ -112,3 +169,35 @@ def stepped_only(graph: Graph) -> set[Value]:
                 )
                 readers[v] = readers[v] and by_step
     return {v for v, only in readers.items() if only}
+
+
+def squeezed_reads(graph: Graph) -> dict[Node, list[Node]]:
+    """Gathers of one step (``[B, 1, ...]``) that only squeeze nodes read, squeezing that axis away.
+
+    The scan VJP reads a saved step as a gather of width 1 and squeezes it; from the list
+    of steps (:func:`stepped_only`) torch can hand the step over as it is, instead of an
+    ``unsqueeze`` and a ``squeeze`` (two dispatches a saved value a step: ~10% of an LSTM's
+    backward loop). Gather -> the squeezes that become names for its step.
+    """
+    readers: dict[Value, list[Node]] = {}
+    for node in graph.nodes:
+        for v in node.inputs:
+            readers.setdefault(v, []).append(node)
+    outputs = {v for _, v in graph.outputs}
+    out: dict[Node, list[Node]] = {}
+    for node in graph.nodes:
+        if node.op != "gather" or node.outputs[0] in outputs:
+            continue
+        axis = node.attrs["axis"] % node.outputs[0].type.rank
+        users = readers.get(node.outputs[0], [])
+        if users and all(u.op == "squeeze" and _squeezed_axes(u) == [axis] for u in users):
+            out[node] = users
+    return out
+
+
+def _squeezed_axes(node: Node) -> list[int] | None:
+    axes = node.attrs.get("axes")
+    if axes is None:
+        return None  # (drops every static 1: not necessarily the step axis alone)
+    rank = node.inputs[0].type.rank
+    return sorted(a % rank for a in ([axes] if isinstance(axes, int) else axes))

@@ -12,6 +12,7 @@ and a VJP of its own, so grad of grad keeps working.
 
 - ``relu_grad(y, g)``: ``g`` where ``y > 0``, else 0 (``y`` is relu's input or its
   result: the two are positive at the same places).
+- ``tanh_grad(y, g)``, ``sigmoid_grad(y, g)``: their VJPs from the result ``y``.
 - ``max_pool2d_grad(x, g)``: max_pool2d's VJP at ``x``: each window's cotangent goes
   to the first maximum of the window (row-major, as torch; TensorFlow and ONNX
   Runtime pick the same cell). Dilation 1, static height and width.
@@ -24,8 +25,8 @@ and a VJP of its own, so grad of grad keeps working.
 - ``batch_norm_train(x, scale, bias)`` (train mode's forward: the batch's statistics) and
   ``batch_norm_train_grad(x, scale, g)``: ``(dx, dscale, dbias)``.
 
-An op with a ``decompose`` (layer_norm_grad, the softmax gradients, the batch
-norms) is also written with ordinary ops: a target without a kernel for it lowers
+An op with a ``decompose`` (the tanh and sigmoid gradients, layer_norm_grad, the
+softmax gradients, the batch norms) is also written with ordinary ops: a target without a kernel for it lowers
 that (``DECOMPOSE`` in its table), and its VJP differentiates it.
 
 The rules fall back to the decomposed forms outside these domains (dilated pools,
@@ -88,6 +89,64 @@ register(
         family="backward",
     )
 )
+
+
+# -- tanh_grad, sigmoid_grad ------------------------------------------------------------------
+# Their VJPs from the result: g (1 - y^2) and g y (1 - y), three elementwise passes each when
+# written with ordinary ops, one kernel in every framework (torch's tanh_backward and
+# sigmoid_backward, TensorFlow's TanhGrad and SigmoidGrad). An LSTM's backward step has five.
+
+
+def _tanh_grad_decompose(b: GradBuilder, node: Node) -> list[Value]:
+    y, g = node.inputs
+    return [b.mul(g, b.sub(b.const(1.0, y), b.mul(y, y)))]
+
+
+def _sigmoid_grad_decompose(b: GradBuilder, node: Node) -> list[Value]:
+    y, g = node.inputs
+    return [b.mul(g, b.mul(y, b.sub(b.const(1.0, y), y)))]
+
+
+def _tanh_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    y, g = xs
+    return [(g * (1 - y * y)).astype(g.dtype)]
+
+
+def _sigmoid_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    y, g = xs
+    return [(g * (y * (1 - y))).astype(g.dtype)]
+
+
+def _activation_grad_infer(name: str) -> Any:
+    def infer(ts: list[TensorType], a: dict[str, Any]) -> list[TensorType]:
+        y, g = ts
+        require_float(name, g)
+        same_dtype(name, ts)
+        if not _same_shape(y, g):
+            raise TypeError_(f"{name}: y: {y} and g: {g} must have one shape")
+        return [g]
+
+    return infer
+
+
+for _name, _of, _ref, _decompose in (
+    ("tanh_grad", "tanh", _tanh_grad_ref, _tanh_grad_decompose),
+    ("sigmoid_grad", "sigmoid", _sigmoid_grad_ref, _sigmoid_grad_decompose),
+):
+    register(
+        OpDef(
+            _name,
+            ("y", "g"),
+            (),
+            _activation_grad_infer(_name),
+            _ref,
+            doc=f"{_of}'s VJP from its result y: {'g (1 - y^2)' if _of == 'tanh' else 'g y (1 - y)'}",
+            elementwise=True,
+            vjp=lambda b, node, cts: b.vjp_through_decomposition(node, cts),
+            decompose=_decompose,
+            family="backward",
+        )
+    )
 
 
 # -- max_pool2d_grad -----------------------------------------------------------------------

@@ -15,6 +15,11 @@ def add_backward_cases(case: Callable[..., None]) -> None:
     """Each backward op's rows, through ``case`` (dlir.ops.cases's, which appends to CASES)."""
     case("relu_grad", "ties", inp("f32", ["B", 6], TIES), inp("f32", ["B", 6]))
     case("relu_grad", "f64", inp("f64", ["B", 2, 3], TIES), inp("f64", ["B", 2, 3]))
+    # y from the activations' ranges, the ends included (a saturated tanh or sigmoid)
+    case("tanh_grad", "f32", inp("f32", ["B", 6], floats(-1.0, 1.0)), inp("f32", ["B", 6]))
+    case("tanh_grad", "f64", inp("f64", ["B", 2, 3], floats(-1.0, 1.0)), inp("f64", ["B", 2, 3]))
+    case("sigmoid_grad", "f32", inp("f32", ["B", 6], floats(0.0, 1.0)), inp("f32", ["B", 6]))
+    case("sigmoid_grad", "f64", inp("f64", ["B", 2, 3], floats(0.0, 1.0)), inp("f64", ["B", 2, 3]))
     case("max_pool2d_grad", "k2_ties", inp("f32", ["B", 3, 8, 8], TIES), inp("f32", ["B", 3, 4, 4]), kernel=2)
     case(
         "max_pool2d_grad",

@@ -156,12 +156,9 @@ unary(
 )
 unary("sin", np.sin, doc="sine", vjp=lambda b, x, y, g, a: b.mul(g, b.op("cos", x)))
 unary("cos", np.cos, doc="cosine", vjp=lambda b, x, y, g, a: b.neg(b.mul(g, b.op("sin", x))))
-unary(
-    "tanh", np.tanh, doc="hyperbolic tangent", vjp=lambda b, x, y, g, a: b.mul(g, b.sub(b.const(1.0, y), b.mul(y, y)))
-)
-unary(
-    "sigmoid", _sigmoid, doc="1 / (1 + e**-x)", vjp=lambda b, x, y, g, a: b.mul(g, b.mul(y, b.sub(b.const(1.0, y), y)))
-)
+# Their VJPs read the result, through the backward ops every framework has a kernel for.
+unary("tanh", np.tanh, doc="hyperbolic tangent", vjp=lambda b, x, y, g, a: b.op("tanh_grad", y, g))
+unary("sigmoid", _sigmoid, doc="1 / (1 + e**-x)", vjp=lambda b, x, y, g, a: b.op("sigmoid_grad", y, g))
 # relu'(0) = 0 and leaky_relu'(0) = alpha, as in torch and TensorFlow.
 unary(
     "relu",

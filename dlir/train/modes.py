@@ -89,18 +89,14 @@ def _batch_norm_train(g: Graph, node: Node) -> tuple[Value, Value, Value]:
     rank = x.type.rank
     channel = rank - 1 if node.attrs.get("layout") == "NHWC" else 1
     axes = [a for a in range(rank) if a != channel]
-    per_channel = [1] * rank
-    per_channel[channel] = -1
     # y by the backward-op pair batch_norm_train / _grad (torch's fused kernels); the statistics
-    # again for the running update, which nothing differentiates
+    # again for the running update, which nothing differentiates: two reductions (a variance op
+    # rather than its four-pass decomposition over the activations)
     y = b.op("batch_norm_train", x, scale, bias, channel=channel, eps=node.attrs["eps"])
-    mu = b.op("mean", x, axis=axes, keepdims=True)
-    centred = b.sub(x, mu)
-    batch_var = b.op("mean", b.mul(centred, centred), axis=axes, keepdims=True)  # biased
+    mu = b.op("mean", x, axis=axes)
+    unbiased = b.op("var", x, axis=axes, correction=1)
     m = float(node.attrs["momentum"])
-    n = b.count([x.type.shape[a] for a in axes], x.type.dtype)
-    unbiased = b.mul(b.op("reshape", batch_var, shape=[-1]), b.div(n, b.sub(n, b.const(1.0, x))))
-    new_mean = b.add(b.scale(mean, 1.0 - m), b.scale(b.op("reshape", mu, shape=[-1]), m))
+    new_mean = b.add(b.scale(mean, 1.0 - m), b.scale(mu, m))
     new_var = b.add(b.scale(var, 1.0 - m), b.scale(unbiased, m))
     return y, new_mean, new_var
 
