@@ -186,7 +186,7 @@ def squeezed_reads(graph: Graph) -> dict[Node, list[Node]]:
     outputs = {v for _, v in graph.outputs}
     out: dict[Node, list[Node]] = {}
     for node in graph.nodes:
-        if node.op != "gather" or node.outputs[0] in outputs:
+        if node.op != "gather" or node.outputs[0] in outputs or node.outputs[0].type.rank == 0:
             continue
         axis = node.attrs["axis"] % node.outputs[0].type.rank
         users = readers.get(node.outputs[0], [])
