@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import dlir
-from dlir.backends.tensorflow.audit import WRONG_FUSIONS, executed_ops, fusions, unreviewed
+from dlir.backends.tensorflow.audit import WRONG_FUSIONS, executed_ops, fusions, is_fusion, unreviewed
 from dlir.compare import random_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,3 +228,49 @@ model R(x: f32[B, 8, 28, 28]) -> f32[1, 8, 1, 1] {{
     x = np.random.default_rng(0).uniform(0.0, 4.0, (32, 8, 28, 28)).astype(np.float32) ** 2
     got, want, _ = _tf_and_reference(src, {"x": x})
     _assert_close(got, want, 1e-6, op)
+
+
+BN_STEP = """
+use nn
+model Net(x: f32[B, 3, 28, 28]) -> f32[B, 4] {
+    conv = Conv2d(3, 5, 3, padding=1)
+    bn = BatchNorm2d(5, eps=0.5)
+    fc = Dense(980, 4)
+    return fc(flatten(max_pool2d(relu(bn(conv(x))), kernel=2)))
+}
+model Loss(x: f32[B, 3, 28, 28], y: i64[B]) -> f32[] {
+    net = Net()
+    return cross_entropy(net(x), y)
+}
+"""
+
+
+def test_train_mode_batch_norm_runs_the_fused_kernels_with_the_reference_statistics() -> None:
+    """A training step's batch norm on TensorFlow is FusedBatchNormV3 / FusedBatchNormGradV3 (or
+    oneDNN's reviewed forms) given float64-summed statistics: with a large mean against a small
+    spread (where float32 statistics drift) and a large epsilon, three steps give the numpy
+    step's loss, params and running statistics."""
+    from dlir.train import SGD, Trainer
+
+    graph = dlir.loads(BN_STEP).graph("Loss")
+    rng = np.random.default_rng(0)
+    x = (5.0 + 0.3 * rng.standard_normal((64, 3, 28, 28))).astype(np.float32)
+    y = rng.integers(0, 4, 64).astype(np.int64)
+    made: list[Any] = []
+    losses: list[float] = []
+
+    def first_step() -> None:  # (TensorFlow reports the kernels of a function's first run)
+        made.append(Trainer(graph, SGD(lr=0.1), target="tensorflow", device="cpu"))
+        losses.append(made[0].step(x=x, y=y))
+
+    ran = executed_ops(first_step)
+    losses += [made[0].step(x=x, y=y) for _ in range(2)]
+    assert not unreviewed({op for op in ran if is_fusion(op)}), sorted(unreviewed({op for op in ran if is_fusion(op)}))
+    assert any("FusedBatchNorm" in op and "Grad" not in op for op in ran), sorted(ran)
+    assert any("FusedBatchNormGrad" in op for op in ran), sorted(ran)
+    ref = Trainer(graph, SGD(lr=0.1), target="numpy")
+    want_losses = [ref.step(x=x, y=y) for _ in range(3)]
+    np.testing.assert_allclose(losses, want_losses, rtol=1e-5)
+    got = {**made[0].params, **made[0].buffers}
+    for k, want in {**ref.params, **ref.buffers}.items():
+        np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-5, err_msg=k)

@@ -31,12 +31,17 @@ REVIEWED_FUSIONS: dict[str, str] = {
     "_MklNativeConv2DBackpropFilter": "oneDNN Conv2DBackpropFilter: conv2d's weight gradient, another summation order",
     "_MklNativeMaxPoolGrad": "oneDNN MaxPoolGrad: each window's cotangent to its first maximum (the max_pool2d_grad "
     "op cases draw ties)",
+    "_MklNativeFusedBatchNormGradV3": "oneDNN FusedBatchNormGradV3 of train mode's batch norm, reading the mean and "
+    "variance it is given (summed in float64), epsilon honoured (checked at eps 0.5)",
     # fusions of a chain the code wrote (grappler's own with oneDNN off, oneDNN's with it on)
     "_FusedMatMul": "MatMul + BiasAdd of a 1-D bias (+ activation): the same products, bias and activation once",
     "_FusedConv2D": "Conv2D + BiasAdd (+ activation)",
     "_MklNativeFusedMatMul": "oneDNN's _FusedMatMul: the same products, bias and activation once",
     "_MklNativeFusedConv2D": "Conv2D + BiasAdd (+ activation)",
     "_MklNativeFusedDepthwiseConv2dNative": "depthwise Conv2D + BiasAdd (+ activation)",
+    "_MklNativeFusedBatchNormEx": "FusedBatchNormV3 given the batch's statistics, + Relu: the same normalisation, "
+    "relu once (epsilon honoured, checked at eps 0.5)",
+    "_MklNativeFusedBatchNormV3": "oneDNN FusedBatchNormV3 given the batch's statistics (no relu after it)",
     "_MklNativePadWithConv2D": "an explicit Pad of zeros folded into the convolution's padding",
     "_MklNativePadWithFusedConv2D": "the same, with the bias and activation fused",
     "_MklSwish": "x * sigmoid(x)",

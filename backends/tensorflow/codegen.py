@@ -32,7 +32,7 @@ from dlir.backends.codegen import (
 )
 from dlir.backends.decompose import DECOMPOSE, decomposed
 from dlir.backends.tensorflow import layout
-from dlir.backends.tensorflow.lowering import HELPERS, SEQUENCE_RESULTS, TF_DTYPES, Nhwc, emitter
+from dlir.backends.tensorflow.lowering import HELPERS, KERNEL_FITS, SEQUENCE_RESULTS, TF_DTYPES, Nhwc, emitter
 
 from dlir.errors import LoweringError
 from dlir.ir.graph import Graph, Node, Value
@@ -242,7 +242,7 @@ class _Scope:
     def _statement(self, node: Node) -> None:
         if node.body is not None and node.op != "scan":
             raise LoweringError(f"the tensorflow target cannot lower '{node.op}' with a body", node.loc)
-        if emitter(node) is DECOMPOSE:
+        if emitter(node) is DECOMPOSE or not KERNEL_FITS.get(node.op, bool)(node):
             # no TensorFlow kernel for this op: its decomposition's statements, its results theirs
             nodes, results = decomposed(node)
             self.home.update(v for n in nodes for v in n.outputs)

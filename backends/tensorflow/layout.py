@@ -57,7 +57,7 @@ def runs_either_way(node: Node) -> bool:
     return node.op in EITHER or get_op(node.op).elementwise
 
 
-_REDUCTIONS = frozenset({"sum", "mean", "max", "min"})
+_REDUCTIONS = frozenset({"sum", "mean", "max", "min", "var"})
 NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}  # where an NCHW axis is in the NHWC copy
 
 

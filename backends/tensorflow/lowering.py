@@ -83,7 +83,10 @@ Emitter = Callable[[Ctx, Node], str]
 EMITTERS: dict[str, Emitter] = {}
 
 # Ops whose expression is a list of tensors (the statement unpacks it).
-SEQUENCE_RESULTS = frozenset({"split", "scan", "topk"})
+SEQUENCE_RESULTS = frozenset({"split", "scan", "topk", "batch_norm_train_grad"})
+
+# Ops whose TensorFlow kernel covers only some of their nodes: the rest lower their decomposition.
+KERNEL_FITS: dict[str, Callable[[Node], bool]] = {}
 
 
 def _reg(*names: str) -> Callable[[Emitter], Emitter]:
@@ -364,7 +367,13 @@ def _norm_axes(axes: list[int] | None, rank: int) -> list[int]:
 def _var(ctx: Ctx, node: Node) -> str:
     x, t = ctx.arg(node.inputs[0]), _xt(node)
     axes, c = node.attrs["axis"], node.attrs["correction"]
-    base = _summed("tf.math.reduce_variance", x, node)
+    where = lambda a: a  # noqa: E731 (x's axis a, as the expression x reads it)
+    if layout.reduces_either_way(node) and ctx.prefer_nhwc(node, node.inputs[:1]):
+        # a batch norm's running variance: read from the channels-last copy, no transpose for it
+        x, where = ctx.nhwc(node.inputs[0]), lambda a: layout.NHWC_AXIS[a % 4]  # noqa: E731
+        base = _summed("tf.math.reduce_variance", x, node, None if axes is None else sorted(map(where, axes)))
+    else:
+        base = _summed("tf.math.reduce_variance", x, node)
     if c == 0:
         return base
     # reduce_variance divides by n; the correction wants n - c.
@@ -373,7 +382,7 @@ def _var(ctx: Ctx, node: Node) -> str:
         n = int(np.prod([d.value for d in dims]))
         return f"{base} * {py_num(n / (n - c) if n > c else float('inf'))}"
     n_expr = " * ".join(
-        str(d.value) if d.is_static else f"tf.shape({x})[{a}]"
+        str(d.value) if d.is_static else f"tf.shape({x})[{where(a)}]"
         for a, d in zip(_norm_axes(axes, t.rank), dims, strict=True)
     )
     return f"{base} * tf.cast(({n_expr}) / ({n_expr} - {c}), {TF_DTYPES[t.dtype]})"
