@@ -28,6 +28,8 @@ REVIEWED_FUSIONS: dict[str, str] = {
     "_MklNativeDepthwiseConv2dNative": "oneDNN depthwise Conv2D",
     "_MklNativeMaxPool": "oneDNN MaxPool (a max: exact)",
     "_MklNativeAvgPool": "oneDNN AvgPool (the padding the code wrote is explicit, so no count_include_pad question)",
+    "_MklNativeConv2DBackpropInput": "oneDNN Conv2DBackpropInput: conv2d's input gradient (the transposed "
+    "convolution), another summation order",
     "_MklNativeConv2DBackpropFilter": "oneDNN Conv2DBackpropFilter: conv2d's weight gradient, another summation order",
     "_MklNativeMaxPoolGrad": "oneDNN MaxPoolGrad: each window's cotangent to its first maximum (the max_pool2d_grad "
     "op cases draw ties)",
