@@ -183,6 +183,27 @@ def test_recurrent_backward_calls_the_activation_gradient_kernels(target: str, k
     assert "1.0 - " not in loop
 
 
+def test_tensorflow_conv_backprops_name_their_padding_so_onednn_can_take_them() -> None:
+    """A 3x3 conv with padding 1 pads as "SAME" does, a conv without as "VALID": the backprop kernels
+    say so (oneDNN rewrites only those; with explicit paddings TensorFlow's own ~6x slower kernel
+    runs), and the step's numbers stay the numpy step's."""
+    graph = dlir.loads(CNN).graph("L")
+    source = Trainer(graph, SGD(), target="tensorflow", device="cpu").runner.source
+    backprops = [line for line in source.splitlines() if "Conv2DBackpropFilter(" in line or "conv2d_transpose(" in line]
+    assert len(backprops) == 3 and not any("EXPLICIT" in line or "[[0, 0]" in line for line in backprops), backprops
+    assert any('padding="SAME"' in line for line in backprops)
+    rng = np.random.default_rng(1)
+    x, labels = rng.standard_normal((6, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 6).astype(np.int64)
+    got = {}
+    for target in ("numpy", "tensorflow"):
+        tr = Trainer(graph, SGD(lr=0.1), target=target, device="cpu")
+        for _ in range(3):
+            tr.step(x=x, labels=labels)
+        got[target] = dict(tr.params)
+    for k, want in got["numpy"].items():
+        np.testing.assert_allclose(got["tensorflow"][k], want, rtol=1e-5, atol=1e-5, err_msg=k)
+
+
 def test_tensorflow_conv_bias_gradients_sum_the_channels_last_cotangent() -> None:
     """A conv bias's gradient sums the cotangent over batch and space: on TensorFlow it reads the
     channels-last copy the backward kernels made, with no transpose back to NCHW for it."""
