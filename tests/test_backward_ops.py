@@ -55,6 +55,21 @@ model L(x: f32[B, T, 4], labels: i64[B]) -> f32[] {
 """
 
 
+def _assert_three_steps_match_numpy(graph: Graph, target: str, x_shape: tuple[int, ...], classes: int) -> None:
+    """Three SGD steps of ``graph`` (inputs x, labels) on ``target`` give the numpy steps' params and buffers."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    labels = rng.integers(0, classes, x_shape[0]).astype(np.int64)
+    got = {}
+    for name in ("numpy", target):
+        tr = Trainer(graph, SGD(lr=0.1), target=name, device="cpu")
+        for _ in range(3):
+            tr.step(x=x, labels=labels)
+        got[name] = {**tr.params, **tr.buffers}
+    for k, want in got["numpy"].items():
+        np.testing.assert_allclose(got[target][k], want, rtol=1e-5, atol=1e-5, err_msg=k)
+
+
 def _ops(g: Graph) -> Counter[str]:
     return Counter(n.op for n in g.nodes)
 
@@ -137,16 +152,7 @@ def test_torch_batch_norm_step_normalises_once_and_takes_the_running_statistics_
     graph = dlir.loads(BATCH_NORM).graph("L")
     source = Trainer(graph, SGD(), target="torch", device="cpu").runner.source
     assert source.count("native_batch_norm(") == 1 and "torch.var(" not in source and "F.batch_norm" not in source
-    rng = np.random.default_rng(0)
-    x, labels = rng.standard_normal((5, 2, 6, 6)).astype(np.float32), rng.integers(0, 4, 5).astype(np.int64)
-    got = {}
-    for target in ("numpy", "torch"):
-        tr = Trainer(graph, SGD(lr=0.1), target=target, device="cpu")
-        for _ in range(3):
-            tr.step(x=x, labels=labels)
-        got[target] = {**tr.params, **tr.buffers}
-    for k, want in got["numpy"].items():
-        np.testing.assert_allclose(got["torch"][k], want, rtol=1e-5, atol=1e-5, err_msg=k)
+    _assert_three_steps_match_numpy(graph, "torch", (5, 2, 6, 6), classes=4)
 
 
 def test_backward_scan_reads_saved_steps_and_does_not_replay_the_forward_step() -> None:
@@ -192,16 +198,7 @@ def test_tensorflow_conv_backprops_name_their_padding_so_onednn_can_take_them() 
     backprops = [line for line in source.splitlines() if "Conv2DBackpropFilter(" in line or "conv2d_transpose(" in line]
     assert len(backprops) == 3 and not any("EXPLICIT" in line or "[[0, 0]" in line for line in backprops), backprops
     assert any('padding="SAME"' in line for line in backprops)
-    rng = np.random.default_rng(1)
-    x, labels = rng.standard_normal((6, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 6).astype(np.int64)
-    got = {}
-    for target in ("numpy", "tensorflow"):
-        tr = Trainer(graph, SGD(lr=0.1), target=target, device="cpu")
-        for _ in range(3):
-            tr.step(x=x, labels=labels)
-        got[target] = dict(tr.params)
-    for k, want in got["numpy"].items():
-        np.testing.assert_allclose(got["tensorflow"][k], want, rtol=1e-5, atol=1e-5, err_msg=k)
+    _assert_three_steps_match_numpy(graph, "tensorflow", (6, 1, 8, 8), classes=10)
 
 
 def test_tensorflow_conv_bias_gradients_sum_the_channels_last_cotangent() -> None:
