@@ -145,6 +145,28 @@ model L(x: f32[B, 2, 6, 6], labels: i64[B]) -> f32[] {
 """
 
 
+WRITTEN_GELU = """
+use nn
+fn gelu_tanh(x) = 0.5 * x * (1.0 + tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
+model L(x: f32[B, 6], labels: i64[B]) -> f32[] {
+    up = Dense(6, 12)
+    fc = Dense(12, 3)
+    return cross_entropy(fc(gelu_tanh(up(x))), labels)
+}
+"""
+
+
+def test_a_written_out_gelu_trains_through_one_gelu_backward_kernel() -> None:
+    """The step simplifies the loss model before differentiating it: a GELU written out becomes the
+    gelu op, whose VJP is torch's gelu_backward (not ~15 elementwise ops and a tanh_backward)."""
+    graph = dlir.loads(WRITTEN_GELU).graph("L")
+    source = Trainer(graph, SGD(), target="torch", device="cpu").runner.source
+    assert "aten.gelu_backward(" in source and "approximate='tanh'" in source and "tanh" not in source.replace(
+        "approximate='tanh'", ""
+    )
+    _assert_three_steps_match_numpy(graph, "torch", (7, 6), classes=3)
+
+
 def test_torch_batch_norm_step_normalises_once_and_takes_the_running_statistics_from_the_kernel() -> None:
     """One native_batch_norm a step: its running buffers get the batch's mean and unbiased variance
     (no torch.var over the activations) and its backward reads the statistics it kept; the step's

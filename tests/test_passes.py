@@ -315,6 +315,33 @@ def test_simplify_keeps_ops_that_broadcast_or_differ() -> None:
     check("simplify", text, text)
 
 
+def test_simplify_where_of_a_constant_condition() -> None:
+    """where(False, a, x) is x and where(True, x, a) is x (autodiff's re-selection of a cotangent known
+    nowhere zero); a mixed condition, or a side that the condition would broadcast, stays."""
+    check(
+        "simplify,dce",
+        """model M(%x: f32[B, 4], %s: f32[]) -> (a: f32[B, 4], b: f32[B, 4], c: f32[B, 4], d: f32[B, 4]) {
+          %no: bool[] = constant() {value=false, dtype=bool}
+          %yes: bool[4] = constant() {value=[true, true, true, true], dtype=bool}
+          %mixed: bool[4] = constant() {value=[true, false, true, true], dtype=bool}
+          %zero: f32[] = constant() {value=0.0, dtype=f32}
+          %a: f32[B, 4] = where(%no, %zero, %x)
+          %b: f32[B, 4] = where(%yes, %x, %zero)
+          %c: f32[B, 4] = where(%mixed, %x, %zero)
+          %d: f32[B, 4] = where(%yes, %s, %x)
+          return a=%a, b=%b, c=%c, d=%d
+        }""",
+        """model M(%x: f32[B, 4], %s: f32[]) -> (a: f32[B, 4], b: f32[B, 4], c: f32[B, 4], d: f32[B, 4]) {
+          %yes: bool[4] = constant() {value=[true, true, true, true], dtype=bool}
+          %mixed: bool[4] = constant() {value=[true, false, true, true], dtype=bool}
+          %zero: f32[] = constant() {value=0.0, dtype=f32}
+          %c: f32[B, 4] = where(%mixed, %x, %zero)
+          %d: f32[B, 4] = where(%yes, %s, %x)
+          return a=%x, b=%x, c=%c, d=%d
+        }""",
+    )
+
+
 def test_simplify_shape_chains() -> None:
     check(
         "simplify,dce",

@@ -106,6 +106,6 @@ def _conv2d_weight_grad(b: Builder, node: Node, xs: list[str]) -> str:
 
 
 # ONNX has no activation, layer-norm or softmax gradient op: their decompositions are lowered.
-_DECOMPOSED = ("tanh_grad", "sigmoid_grad", "layer_norm_grad", "softmax_grad", "log_softmax_grad")
+_DECOMPOSED = ("tanh_grad", "sigmoid_grad", "gelu_grad", "layer_norm_grad", "softmax_grad", "log_softmax_grad")
 for _op in (*_DECOMPOSED, "batch_norm_train", "batch_norm_train_grad"):
     EMITTERS[_op] = Emitter(_op, DECOMPOSE)

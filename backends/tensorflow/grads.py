@@ -125,8 +125,8 @@ def _conv2d_weight_grad(ctx: Ctx, node: Node) -> str:
 
 
 # TensorFlow has no layer-norm gradient kernel (GradientTape differentiates the composite too).
-# Nor a softmax gradient kernel.
-for _op in ("layer_norm_grad", "softmax_grad", "log_softmax_grad"):
+# Nor a softmax or GELU gradient kernel.
+for _op in ("gelu_grad", "layer_norm_grad", "softmax_grad", "log_softmax_grad"):
     EMITTERS[_op] = DECOMPOSE
 
 

@@ -1,7 +1,8 @@
 """Torch emitters for the backward ops (dlir.ops.backward): the kernels torch.autograd runs itself.
 
 - ``relu_grad`` is ``threshold_backward``, relu's own backward;
-- ``tanh_grad`` / ``sigmoid_grad`` are ``tanh_backward`` / ``sigmoid_backward``;
+- ``tanh_grad`` / ``sigmoid_grad`` / ``gelu_grad`` are ``tanh_backward`` / ``sigmoid_backward`` /
+  ``gelu_backward``;
 - ``max_pool2d_grad`` recomputes the forward pool's indices with
   ``return_indices=True`` (one pool, no copies) and scatters through them with
   ``max_pool2d_with_indices_backward``, as autograd does with the indices it kept;
@@ -37,6 +38,11 @@ def _activation_grad(aten: str) -> Emitter:
         return f"torch.ops.aten.{aten}({g}, {y})"
 
     return emit
+
+
+def _gelu_grad(s: Site) -> str:
+    x, g = s.args
+    return f"torch.ops.aten.gelu_backward({g}, {x}, approximate={s.attr('approximate')!r})"
 
 
 def max_pool2d_grad(s: Site, indices: str | None = None) -> str:
@@ -207,6 +213,7 @@ GRAD_EMITTERS: dict[str, Emitter] = {
     "relu_grad": _relu_grad,
     "tanh_grad": _activation_grad("tanh_backward"),
     "sigmoid_grad": _activation_grad("sigmoid_backward"),
+    "gelu_grad": _gelu_grad,
     "max_pool2d_grad": max_pool2d_grad,
     "conv2d_input_grad": _conv2d_input_grad,
     "conv2d_weight_grad": _conv2d_weight_grad,

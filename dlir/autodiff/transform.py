@@ -221,7 +221,9 @@ class Reverse:
 # Elementwise ops whose local derivative is finite wherever their operands are: a zero
 # cotangent stays zero through them, so the re-selection (a `where` per op, slow on
 # torch's CPU) is not needed. (sigmoid and tanh's derivatives read the bounded result.)
-_FINITE_DERIVATIVE = frozenset({"add", "sub", "neg", "sigmoid", "tanh", "relu_grad", "tanh_grad", "sigmoid_grad"})
+_FINITE_DERIVATIVE = frozenset(
+    {"add", "sub", "neg", "sigmoid", "tanh", "relu_grad", "tanh_grad", "sigmoid_grad", "gelu_grad"}
+)
 
 
 def _finite_derivative(node: Node, i: int) -> bool:

@@ -12,7 +12,8 @@ and a VJP of its own, so grad of grad keeps working.
 
 - ``relu_grad(y, g)``: ``g`` where ``y > 0``, else 0 (``y`` is relu's input or its
   result: the two are positive at the same places).
-- ``tanh_grad(y, g)``, ``sigmoid_grad(y, g)``: their VJPs from the result ``y``.
+- ``tanh_grad(y, g)``, ``sigmoid_grad(y, g)``: their VJPs from the result ``y``; ``gelu_grad(x, g)``
+  gelu's from its input.
 - ``max_pool2d_grad(x, g)``: max_pool2d's VJP at ``x``: each window's cotangent goes
   to the first maximum of the window (row-major, as torch; TensorFlow and ONNX
   Runtime pick the same cell). Dilation 1, static height and width.
@@ -25,7 +26,7 @@ and a VJP of its own, so grad of grad keeps working.
 - ``batch_norm_train(x, scale, bias)`` (train mode's forward: the batch's statistics) and
   ``batch_norm_train_grad(x, scale, g)``: ``(dx, dscale, dbias)``.
 
-An op with a ``decompose`` (the tanh and sigmoid gradients, layer_norm_grad, the
+An op with a ``decompose`` (the activation gradients, layer_norm_grad, the
 softmax gradients, the batch norms) is also written with ordinary ops: a target without a kernel for it lowers
 that (``DECOMPOSE`` in its table), and its VJP differentiates it.
 
@@ -35,6 +36,7 @@ grouped or dilated convs, symbolic image sizes, float64 convs).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +149,57 @@ for _name, _of, _ref, _decompose in (
             family="backward",
         )
     )
+
+
+# -- gelu_grad ---------------------------------------------------------------------------------
+# GELU's VJP from its input: ~15 elementwise ops written out (the tanh form), one kernel in torch
+# (gelu_backward, what autograd runs). TensorFlow and ONNX have none: the decomposition.
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_K = 0.044715
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _gelu_grad_decompose(b: GradBuilder, node: Node) -> list[Value]:
+    x, g = node.inputs
+    if node.attrs["approximate"] == "tanh":
+        # y = x/2 (1 + t), t = tanh(c (x + k x^3)):  y' = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2)
+        x2 = b.mul(x, x)
+        u = b.scale(b.add(x, b.scale(b.mul(x2, x), _GELU_K)), _SQRT_2_OVER_PI)
+        t = b.op("tanh", u)
+        one = b.const(1.0, x)
+        du = b.scale(b.add(one, b.scale(x2, 3 * _GELU_K)), _SQRT_2_OVER_PI)
+        inner = b.mul(b.mul(b.scale(x, 0.5), b.sub(one, b.mul(t, t))), du)
+        return [b.mul(g, b.add(b.scale(b.add(one, t), 0.5), inner))]
+    # y = x Phi(x):  y' = Phi(x) + x phi(x)
+    cdf = b.scale(b.add(b.const(1.0, x), b.op("erf", b.scale(x, 1.0 / math.sqrt(2.0)))), 0.5)
+    pdf = b.scale(b.op("exp", b.scale(b.mul(x, x), -0.5)), 1.0 / math.sqrt(2.0 * math.pi))
+    return [b.mul(g, b.add(cdf, b.mul(x, pdf)))]
+
+
+def _gelu_grad_ref(xs: list[np.ndarray], a: dict[str, Any]) -> list[np.ndarray]:
+    x, g = (v.astype(np.float64) for v in xs)
+    if a["approximate"] == "tanh":
+        t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_K * x**3))
+        dy = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * _GELU_K * x * x)
+    else:
+        dy = 0.5 * (1 + _erf(x / math.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    return [(g * dy).astype(xs[1].dtype)]
+
+
+register(
+    OpDef(
+        "gelu_grad",
+        ("x", "g"),
+        (Attr("approximate", "str", "none", ("none", "tanh")),),
+        _activation_grad_infer("gelu_grad"),
+        _gelu_grad_ref,
+        doc='gelu\'s VJP from its input x (exact erf form, or approximate="tanh")',
+        elementwise=True,
+        vjp=lambda b, node, cts: b.vjp_through_decomposition(node, cts),
+        decompose=_gelu_grad_decompose,
+        family="backward",
+    )
+)
 
 
 # -- max_pool2d_grad -----------------------------------------------------------------------

@@ -20,6 +20,11 @@ def add_backward_cases(case: Callable[..., None]) -> None:
     case("tanh_grad", "f64", inp("f64", ["B", 2, 3], floats(-1.0, 1.0)), inp("f64", ["B", 2, 3]))
     case("sigmoid_grad", "f32", inp("f32", ["B", 6], floats(0.0, 1.0)), inp("f32", ["B", 6]))
     case("sigmoid_grad", "f64", inp("f64", ["B", 2, 3], floats(0.0, 1.0)), inp("f64", ["B", 2, 3]))
+    case("gelu_grad", "f32", inp("f32", ["B", 6], floats(-5.0, 5.0)), inp("f32", ["B", 6]))
+    case("gelu_grad", "tanh_f32", inp("f32", ["B", 6], floats(-5.0, 5.0)), inp("f32", ["B", 6]), approximate="tanh")
+    case(
+        "gelu_grad", "tanh_f64", inp("f64", ["B", 2, 3], floats(-5.0, 5.0)), inp("f64", ["B", 2, 3]), approximate="tanh"
+    )
     case("max_pool2d_grad", "k2_ties", inp("f32", ["B", 3, 8, 8], TIES), inp("f32", ["B", 3, 4, 4]), kernel=2)
     case(
         "max_pool2d_grad",

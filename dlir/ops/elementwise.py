@@ -100,25 +100,11 @@ def unary(
 
 
 # -- derivatives of the unary ops (x: input, y: result, g: y's cotangent) ------------------
-_SQRT_2 = math.sqrt(2.0)
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_GELU_K = 0.044715
 
 
 def _gelu_vjp(b: GradBuilder, x: Value, y: Value, g: Value, a: dict[str, Any]) -> Value:
-    if a["approximate"] == "tanh":
-        # y = x/2 (1 + t), t = tanh(c (x + k x^3)):  y' = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3k x^2)
-        x2 = b.mul(x, x)
-        u = b.scale(b.add(x, b.scale(b.mul(x2, x), _GELU_K)), _SQRT_2_OVER_PI)
-        t = b.op("tanh", u)
-        one = b.const(1.0, x)
-        du = b.scale(b.add(one, b.scale(x2, 3 * _GELU_K)), _SQRT_2_OVER_PI)
-        inner = b.mul(b.mul(b.scale(x, 0.5), b.sub(one, b.mul(t, t))), du)
-        return b.mul(g, b.add(b.scale(b.add(one, t), 0.5), inner))
-    # y = x Phi(x):  y' = Phi(x) + x phi(x)
-    cdf = b.scale(b.add(b.const(1.0, x), b.op("erf", b.scale(x, 1.0 / _SQRT_2))), 0.5)
-    pdf = b.scale(b.op("exp", b.scale(b.mul(x, x), -0.5)), 1.0 / math.sqrt(2.0 * math.pi))
-    return b.mul(g, b.add(cdf, b.mul(x, pdf)))
+    # the backward op torch has a kernel for (dlir.ops.backward), decomposed elsewhere
+    return b.op("gelu_grad", x, g, approximate=a["approximate"])
 
 
 def _silu_vjp(b: GradBuilder, x: Value, y: Value, g: Value, a: dict[str, Any]) -> Value:

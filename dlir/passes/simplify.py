@@ -31,9 +31,9 @@ def rule(*ops: str) -> Callable[[Rule], Rule]:
 @dataclass
 class AlgebraicSimplification(Pass):
     """Rewrite algebraic identities: ``x+0``, ``0+x``, ``x-0``, ``x*1``, ``1*x``, ``x/1``, ``x**1``,
-    ``neg(neg(x))``, transpose of a transpose (perms composed; an identity perm goes away),
-    reshape of a reshape or flatten, reshape/flatten/broadcast_to to the same type, casts to the
-    same dtype, and squeeze of an unsqueeze (or back) on the same axes. GELU written out
+    ``neg(neg(x))``, ``where`` of a constant condition, transpose of a transpose (perms composed;
+    an identity perm goes away), reshape of a reshape or flatten, reshape/flatten/broadcast_to to
+    the same type, casts to the same dtype, and squeeze of an unsqueeze (or back) on the same axes. GELU written out
     (``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3)))`` and its usual variants, or
     ``0.5 * x * (1 + erf(x / sqrt(2)))``) becomes one ``gelu`` op (see ``gelu_match``).
 
@@ -145,6 +145,19 @@ def _by_one(node: Node) -> Value | None:
 def _neg(node: Node) -> Value | None:
     inner = node.inputs[0].producer
     return inner.inputs[0] if inner is not None and inner.op == "neg" else None
+
+
+@rule("where")
+def _where(node: Node) -> Value | None:
+    """A selection by a constant condition: the side it always picks (the driver keeps the node
+    where that side would not already have the result's type)."""
+    cond, a, b = node.inputs
+    c = constant_value(cond)
+    if c is None or c.size == 0:
+        return None
+    if bool(np.all(c)):
+        return a
+    return b if not bool(np.any(c)) else None
 
 
 # -- shapes ----------------------------------------------------------------------------------

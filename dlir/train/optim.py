@@ -192,7 +192,7 @@ def _differentiated(
     # A train-mode graph (dlir.train.modes) also returns new.<buffer>: the new running statistics.
     updated = [(n, v) for n, v in graph.outputs if n.startswith(NEW)]
     loss_output = output if output is not None else next(n for n, _ in graph.outputs if not n.startswith(NEW))
-    g = autodiff(graph, output=loss_output)
+    g = autodiff(_before_autodiff(graph), output=loss_output)
     n_grads = len(graph.trainable)
     loss = next(o for o in g.outputs if o[0] == loss_output)
     grads = [v for _, v in g.outputs[-n_grads:]] if n_grads else []
@@ -203,6 +203,18 @@ def _differentiated(
     names = {n[len(NEW) :] for n, _ in updated}
     _params_to_inputs(g, [p for p in g.params if p.name in names])
     return g, loss, buffer_outs, params, grads
+
+
+def _before_autodiff(graph: Graph) -> Graph:
+    """``graph`` with its algebraic identities simplified before it is differentiated.
+
+    A GELU written out (``0.5 * x * (1 + tanh(...))``) becomes one ``gelu`` op here, whose VJP is
+    the one ``gelu_grad`` kernel; simplified after autodiff instead, the backward would already
+    read the pieces (each intermediate then has two readers and the GELU is no longer recognised).
+    """
+    from dlir.passes import optimize
+
+    return optimize(graph, passes="simplify,dce")
 
 
 def _append_update(
