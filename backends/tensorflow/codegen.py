@@ -31,6 +31,7 @@ from dlir.backends.codegen import (
     weights_reader,
 )
 from dlir.backends.decompose import DECOMPOSE, decomposed
+from dlir.backends.step_reads import stepped_only
 from dlir.backends.tensorflow import layout
 from dlir.backends.tensorflow.lowering import HELPERS, KERNEL_FITS, SEQUENCE_RESULTS, TF_DTYPES, Nhwc, emitter
 
@@ -201,6 +202,9 @@ class _Scope:
         )
         return to_nhwc + (out_moves and out in self.uses.nchw) <= to_nchw + (out_moves and out in self.uses.nhwc)
 
+    def steps_first(self, v: Value) -> bool:
+        return v in self.root.stepped
+
     def step_function(self, node: Node) -> str:
         assert node.body is not None
         body = _Scope(node.body, self, self.ns)
@@ -300,6 +304,8 @@ class _CallWriter(_Scope):
 
     def __init__(self, graph: Graph, attrs: dict[Value, str], reserved: set[str], training: bool = False) -> None:
         super().__init__(graph, None, Namespace(reserved), training)
+        # scan emits that later scans read one step at a time: kept with their steps first
+        self.stepped = stepped_only(graph)
         self.sym_vars: dict[str, str] = {}
         self.helpers: set[str] = set()
         self.nchw.update({p: f"self.{a}" for p, a in attrs.items()})

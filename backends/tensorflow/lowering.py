@@ -69,6 +69,11 @@ class Ctx(Protocol):
         """Write ``node.body`` as a local function; returns its name."""
         ...
 
+    def steps_first(self, v: Value) -> bool:
+        """Whether ``v``, a scan's emit that later scans read one step at a time, is kept with its
+        steps along axis 0 (as the loop collected them) instead of along the scan's axis."""
+        ...
+
     @property
     def training(self) -> bool:
         """Whether this is the training path (``module(x, training=True)``): batch statistics, dropout."""

@@ -32,14 +32,17 @@ def _scan(ctx: Ctx, node: Node) -> str:
     carries = ", ".join(ctx.arg(v) for v in inits)
     shapes = ", ".join(_shape(v.type) for v in inits)
     emits = ", ".join(f"({TF_DTYPES[v.type.dtype]}, {_shape(v.type)})" for _, v in node.body.outputs[k:])
+    first = [j for j, y in enumerate(node.outputs[: len(node.body.outputs) - k]) if ctx.steps_first(y)]
+    steps_first = f", steps_first={tuple(first)}" if first and node.attrs["axis"] else ""
     return (
         f"{fn}({step}, {ctx.arg(xs)}, [{carries}], axis={node.attrs['axis']}, reverse={node.attrs['reverse']}, "
-        f"carry_shapes=[{shapes}], emits=[{emits}])"
+        f"carry_shapes=[{shapes}], emits=[{emits}]{steps_first})"
     )
 
 
 HELPERS["scan"] = '''def scan(
-    step, xs: tf.Tensor, inits: list, axis: int, reverse: bool, carry_shapes: list, emits: list
+    step, xs: tf.Tensor, inits: list, axis: int, reverse: bool, carry_shapes: list, emits: list,
+    steps_first: tuple = (),
 ) -> list:
     """Run ``step(x_t, *carries) -> (*new_carries, *emits)`` over the slices of ``xs`` along ``axis``.
 
@@ -47,6 +50,8 @@ HELPERS["scan"] = '''def scan(
     emits (``emits`` gives their dtypes and shapes) are collected in TensorArrays
     and stacked along ``axis``; with ``reverse`` the steps run from the last slice
     to the first and the stacked emits stay aligned with the slices they came from.
+    The emits whose index is in ``steps_first`` stay stacked along axis 0 (a later
+    loop reads them a step at a time: a contiguous slice, no transpose of the stack).
     Returns the stacked emits, then the final carries.
     """
     n = tf.shape(xs)[axis]
@@ -69,11 +74,11 @@ HELPERS["scan"] = '''def scan(
         shape_invariants=(tf.TensorShape([]), shapes, [tf.TensorShape(None) for _ in arrays]),
     )
     ys = []
-    for a in arrays:
+    for j, a in enumerate(arrays):
         y = a.stack()  # [T, ...] in step order: put it in slice order, the step axis at ``axis``
         if reverse:
             y = tf.reverse(y, [0])
-        if axis:
+        if axis and j not in steps_first:
             y = tf.transpose(y, [*range(1, axis + 1), 0, *range(axis + 1, len(y.shape))])
         ys.append(y)
     return [*ys, *last]

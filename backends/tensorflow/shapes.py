@@ -127,7 +127,11 @@ def _gather(ctx: Ctx, node: Node) -> str:
     # several saved stacks at its step)
     size = str(d.value) if d.is_static else f"tf.cast({ctx.dim(d, node)}, {TF_DTYPES[_xt(node, 1).dtype]})"
     # numpy's take counts negative indices from the end; tf.gather rejects them.
-    return f"tf.gather({x}, tf.where({i} < 0, {i} + {size}, {i}), axis={ax})"
+    at = f"tf.where({i} < 0, {i} + {size}, {i})"
+    if ax and ctx.steps_first(node.inputs[0]):
+        # a step of a saved stack kept steps first (at: one step counter): its slice, the axis put back
+        return f"tf.expand_dims(tf.gather({x}, {at}[0], axis=0), axis={ax})"
+    return f"tf.gather({x}, {at}, axis={ax})"
 
 
 @_reg("one_hot")

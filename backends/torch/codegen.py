@@ -35,6 +35,7 @@ from dlir.backends.codegen import (
     read_weights,
     weights_reader,
 )
+from dlir.backends.step_reads import loop_counters, squeezed_reads, stepped_only
 from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
 from dlir.backends.torch.lowering_grad import (
@@ -46,14 +47,7 @@ from dlir.backends.torch.lowering_grad import (
     pool_with_indices,
     shared_pool_geometry,
 )
-from dlir.backends.torch.step_patterns import (
-    batch_statistics,
-    loop_counters,
-    norms_with_grads,
-    pools_with_grads,
-    squeezed_reads,
-    stepped_only,
-)
+from dlir.backends.torch.step_patterns import batch_statistics, norms_with_grads, pools_with_grads
 
 from dlir.errors import LoweringError, did_you_mean
 from dlir.ir.graph import Graph, Init, Node, Value
