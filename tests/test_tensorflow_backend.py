@@ -23,6 +23,7 @@ from dlir.ir.graph import Graph, Init
 from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops import lowered_ops
 from dlir.runtime.runner import NumpyRunner
+from recurrent_steps import RECURRENT_LOSSES, assert_three_steps_match_numpy, recurrent_loss_graph
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -474,39 +475,21 @@ def test_reverse_scan_survives_tf2onnx() -> None:
     _assert_agree(tuple(sess.run(None, feeds)), NumpyRunner(g, seed=0)(**feeds))
 
 
-@pytest.mark.parametrize("sample, loss", [
-    ("lstm", "d = net(x) - y\n    return mean(d * d)"),
-    ("gru", "tags, h = net(x, h0)\n    d = tags - y\n    return mean(d * d)"),
-])
+@pytest.mark.parametrize("sample, loss", RECURRENT_LOSSES)
 def test_a_training_step_keeps_the_saved_steps_first_and_reads_each_as_a_slice(sample: str, loss: str) -> None:
     """The forward scan's saved values that the backward scan reads a step at a time stay stacked
     steps first (no transpose to the scan axis, no strided gather along it each step), forwards and
     backwards (the GRU tagger's reverse scan), with the numpy step's numbers."""
-    import dlir
+    import re
+
     from dlir.train.optim import SGD
     from dlir.train.trainer import Trainer
 
-    root = Path(__file__).resolve().parent.parent
-    source = (root / "samples" / f"{sample}.dlir").read_text()
-    model = next(line.split()[1].split("(")[0] for line in source.splitlines() if line.startswith("model "))
-    inputs = "x: f32[B, T, 32], y: f32[B, 5]" if sample == "lstm" else "x: f32[B, T, 16], h0: f32[B, 24], y: f32[B, T, 6]"
-    g = dlir.loads(source + f"\nmodel Loss({inputs}) -> f32[] {{\n    net = {model}()\n    {loss}\n}}\n").graph("Loss")
+    g = recurrent_loss_graph(sample, loss)
     code = Trainer(g, SGD(lr=0.1), "tensorflow", device="cpu").runner.source
-    import re
-
     assert "steps_first=(" in code
     sliced = set(re.findall(r"tf\.expand_dims\(tf\.gather\((saved_\w+), ", code))
     strided = {name for name, axis in re.findall(r"(?<!expand_dims\()tf\.gather\((saved_\w+), .*?, axis=(\d)\)", code)
                if axis != "0"}
     assert len(sliced) >= 3 and not sliced & strided, (sliced, strided)
-    rng = np.random.default_rng(0)
-    feeds = {v.name: rng.standard_normal([4 if str(d) == "B" else 7 if str(d) == "T" else int(str(d))
-                                          for d in v.type.shape]).astype(np.float32) for v in g.inputs}
-    got = {}
-    for target in ("numpy", "tensorflow"):
-        t = Trainer(g, SGD(lr=0.1), target)
-        for _ in range(3):
-            t.step(**feeds)
-        got[target] = dict(t.params)
-    for k in got["numpy"]:
-        np.testing.assert_allclose(got["tensorflow"][k], got["numpy"][k], rtol=1e-5, atol=1e-5, err_msg=k)
+    assert_three_steps_match_numpy(g, "tensorflow")

@@ -29,6 +29,7 @@ from dlir.ir.types import Dim, DType, TensorType
 from dlir.ops import lowered_ops
 from dlir.runtime.init import init_params
 from dlir.runtime.runner import NumpyRunner, check_inputs
+from recurrent_steps import RECURRENT_LOSSES, assert_three_steps_match_numpy, recurrent_loss_graph
 
 torch = pytest.importorskip("torch")
 
@@ -491,41 +492,22 @@ def test_scan_module_exports_to_onnx_by_tracing() -> None:
     assert_agree(tuple(sess.run(None, {k: v for k, v in f.items() if k in used})), NumpyRunner(g)(**f))
 
 
-@pytest.mark.parametrize("sample, loss", [
-    ("lstm", "d = net(x) - y\n    return mean(d * d)"),
-    ("gru", "tags, h = net(x, h0)\n    d = tags - y\n    return mean(d * d)"),
-])
+@pytest.mark.parametrize("sample, loss", RECURRENT_LOSSES)
 def test_a_training_step_reads_the_saved_steps_from_their_list_not_a_stack(sample: str, loss: str) -> None:
     """The backward scan indexes the list the forward scan collected (no torch.stack of what
     it saved, no narrow of it), forwards and backwards (the GRU tagger's reverse scan), with
     the numpy step's numbers."""
-    import dlir
-    from dlir.train.modes import train_mode
-    from dlir.train.optim import SGD, train_step_graph
-    from dlir.train.trainer import Trainer
-
-    root = Path(__file__).resolve().parent.parent
-    source = (root / "samples" / f"{sample}.dlir").read_text()
-    model = next(line.split()[1].split("(")[0] for line in source.splitlines() if line.startswith("model "))
-    inputs = "x: f32[B, T, 32], y: f32[B, 5]" if sample == "lstm" else "x: f32[B, T, 16], h0: f32[B, 24], y: f32[B, T, 6]"
-    g = dlir.loads(source + f"\nmodel Loss({inputs}) -> f32[] {{\n    net = {model}()\n    {loss}\n}}\n").graph("Loss")
-    code = torch_backend.generate(train_step_graph(train_mode(g).graph, SGD(lr=0.1), target="torch"))
-    code = code.decode() if isinstance(code, bytes) else str(code)
     import re
 
+    from dlir.train.modes import train_mode
+    from dlir.train.optim import SGD, train_step_graph
+
+    g = recurrent_loss_graph(sample, loss)
+    code = torch_backend.generate(train_step_graph(train_mode(g).graph, SGD(lr=0.1), target="torch"))
+    code = code.decode() if isinstance(code, bytes) else str(code)
     saved = re.findall(r"(saved_\w+)_steps = \[\]", code)
     stacked = re.findall(r"torch\.stack\((saved_\w+)_steps", code)  # the saved h: the w_hh gradient reads it whole
     # each step read straight from its list (the squeeze of the gather's [B, 1, H] is the step itself)
     assert len(saved) >= 4 and len(stacked) < len(saved) / 2 and re.search(r"= saved_\w+_steps\[[^\]]+\]  #", code)
     assert (sample == "gru") == ("[-1 - " in code)  # the reverse scan's list is read back to front
-    rng = np.random.default_rng(0)
-    feeds = {v.name: rng.standard_normal([4 if str(d) == "B" else 7 if str(d) == "T" else int(str(d))
-                                          for d in v.type.shape]).astype(np.float32) for v in g.inputs}
-    got = {}
-    for target in ("numpy", "torch"):
-        t = Trainer(g, SGD(lr=0.1), target)
-        for _ in range(3):
-            t.step(**feeds)
-        got[target] = dict(t.params)
-    for k in got["numpy"]:
-        np.testing.assert_allclose(got["torch"][k], got["numpy"][k], rtol=1e-5, atol=1e-5, err_msg=k)
+    assert_three_steps_match_numpy(g, "torch")
