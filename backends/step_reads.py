@@ -18,6 +18,7 @@ import numpy as np
 
 from dlir.ir.graph import Graph, Node, Value
 from dlir.ir.types import DType
+from dlir.ops.shape_rules import norm_axes
 
 
 def loop_counters(node: Node) -> dict[int, int]:
@@ -124,5 +125,4 @@ def _squeezed_axes(node: Node) -> list[int] | None:
     axes = node.attrs.get("axes")
     if axes is None:
         return None  # (drops every static 1: not necessarily the step axis alone)
-    rank = node.inputs[0].type.rank
-    return sorted(a % rank for a in ([axes] if isinstance(axes, int) else axes))
+    return norm_axes("squeeze", [axes] if isinstance(axes, int) else axes, node.inputs[0].type.rank)

@@ -340,6 +340,15 @@ def _summed(fn: str, x: str, node: Node, axis: list[int] | None = None) -> str:
     return f"{fn}({x}, {axes})"
 
 
+def _reduced_operand(ctx: Ctx, node: Node) -> tuple[str, Callable[[int], int] | None]:
+    """The reduction's x, and where its axes are in that expression: the channels-last copy (and
+    the NCHW axis -> NHWC axis map) for a reduction over batch and space of a value the code has
+    channels-last, with no transpose back for it; else x itself (None: the axes as they are)."""
+    if layout.reduces_either_way(node) and ctx.prefer_nhwc(node, node.inputs[:1]):
+        return ctx.nhwc(node.inputs[0]), lambda a: layout.NHWC_AXIS[a % 4]
+    return ctx.arg(node.inputs[0]), None
+
+
 for _op, _fn in {
     "sum": "tf.reduce_sum",
     "mean": "tf.reduce_mean",
@@ -351,12 +360,9 @@ for _op, _fn in {
 
     def _reduce(ctx: Ctx, node: Node, fn: str = _fn) -> str:
         axis = node.attrs["axis"]
-        if layout.reduces_either_way(node) and ctx.prefer_nhwc(node, node.inputs[:1]):
-            # over batch and space of a value the code has channels-last: no transpose back for it
-            x = ctx.nhwc(node.inputs[0])
-            axis = None if axis is None else sorted(layout.NHWC_AXIS[a % 4] for a in axis)
-        else:
-            x = ctx.arg(node.inputs[0])
+        x, nhwc_axis = _reduced_operand(ctx, node)
+        if nhwc_axis is not None and axis is not None:
+            axis = sorted(map(nhwc_axis, axis))
         if fn in ("tf.reduce_sum", "tf.reduce_mean"):
             return _summed(fn, x, node, axis)
         return f"{fn}({x}, axis={_axes_list(axis)}{_kd(node.attrs['keepdims'])})"
@@ -370,15 +376,12 @@ def _norm_axes(axes: list[int] | None, rank: int) -> list[int]:
 
 @_reg("var")
 def _var(ctx: Ctx, node: Node) -> str:
-    x, t = ctx.arg(node.inputs[0]), _xt(node)
+    t = _xt(node)
     axes, c = node.attrs["axis"], node.attrs["correction"]
-    where = lambda a: a  # noqa: E731 (x's axis a, as the expression x reads it)
-    if layout.reduces_either_way(node) and ctx.prefer_nhwc(node, node.inputs[:1]):
-        # a batch norm's running variance: read from the channels-last copy, no transpose for it
-        x, where = ctx.nhwc(node.inputs[0]), lambda a: layout.NHWC_AXIS[a % 4]  # noqa: E731
-        base = _summed("tf.math.reduce_variance", x, node, None if axes is None else sorted(map(where, axes)))
-    else:
-        base = _summed("tf.math.reduce_variance", x, node)
+    x, nhwc_axis = _reduced_operand(ctx, node)  # (a batch norm's running variance: channels-last)
+    where = nhwc_axis or (lambda a: a)  # x's axis a, as the expression x reads it
+    nhwc_axes = None if nhwc_axis is None or axes is None else sorted(map(nhwc_axis, axes))
+    base = _summed("tf.math.reduce_variance", x, node, nhwc_axes)
     if c == 0:
         return base
     # reduce_variance divides by n; the correction wants n - c.

@@ -385,27 +385,24 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
             outs.append(indices[pools[node]])
         elif node in indices:
             rhs = max_pool2d_grad(site, indices[node])
-        elif node in batch_stats:  # its kernel's running buffers take the batch's mean and variance
-            mean, var = batch_stats[node]
-            running = (
-                scope.ns.name(mean.outputs[0].name, mean.outputs[0]),
-                scope.ns.name(var.outputs[0].name, var.outputs[0]),
-            )
-            names.update({mean.outputs[0]: running[0], var.outputs[0]: running[1]})
-            aliases.update((mean, var))
-            channels = site.dim(node.inputs[0].type.shape[1])
-            zeros = f"{site.x}.new_zeros({channels})"
-            lines.append(f"{running[0]}, {running[1]} = {zeros}, {zeros}{loc_comment(node.loc)}")
+        elif node in norms or node in batch_stats:
+            # a forward norm that keeps its statistics for its backward, or whose kernel's running
+            # buffers take the batch's mean and variance for the running update
             kept = [scope.ns.name(f"{node.outputs[0].name}_{part}") for part in ("mean", "rstd")]
             if node in norms:
                 stats[norms[node]] = ", ".join(kept)
-            rhs = batch_norm_train_keeping_stats(site, running)
-            outs += kept
-        elif node in norms:  # a forward norm that keeps its statistics for its backward
-            kept = [scope.ns.name(f"{node.outputs[0].name}_{part}") for part in ("mean", "rstd")]
-            stats[norms[node]] = ", ".join(kept)
-            keeping = batch_norm_train_keeping_stats if node.op == "batch_norm_train" else layer_norm_keeping_stats
-            rhs = keeping(site)
+            if node.op == "layer_norm":
+                rhs = layer_norm_keeping_stats(site)
+            else:
+                running = None
+                if node in batch_stats:
+                    mean, var = (n.outputs[0] for n in batch_stats[node])
+                    running = (scope.ns.name(mean.name, mean), scope.ns.name(var.name, var))
+                    names.update({mean: running[0], var: running[1]})
+                    aliases.update(batch_stats[node])
+                    zeros = f"{site.x}.new_zeros({site.dim(node.inputs[0].type.shape[1])})"
+                    lines.append(f"{running[0]}, {running[1]} = {zeros}, {zeros}{loc_comment(node.loc)}")
+                rhs = batch_norm_train_keeping_stats(site, running)
             outs += kept
         elif node in stats:
             grad = batch_norm_train_grad if node.op == "batch_norm_train_grad" else layer_norm_grad
@@ -431,9 +428,8 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
                     hint=did_you_mean(node.op, EMITTERS) or "see `dlirc ops` for what each target supports",
                 )
             rhs = emitter(site)
-        names.update(
-            zip(node.outputs, outs[: len(node.outputs)], strict=True)
-        )  # (a pool's indices, a norm's stats follow)
+        # (a pool's indices and a norm's statistics follow the node's own results in outs)
+        names.update(zip(node.outputs, outs[: len(node.outputs)], strict=True))
         # split returns a tuple even for one piece
         target = ", ".join(outs) if len(outs) > 1 or node.op != "split" else f"({outs[0]},)"
         lines.append(f"{target} = {rhs}{loc_comment(node.loc)}")

@@ -13,6 +13,7 @@ from dlir.backends.torch.lowering import Site
 from dlir.backends.torch.lowering_grad import shared_pool_geometry
 
 from dlir.ir.graph import Graph, Node
+from dlir.ops.shape_rules import norm_axes
 
 
 def pools_with_grads(graph: Graph) -> dict[Node, Node]:
@@ -89,5 +90,5 @@ def batch_statistics(graph: Graph) -> dict[Node, tuple[Node, Node]]:
 
 
 def _axes(node: Node) -> list[int]:
-    axes, rank = node.attrs.get("axis"), node.inputs[0].type.rank
-    return list(range(rank)) if axes is None else sorted(a % rank for a in ([axes] if isinstance(axes, int) else axes))
+    axes = node.attrs.get("axis")
+    return norm_axes(node.op, [axes] if isinstance(axes, int) else axes, node.inputs[0].type.rank)

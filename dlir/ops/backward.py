@@ -45,6 +45,7 @@ import numpy as np
 from dlir.errors import TypeError_
 from dlir.ir.types import TensorType
 from dlir.ops.conv import _pool_canonical, _pool_geometry, _require_nchw, spatial_out, windows
+from dlir.ops.elementwise import _erf
 from dlir.ops.registry import Attr, OpDef, register
 from dlir.ops.shape_rules import norm_axis, require_float, same_dtype
 
@@ -156,7 +157,6 @@ for _name, _of, _ref, _decompose in (
 # (gelu_backward, what autograd runs). TensorFlow and ONNX have none: the decomposition.
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_K = 0.044715
-_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _gelu_grad_decompose(b: GradBuilder, node: Node) -> list[Value]:
