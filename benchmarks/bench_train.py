@@ -145,7 +145,7 @@ def torch_step(torch: Any, hand: Hand, spec: LossSpec, params: dict[str, np.ndar
         loss = fn(*inputs)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
@@ -198,7 +198,7 @@ def jax_step(jax_mods: tuple[Any, Any, Any], sample: str, spec: LossSpec, params
 
     def step() -> float:
         loss, state["p"] = update(state["p"])
-        return float(loss)
+        return float(loss.detach())
 
     return step
 

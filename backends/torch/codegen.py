@@ -37,6 +37,7 @@ from dlir.backends.codegen import (
 )
 from dlir.backends.step_reads import loop_counters, squeezed_reads, stepped_only
 from dlir.backends.torch.fused_rnn import fused_scan_lines
+from dlir.backends.torch.fused_rnn_training import backward_lines, forward_lines, trained_lstms
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
 from dlir.backends.torch.lowering_grad import (
     batch_norm_train_grad,
@@ -321,6 +322,7 @@ class Scope:
     # name and whether the scan walked backwards; shared with the scopes of nested bodies.
     unstacked: set[Value] = field(default_factory=set)
     step_lists: dict[Value, tuple[str, bool]] = field(default_factory=dict)
+    cpu_kernels: bool = False  # the module runs on the CPU only (see render)
 
 
 def _bind_symbols(graph: Graph, scope: Scope, outermost: bool) -> list[str]:
@@ -354,6 +356,8 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
     names = scope.names
     fused = absorbed_projections(graph)  # LSTM/GRU scans the rnn pass marked: one torch kernel each
     skipped = skipped_nodes(fused)
+    lstms = trained_lstms(graph) if scope.cpu_kernels else {}  # a training step's LSTM: two oneDNN calls
+    skipped |= {n for pair in lstms.values() for n in pair.skipped if n is not pair.backward}
     pools = pools_with_grads(graph)  # forward max pools whose indices the backward reads
     indices: dict[Node, str] = {}
     norms = norms_with_grads(graph)  # forward norms whose statistics the backward reads
@@ -369,6 +373,10 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
             continue
         if node in fused:
             lines += fused_scan_lines(node, fused[node], scope)
+            continue
+        if node in lstms:
+            pair = lstms[node]
+            lines += forward_lines(pair, scope) if node is pair.forward else backward_lines(pair, scope)
             continue
         if node.op == "scan":
             lines += scan_lines(node, scope)
@@ -485,11 +493,12 @@ def scan_lines(node: Node, scope: Scope) -> list[str]:
     return lines
 
 
-def forward_body(graph: Graph, ns: Namespace, names: dict[Value, str]) -> list[str]:
+def forward_body(graph: Graph, ns: Namespace, names: dict[Value, str], cpu_kernels: bool = False) -> list[str]:
     """Statements of ``forward``: symbol sizes, one line per node, the return."""
     literals = _inline_constants(graph)
     names.update(literals)
-    scope = Scope(ns, names, {}, _device_expr(graph, names), literals, unstacked=stepped_only(graph))
+    device = _device_expr(graph, names)
+    scope = Scope(ns, names, {}, device, literals, unstacked=stepped_only(graph), cpu_kernels=cpu_kernels)
     lines = _bind_symbols(graph, scope, outermost=True)
     lines += node_lines(graph, scope)
     results = [names[v] for _, v in graph.outputs]
@@ -541,11 +550,13 @@ def _uses_f(lines: list[str]) -> bool:
     return any(re.search(r"(?<![\w.])F\.", line) for line in lines)
 
 
-def render(graph: Graph, weights: str | None = None) -> Rendered:
+def render(graph: Graph, weights: str | None = None, cpu_kernels: bool = False) -> Rendered:
     """The whole generated file and the name of its class.
 
     ``weights``: the name of a ``.safetensors`` file beside the generated one that the
     constructor reads (``dlirc compile --weights``) instead of making the seeded init.
+    ``cpu_kernels``: the module runs on the CPU only, so it may call oneDNN's kernels that have
+    no CUDA form (a training step's LSTM: :mod:`dlir.backends.torch.fused_rnn_training`).
     """
     cls = Namespace(RESERVED | FILE_GLOBALS).name(graph.name or "Model")
     tree = build_tree(graph)
@@ -553,7 +564,7 @@ def render(graph: Graph, weights: str | None = None) -> Rendered:
     ns = Namespace(RESERVED | FILE_GLOBALS | {cls})
     args = [ns.name(v.name, v) for v in graph.inputs]
     names.update(zip(graph.inputs, args, strict=True))
-    body = forward_body(graph, ns, names)
+    body = forward_body(graph, ns, names, cpu_kernels)
     init = init_body(graph, tree, weights)
     n_out = len(graph.outputs)
     ret = "torch.Tensor" if n_out == 1 else "tuple[" + (", ".join(["torch.Tensor"] * n_out) or "()") + "]"

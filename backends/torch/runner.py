@@ -27,6 +27,13 @@ from dlir.runtime.runner import Runner as BaseRunner
 _counter = itertools.count()
 
 
+def _onednn_available() -> bool:
+    """torch was built with oneDNN (mkldnn): its CPU kernels the generated code may call."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available())
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when torch sees a GPU, else cpu; ``cuda`` without one is an error."""
     import torch
@@ -107,7 +114,7 @@ class Runner(BaseRunner):
     def __init__(self, graph: Graph, seed: int = 0, device: str = "auto") -> None:
         super().__init__(graph, seed, device)
         self.device = resolve_device(device)
-        rendered = render(graph)
+        rendered = render(graph, cpu_kernels=self.device == "cpu" and _onednn_available())
         self.source = rendered.source
         self._dir = tempfile.mkdtemp(prefix="dlir_torch_")
         self._module_name = f"dlir_generated_{next(_counter)}_{rendered.class_name}"

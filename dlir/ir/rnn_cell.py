@@ -84,7 +84,7 @@ def fused_cell(node: Node, graph: Graph, dtypes: tuple[DType, ...] = (DType.f32,
     cell = match_cell(node)
     if cell is None or MARKS[cell.kind] != node.body.name:
         return None
-    return _with_projection(cell, node, graph)
+    return with_projection(cell, node, graph)
 
 
 def absorbed_projections(graph: Graph, dtypes: tuple[DType, ...] = (DType.f32, DType.f64)) -> dict[Node, RnnCell]:
@@ -332,8 +332,9 @@ def _is_one(m: _Body, v: Value) -> bool:
 # -- the input projection ------------------------------------------------------------------
 
 
-def _with_projection(cell: RnnCell, node: Node, graph: Graph) -> RnnCell | None:
-    """``cell`` with ``x, w_ih, b_ih`` when xs is ``linear(x, w_ih, b)`` / ``x @ w_ih`` read by ``node`` only."""
+def with_projection(cell: RnnCell, node: Node, graph: Graph, readers: int = 1) -> RnnCell | None:
+    """``cell`` with ``x, w_ih, b_ih`` when xs is ``linear(x, w_ih, b)`` / ``x @ w_ih`` read by ``node`` only
+    (``readers``: that many reads in all; a training step's backward scan walks the same xs)."""
     xs = node.inputs[0]
     p = xs.producer
     if p is None or p not in graph.nodes:
@@ -348,9 +349,9 @@ def _with_projection(cell: RnnCell, node: Node, graph: Graph) -> RnnCell | None:
         return None
     if b is not None and b.type.dtype != xs.type.dtype:
         return None
-    if use_counts(graph)[xs] != 1 or xs in node.inputs[1:]:
+    if use_counts(graph)[xs] != readers or xs in node.inputs[1:]:
         return None
     return RnnCell(cell.kind, cell.hidden, cell.w_hh, cell.b_hh, x, w, b, p)
 
 
-__all__ = ["RnnCell", "MARKS", "match_cell", "fused_cell", "absorbed_projections", "skipped_nodes"]
+__all__ = ["RnnCell", "MARKS", "match_cell", "fused_cell", "with_projection", "absorbed_projections", "skipped_nodes"]

@@ -1,0 +1,141 @@
+"""On the CPU, an LSTM's forward and backward in a torch training step are oneDNN's two kernels
+(``mkldnn_rnn_layer`` / ``mkldnn_rnn_layer_backward``, what ``nn.LSTM`` and autograd run), not
+two Python loops: backends/torch/fused_rnn_training.py. Each case checks that the kernels are
+called and that every gradient is the numpy reference's (and torch.autograd's on nn.LSTM)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dlir
+from dlir.compare import random_inputs
+from dlir.train.optim import SGD
+from dlir.train.trainer import Trainer
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+# the standard library's LSTM, batch-first; the loss reads the last h only
+LAST_H = """
+use nn
+model Loss(x: f32[B, T, 4], h0: f32[B, 5], c0: f32[B, 5]) -> f32[] {
+    lstm = LSTM(4, 5)
+    hs, h, c = lstm(x, h0, c0)
+    return sum(h * h)
+}
+"""
+
+# every step's h and the last c read, and x made by a layer, so the kernel's x gradient is used
+ALL_STEPS = """
+use nn
+model Loss(u: f32[B, T, 3]) -> f32[] {
+    inp = Dense(3, 4, act="tanh")
+    lstm = LSTM(4, 5)
+    hs, h, c = lstm(inp(u))
+    return sum(hs * hs) + sum(c * c) + sum(h)
+}
+"""
+
+# written out: a reverse scan, time-major (axis 0), without biases, from given states
+HANDWRITTEN = """
+model Loss(x: f32[T, B, 3], w_ih: f32[3, 8], w_hh: f32[2, 8], h0: f32[B, 2], c0: f32[B, 2]) -> f32[] {
+    xw = x @ w_ih
+    hs, h_last, c_last = scan reverse xw_t in xw along 0 carry h = h0, c = c0 {
+        i, f, g, o = split(xw_t + h @ w_hh, [2, 2, 2, 2], axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * tanh(g)
+        h = sigmoid(o) * tanh(c)
+        emit h
+    }
+    return sum(hs * hs) + sum(h_last)
+}
+"""
+
+
+def _inputs_and_params(prog: dlir.Program) -> tuple[dict[str, np.ndarray], list[str]]:
+    graph = prog.graph("Loss")
+    feeds = random_inputs(graph, seed=3, size=4)
+    wrt = [v.name for v in graph.inputs if v.type.dtype.is_float] + [p.name for p in graph.trainable]
+    return feeds, wrt
+
+
+@pytest.mark.parametrize("source", [LAST_H, ALL_STEPS, HANDWRITTEN], ids=["last-h", "all-steps", "reverse-time-major"])
+def test_lstm_gradients_come_from_the_onednn_kernels_with_the_reference_numbers(source: str) -> None:
+    prog = dlir.loads(source)
+    feeds, wrt = _inputs_and_params(prog)
+    want_out, want = dlir.compile(prog, "numpy", grad=wrt)(**feeds)
+    run = dlir.compile(prog, "torch", grad=wrt, opt_level=2, device="cpu")
+    code = run.runner.source
+    assert "mkldnn_rnn_layer(" in code and "mkldnn_rnn_layer_backward(" in code
+    assert "for " not in code.split("def forward", 1)[1]  # no loop left, forward or backward
+    got_out, got = run(**feeds)
+    np.testing.assert_allclose(got_out, want_out, **TOL)
+    assert set(got) == set(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], err_msg=k, **TOL)
+
+
+def test_a_training_step_on_the_kernels_takes_the_numpy_steps() -> None:
+    """Three SGD steps of the LSTM classifier sample: the same params as the numpy trainer's."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "samples" / "lstm.dlir").read_text()
+    loss = "\nmodel Loss(x: f32[B, T, 32], labels: i64[B]) -> f32[] {\n"
+    loss += "    net = LSTMClassifier()\n    return cross_entropy(net(x), labels)\n}\n"
+    graph = dlir.loads(text + loss).graph("Loss")
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((6, 9, 32)).astype(np.float32), "labels": rng.integers(0, 5, 6)}
+    got = {}
+    for target in ("numpy", "torch"):
+        t = Trainer(graph, SGD(lr=0.5), target, device="cpu")
+        if target == "torch":
+            assert "mkldnn_rnn_layer_backward(" in t.runner.source
+        for _ in range(3):
+            t.step(**feeds)
+        got[target] = dict(t.params)
+    for k in got["numpy"]:
+        np.testing.assert_allclose(got["torch"][k], got["numpy"][k], err_msg=k, **TOL)
+
+
+def test_lstm_kernel_gradients_equal_torch_autograd_on_nn_lstm() -> None:
+    import torch
+
+    from dlir import interop
+
+    torch.manual_seed(0)
+    ref = torch.nn.LSTM(4, 5, batch_first=True)
+    prog = dlir.loads(LAST_H)
+    feeds, wrt = _inputs_and_params(prog)
+    run = dlir.compile(prog, "torch", grad=wrt, opt_level=2, device="cpu")
+    assert "mkldnn_rnn_layer_backward(" in run.runner.source
+    run.runner.load_params(interop.torch_lstm(ref.state_dict(), dst="lstm"))
+    _, got = run(**feeds)
+    x, h0, c0 = (torch.tensor(feeds[k], requires_grad=True) for k in ("x", "h0", "c0"))
+    _, (h, _) = ref(x, (h0[None], c0[None]))
+    grads = torch.autograd.grad((h * h).sum(), [x, h0, c0, ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0])
+    for name, g in zip(["x", "h0", "c0"], grads[:3], strict=True):
+        np.testing.assert_allclose(got[name], g.numpy(), err_msg=name, **TOL)
+    np.testing.assert_allclose(got["lstm.w_ih"], grads[3].numpy().T, **TOL)
+    np.testing.assert_allclose(got["lstm.w_hh"], grads[4].numpy().T, **TOL)
+    np.testing.assert_allclose(got["lstm.b_ih"], grads[5].numpy(), **TOL)
+    np.testing.assert_allclose(got["lstm.b_hh"], grads[5].numpy(), **TOL)  # (added before the loop)
+
+
+def test_the_portable_step_and_a_float64_lstm_keep_the_loops() -> None:
+    """oneDNN's kernels are CPU and float32 only: ``dlirc compile`` (any device) and an f64 model
+    write the two loops, with the same numbers."""
+    from dlir.backends.torch.codegen import render
+
+    prog = dlir.loads(LAST_H)
+    feeds, wrt = _inputs_and_params(prog)
+    run = dlir.compile(prog, "torch", grad=wrt, opt_level=2, device="cpu")
+    portable = render(run.runner.graph).source
+    assert "mkldnn" not in portable and "in reversed(" in portable
+    f64 = dlir.loads(HANDWRITTEN.replace("f32", "f64"))
+    feeds64, wrt64 = _inputs_and_params(f64)
+    run64 = dlir.compile(f64, "torch", grad=wrt64, opt_level=2, device="cpu")
+    assert "mkldnn" not in run64.runner.source
+    want_out, want = dlir.compile(f64, "numpy", grad=wrt64)(**feeds64)
+    got_out, got = run64(**feeds64)
+    np.testing.assert_allclose(got_out, want_out, rtol=1e-10)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, err_msg=k)
