@@ -198,7 +198,7 @@ def jax_step(jax_mods: tuple[Any, Any, Any], sample: str, spec: LossSpec, params
 
     def step() -> float:
         loss, state["p"] = update(state["p"])
-        return float(loss.detach())
+        return float(loss)
 
     return step
 

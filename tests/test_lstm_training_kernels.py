@@ -1,7 +1,8 @@
-"""On the CPU, an LSTM's forward and backward in a torch training step are oneDNN's two kernels
-(``mkldnn_rnn_layer`` / ``mkldnn_rnn_layer_backward``, what ``nn.LSTM`` and autograd run), not
-two Python loops: backends/torch/fused_rnn_training.py. Each case checks that the kernels are
-called and that every gradient is the numpy reference's (and torch.autograd's on nn.LSTM)."""
+"""An LSTM's forward and backward in a training step are two fused kernels, not two loops: on
+torch on the CPU oneDNN's (``mkldnn_rnn_layer`` and its backward, what ``nn.LSTM`` and autograd
+run), on TensorFlow ``BlockLSTMV2`` and ``BlockLSTMGradV2`` (backends/lstm_training.py finds the
+pair). Each case checks that the kernels are called and that every gradient is the numpy
+reference's, and torch.autograd's on ``nn.LSTM`` / GradientTape's on a Keras LSTM."""
 
 from __future__ import annotations
 
@@ -58,15 +59,29 @@ def _inputs_and_params(prog: dlir.Program) -> tuple[dict[str, np.ndarray], list[
     return feeds, wrt
 
 
+# each target's two kernels, and what its loops would look like
+KERNELS = {
+    "torch": (["mkldnn_rnn_layer(", "mkldnn_rnn_layer_backward("], "for "),
+    "tensorflow": (["tf.raw_ops.BlockLSTMV2(", "tf.raw_ops.BlockLSTMGradV2("], "tf.while_loop"),
+}
+
+
+def _assert_fused(code: str, target: str) -> None:
+    calls, loop = KERNELS[target]
+    for call in calls:
+        assert code.count(call) == 1, call
+    body = code.split("def forward", 1)[1] if target == "torch" else code
+    assert loop not in body  # no loop left, forward or backward
+
+
+@pytest.mark.parametrize("target", list(KERNELS))
 @pytest.mark.parametrize("source", [LAST_H, ALL_STEPS, HANDWRITTEN], ids=["last-h", "all-steps", "reverse-time-major"])
-def test_lstm_gradients_come_from_the_onednn_kernels_with_the_reference_numbers(source: str) -> None:
+def test_lstm_gradients_come_from_the_fused_kernels_with_the_reference_numbers(source: str, target: str) -> None:
     prog = dlir.loads(source)
     feeds, wrt = _inputs_and_params(prog)
     want_out, want = dlir.compile(prog, "numpy", grad=wrt)(**feeds)
-    run = dlir.compile(prog, "torch", grad=wrt, opt_level=2, device="cpu")
-    code = run.runner.source
-    assert "mkldnn_rnn_layer(" in code and "mkldnn_rnn_layer_backward(" in code
-    assert "for " not in code.split("def forward", 1)[1]  # no loop left, forward or backward
+    run = dlir.compile(prog, target, grad=wrt, opt_level=2, device="cpu")
+    _assert_fused(run.runner.source, target)
     got_out, got = run(**feeds)
     np.testing.assert_allclose(got_out, want_out, **TOL)
     assert set(got) == set(want)
@@ -74,7 +89,8 @@ def test_lstm_gradients_come_from_the_onednn_kernels_with_the_reference_numbers(
         np.testing.assert_allclose(got[k], want[k], err_msg=k, **TOL)
 
 
-def test_a_training_step_on_the_kernels_takes_the_numpy_steps() -> None:
+@pytest.mark.parametrize("target", list(KERNELS))
+def test_a_training_step_on_the_kernels_takes_the_numpy_steps(target: str) -> None:
     """Three SGD steps of the LSTM classifier sample: the same params as the numpy trainer's."""
     from pathlib import Path
 
@@ -85,15 +101,15 @@ def test_a_training_step_on_the_kernels_takes_the_numpy_steps() -> None:
     rng = np.random.default_rng(0)
     feeds = {"x": rng.standard_normal((6, 9, 32)).astype(np.float32), "labels": rng.integers(0, 5, 6)}
     got = {}
-    for target in ("numpy", "torch"):
-        t = Trainer(graph, SGD(lr=0.5), target, device="cpu")
-        if target == "torch":
-            assert "mkldnn_rnn_layer_backward(" in t.runner.source
+    for name in ("numpy", target):
+        t = Trainer(graph, SGD(lr=0.5), name, device="cpu")
+        if name == target:
+            _assert_fused(t.runner.source, target)
         for _ in range(3):
             t.step(**feeds)
-        got[target] = dict(t.params)
+        got[name] = dict(t.params)
     for k in got["numpy"]:
-        np.testing.assert_allclose(got["torch"][k], got["numpy"][k], err_msg=k, **TOL)
+        np.testing.assert_allclose(got[target][k], got["numpy"][k], err_msg=k, **TOL)
 
 
 def test_lstm_kernel_gradients_equal_torch_autograd_on_nn_lstm() -> None:
@@ -120,9 +136,41 @@ def test_lstm_kernel_gradients_equal_torch_autograd_on_nn_lstm() -> None:
     np.testing.assert_allclose(got["lstm.b_hh"], grads[5].numpy(), **TOL)  # (added before the loop)
 
 
+def test_keras_lstm_gradients_from_gradient_tape_equal_the_fused_kernels() -> None:
+    """TensorFlow's own autodiff of a Keras LSTM (GradientTape) against dlir's tensorflow step."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from dlir.backends.tensorflow.runner import import_tf
+
+    tf = import_tf()
+    keras = tf.keras
+    from dlir import interop
+
+    prog = dlir.loads(LAST_H)
+    feeds, wrt = _inputs_and_params(prog)
+    run = dlir.compile(prog, "tensorflow", grad=wrt, opt_level=2, device="cpu")
+    _assert_fused(run.runner.source, "tensorflow")
+    layer = keras.layers.LSTM(5, return_state=True)
+    x, h0, c0 = (tf.constant(feeds[k]) for k in ("x", "h0", "c0"))
+    layer(x, initial_state=[h0, c0])  # builds the weights
+    run.runner.load_params(interop.keras_lstm(layer.get_weights(), dst="lstm"))
+    _, got = run(**feeds)
+    with tf.GradientTape() as tape:
+        tape.watch([x, h0, c0])
+        _, h, _ = layer(x, initial_state=[h0, c0])
+        loss = tf.reduce_sum(h * h)
+    kernel, recurrent, bias = layer.trainable_weights
+    grads = tape.gradient(loss, [x, h0, c0, kernel, recurrent, bias])
+    for name, g in zip(["x", "h0", "c0", "lstm.w_ih", "lstm.w_hh"], grads[:5], strict=True):
+        np.testing.assert_allclose(got[name], g.numpy(), err_msg=name, **TOL)
+    for name in ("lstm.b_ih", "lstm.b_hh"):  # Keras' one bias: each of dlir's two gets its gradient
+        np.testing.assert_allclose(got[name], grads[5].numpy(), err_msg=name, **TOL)
+
+
 def test_the_portable_step_and_a_float64_lstm_keep_the_loops() -> None:
-    """oneDNN's kernels are CPU and float32 only: ``dlirc compile`` (any device) and an f64 model
-    write the two loops, with the same numbers."""
+    """The kernels are float32 only, and oneDNN's CPU only: an f64 model keeps the two loops on
+    every target, and so does the torch file ``dlirc compile`` writes (any device)."""
     from dlir.backends.torch.codegen import render
 
     prog = dlir.loads(LAST_H)
@@ -132,10 +180,11 @@ def test_the_portable_step_and_a_float64_lstm_keep_the_loops() -> None:
     assert "mkldnn" not in portable and "in reversed(" in portable
     f64 = dlir.loads(HANDWRITTEN.replace("f32", "f64"))
     feeds64, wrt64 = _inputs_and_params(f64)
-    run64 = dlir.compile(f64, "torch", grad=wrt64, opt_level=2, device="cpu")
-    assert "mkldnn" not in run64.runner.source
     want_out, want = dlir.compile(f64, "numpy", grad=wrt64)(**feeds64)
-    got_out, got = run64(**feeds64)
-    np.testing.assert_allclose(got_out, want_out, rtol=1e-10)
-    for k in want:
-        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, err_msg=k)
+    for target, (calls, loop) in KERNELS.items():
+        run64 = dlir.compile(f64, target, grad=wrt64, opt_level=2, device="cpu")
+        assert not any(call in run64.runner.source for call in calls) and loop in run64.runner.source
+        got_out, got = run64(**feeds64)
+        np.testing.assert_allclose(got_out, want_out, rtol=1e-10)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-10, err_msg=f"{target} {k}")

@@ -31,9 +31,12 @@ from dlir.backends.codegen import (
     weights_reader,
 )
 from dlir.backends.decompose import DECOMPOSE, decomposed
+from dlir.backends.lstm_training import trained_lstms
 from dlir.backends.step_reads import stepped_only
 from dlir.backends.tensorflow import layout
 from dlir.backends.tensorflow.lowering import HELPERS, KERNEL_FITS, SEQUENCE_RESULTS, TF_DTYPES, Nhwc, emitter
+from dlir.backends.tensorflow.lstm_training import backward_lines as lstm_backward
+from dlir.backends.tensorflow.lstm_training import forward_lines as lstm_forward
 
 from dlir.errors import LoweringError
 from dlir.ir.graph import Graph, Node, Value
@@ -238,10 +241,27 @@ class _Scope:
     # -- statements -------------------------------------------------------------
     def write(self) -> list[str]:
         """The statements of the function, ending with its return."""
+        # a training step's LSTM: its forward and backward scans as two fused kernels
+        lstms = trained_lstms(self.graph) if self.parent is None else {}
+        skipped = {n for pair in lstms.values() for n in pair.skipped if n is not pair.backward}
         for node in self.graph.nodes:
-            self._statement(node)
+            if node in lstms:
+                pair = lstms[node]
+                (lstm_forward if node is pair.forward else lstm_backward)(pair, self)
+            elif node not in skipped:
+                self._statement(node)
         self.lines.append(self._return())
         return self.lines
+
+    def fresh(self, base: str) -> str:
+        """A new name for a statement's own temporary."""
+        return self.ns.name(base)
+
+    def bind(self, v: Value) -> str:
+        """The name ``v`` gets, channels-first, from the statement that is about to compute it."""
+        name = self.ns.name(v.name, key=v)
+        self.nchw[v] = name
+        return name
 
     def _statement(self, node: Node) -> None:
         if node.body is not None and node.op != "scan":

@@ -35,9 +35,10 @@ from dlir.backends.codegen import (
     read_weights,
     weights_reader,
 )
+from dlir.backends.lstm_training import trained_lstms
 from dlir.backends.step_reads import loop_counters, squeezed_reads, stepped_only
 from dlir.backends.torch.fused_rnn import fused_scan_lines
-from dlir.backends.torch.fused_rnn_training import backward_lines, forward_lines, trained_lstms
+from dlir.backends.torch.fused_rnn_training import backward_lines, forward_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
 from dlir.backends.torch.lowering_grad import (
     batch_norm_train_grad,
