@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import dlir
-from dlir.train.optim import Adam
+from dlir.train.optim import SGD, Adam
 from dlir.train.trainer import Trainer
 
 MODEL = """
@@ -53,8 +53,8 @@ def test_state_lives_on_the_target_and_only_the_loss_comes_back(target: str, mon
     ref = Trainer(graph, Adam(lr=0.05), target="numpy")
     tr = Trainer(graph, Adam(lr=0.05), target=target, device="cpu")
     kept = tr.runner._kept
-    # params, the batch-norm statistics (updated in train mode) and Adam's state, all of them
-    assert set(kept) == {*tr.params, *tr.buffers, *tr.state}
+    # params, the batch-norm statistics (updated in train mode), Adam's state and the learning rate
+    assert set(kept) == {*tr.params, *tr.buffers, *tr.state, "hyper.lr"}
     assert {"bn.mean", "bn.var", "state.step", "state.m.fc1.w"} <= set(kept)
     reads: list[Any] = []
     real_get = tr.runner._get
@@ -74,6 +74,27 @@ def test_state_lives_on_the_target_and_only_the_loss_comes_back(target: str, mon
         for k in theirs:
             assert isinstance(mine[k], np.ndarray)
             np.testing.assert_allclose(mine[k], theirs[k], rtol=1e-5, atol=1e-6, err_msg=f"{group} {k}")
+
+
+@pytest.mark.parametrize("target", ["numpy", "torch", "tensorflow", "onnx"])
+def test_a_new_learning_rate_reaches_the_kept_one(target: str) -> None:
+    """The learning rate is kept on the target; one a schedule sets between steps is written there:
+    a step at lr 0 leaves the params as they were, one at 0.5 moves them ten times 0.05's step."""
+    graph = dlir.loads(MODEL).graph("Net")
+    tr = Trainer(graph, SGD(lr=0.05), target=target, device="cpu")
+    tr.step(**_batch(0))
+    before = dict(tr.params)
+    tr.lr = 0.0
+    tr.step(**_batch(1))
+    for k in before:
+        np.testing.assert_array_equal(tr.params[k], before[k], err_msg=k)
+    moves = {}
+    for lr in (0.05, 0.5):
+        again = Trainer(graph, SGD(lr=0.05), target=target, device="cpu")
+        again.lr = lr
+        again.step(**_batch(0))
+        moves[lr] = again.params["fc1.w"] - Trainer(graph, SGD(), target="numpy").params["fc1.w"]
+    np.testing.assert_allclose(moves[0.5], 10 * moves[0.05], rtol=1e-4, atol=1e-6)
 
 
 def test_writing_a_param_reaches_the_target() -> None:
