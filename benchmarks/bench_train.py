@@ -24,7 +24,11 @@ the loss read on the host) is timed for:
 
 Every contender starts from dlir's seeded init and takes the same minibatch; its
 first loss must equal the one of dlir's step on the numpy reference (rtol 1e-4) before
-anything is timed.
+anything is timed. Each step is fed the batch as a training loop feeds it: numpy
+arrays made framework tensors in the step (``Trainer.step(**batch)``; ``torch.from_numpy``;
+``tf.constant`` into the ``tf.function``'s arguments, as the TF guide's
+``train_step(x, y)``; ``jnp.asarray`` into the jitted function's), not tensors captured
+once as constants of the compiled step (which let XLA and grappler fold the data in).
 Times are medians of --repeat steps after warm-up, the contenders interleaved
 (a, b, c, a, b, c, ...), all in one process with --threads intra-op threads each
 (ONNX Runtime's too). Ratios: dlir's best target over the fastest anchor, and each
@@ -129,10 +133,10 @@ def torch_step(torch: Any, hand: Hand, spec: LossSpec, params: dict[str, np.ndar
     model = hand.torch(torch, params)
     if spec.train_mode:
         model.train()
-    inputs = [torch.from_numpy(np.ascontiguousarray(a)) for a in hand.torch_in(batch)]
-    want = torch.from_numpy(batch["labels"] if spec.loss == "ce" else batch["target"])
+    arrays = [np.ascontiguousarray(a) for a in hand.torch_in(batch)]
+    want_array = batch["labels"] if spec.loss == "ce" else batch["target"]
 
-    def loss_of(*xs: Any) -> Any:
+    def loss_of(want: Any, *xs: Any) -> Any:
         out = model(*xs)
         out = out[spec.output] if isinstance(out, tuple) else out
         return F.cross_entropy(out, want) if spec.loss == "ce" else F.mse_loss(out, want)
@@ -142,7 +146,7 @@ def torch_step(torch: Any, hand: Hand, spec: LossSpec, params: dict[str, np.ndar
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
-        loss = fn(*inputs)
+        loss = fn(torch.from_numpy(want_array), *(torch.from_numpy(a) for a in arrays))  # the batch, as fed
         loss.backward()
         opt.step()
         return float(loss.detach())
@@ -154,14 +158,18 @@ def keras_step(tf: Any, hand: Hand, spec: LossSpec, params: dict[str, np.ndarray
                batch: dict[str, np.ndarray]) -> Callable[[], float]:
     keras = tf.keras
     model = hand.keras(keras, params)
-    inputs = [tf.constant(a) for a in hand.keras_in(batch)]
-    want = tf.constant(batch["labels"] if spec.loss == "ce" else batch["target"])
+    arrays = hand.keras_in(batch)
+    want_array = batch["labels"] if spec.loss == "ce" else batch["target"]
     opt = keras.optimizers.SGD(learning_rate=LR)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     variables = model.trainable_variables
 
-    @tf.function
-    def step() -> Any:
+    # the TF guide's train_step(x, y), traced once and called as its concrete function, as dlir's
+    # runner calls its step (a polymorphic tf.function's dispatch costs ~0.15 ms more a call)
+    signature = [tf.TensorSpec(want_array.shape, tf.as_dtype(want_array.dtype)),
+                 [tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)) for a in arrays]]
+
+    def train_step(want: Any, inputs: list[Any]) -> Any:
         with tf.GradientTape() as tape:
             out = model(inputs if len(inputs) > 1 else inputs[0], training=True)
             out = out[spec.output] if isinstance(out, (list, tuple)) else out
@@ -169,7 +177,8 @@ def keras_step(tf: Any, hand: Hand, spec: LossSpec, params: dict[str, np.ndarray
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
-    return lambda: float(step())
+    step = tf.function(train_step, input_signature=signature).get_concrete_function()
+    return lambda: float(step(tf.constant(want_array), [tf.constant(a) for a in arrays]))  # the batch, as fed
 
 
 def jax_step(jax_mods: tuple[Any, Any, Any], sample: str, spec: LossSpec, params: dict[str, np.ndarray],
@@ -178,10 +187,10 @@ def jax_step(jax_mods: tuple[Any, Any, Any], sample: str, spec: LossSpec, params
 
     jax, jnp, lax = jax_mods
     model = handwritten_jax.make(jnp, lax, jax)[sample]
-    inputs = [jnp.asarray(batch[n]) for n in names]
-    want = jnp.asarray(batch["labels"] if spec.loss == "ce" else batch["target"])
+    arrays = [batch[n] for n in names]
+    want_array = batch["labels"] if spec.loss == "ce" else batch["target"]
 
-    def loss_of(p: Any) -> Any:
+    def loss_of(p: Any, want: Any, inputs: list[Any]) -> Any:
         out = model(p, *inputs)
         out = out[spec.output] if isinstance(out, tuple) else out
         if spec.loss == "ce":
@@ -190,14 +199,14 @@ def jax_step(jax_mods: tuple[Any, Any, Any], sample: str, spec: LossSpec, params
         return jnp.mean((out - want) ** 2)
 
     @jax.jit
-    def update(p: Any) -> Any:
-        loss, grads = jax.value_and_grad(loss_of)(p)
+    def update(p: Any, want: Any, inputs: list[Any]) -> Any:
+        loss, grads = jax.value_and_grad(loss_of)(p, want, inputs)
         return loss, jax.tree_util.tree_map(lambda a, g: a - LR * g, p, grads)
 
     state = {"p": {k: jnp.asarray(v) for k, v in params.items()}}
 
-    def step() -> float:
-        loss, state["p"] = update(state["p"])
+    def step() -> float:  # the batch, as fed: jit's arguments, not constants folded into the program
+        loss, state["p"] = update(state["p"], jnp.asarray(want_array), [jnp.asarray(a) for a in arrays])
         return float(loss)
 
     return step
