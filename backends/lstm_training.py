@@ -36,13 +36,13 @@ from dlir.ir.types import DType
 
 @dataclass
 class TrainedLstm:
-    """A forward LSTM scan and its backward scan, written as the two oneDNN calls."""
+    """A forward LSTM scan and its backward scan, to be written as the two fused kernel calls."""
 
     forward: Node
     backward: Node
     cell: RnnCell  # with its projection (x, w_ih, b_ih)
     g_hs: Value | None  # the cotangent of the emitted hidden states the backward reads, if any
-    results: dict[Value, str]  # a value the backward kernel gives -> which: d_x, d_w_ih, d_w_hh, d_b, d_b_hh
+    results: dict[Value, str]  # a value the backward kernel gives -> which: d_x, d_w_ih, d_w_hh, d_b
     skipped: set[Node]  # nodes nothing reads any more: the projection, the products, their operands
     names: dict[str, str] = field(default_factory=dict)  # a code generator's: the forward call's operands
 

@@ -63,6 +63,20 @@ model Loss(x: f32[T, B, 3], w_ih: f32[3, 8], w_hh: f32[2, 8], h0: f32[B, 2], c0:
 }
 """
 
+# written out: the recurrent bias inside the step, so its gradient is summed in the backward's carry
+BODY_BIAS = """
+model Loss(x: f32[B, T, 3], w_ih: f32[3, 8], w_hh: f32[2, 8], b_hh: f32[8], h0: f32[B, 2], c0: f32[B, 2]) -> f32[] {
+    xw = x @ w_ih
+    hs, h_last, c_last = scan xw_t in xw along 1 carry h = h0, c = c0 {
+        i, f, g, o = split(xw_t + (h @ w_hh + b_hh), [2, 2, 2, 2], axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * tanh(g)
+        h = sigmoid(o) * tanh(c)
+        emit h
+    }
+    return sum(hs * hs) + sum(c_last)
+}
+"""
+
 
 def _inputs_and_params(prog: dlir.Program) -> tuple[dict[str, np.ndarray], list[str]]:
     graph = prog.graph("Loss")
@@ -88,7 +102,9 @@ def _assert_fused(code: str, target: str, lstms: int = 1) -> None:
 
 @pytest.mark.parametrize("target", list(KERNELS))
 @pytest.mark.parametrize(
-    "source", [LAST_H, ALL_STEPS, STACKED, HANDWRITTEN], ids=["last-h", "all-steps", "stacked", "reverse-time-major"]
+    "source",
+    [LAST_H, ALL_STEPS, STACKED, HANDWRITTEN, BODY_BIAS],
+    ids=["last-h", "all-steps", "stacked", "reverse-time-major", "bias-in-step"],
 )
 def test_lstm_gradients_come_from_the_fused_kernels_with_the_reference_numbers(source: str, target: str) -> None:
     prog = dlir.loads(source)

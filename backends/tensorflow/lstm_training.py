@@ -27,7 +27,6 @@ class Scope(Protocol):
     """What the code generator's function scope gives (backends/tensorflow/codegen.py)."""
 
     lines: list[str]
-    nchw: dict[Value, str]
 
     def arg(self, v: Value) -> str: ...
 
