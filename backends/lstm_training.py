@@ -29,6 +29,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+from dlir.backends.step_reads import stepped_only
+
 from dlir.ir.graph import Graph, Node, Value, body_reads, use_counts
 from dlir.ir.rnn_cell import RnnCell, match_cell, with_projection
 from dlir.ir.types import DType
@@ -74,6 +76,12 @@ def _pair(fwd: Node, graph: Graph) -> TrainedLstm | None:
         return None
     g_hs = _emits_cotangent(fwd, bwd)
     if isinstance(g_hs, bool):
+        return None
+    # A value the code generators keep as its steps (a list on torch, steps first on tensorflow)
+    # because later scans read it one step at a time is not the whole tensor the kernels read
+    # or write: the cotangent of hs that another scan's backward emits, or hs read by a scan.
+    stepped = stepped_only(graph)
+    if g_hs in stepped or any(v in stepped for v, saved in saved_is_emit(fwd) if not saved):
         return None
     results = _kernel_products(fwd, bwd, cell, graph)
     if results is None:

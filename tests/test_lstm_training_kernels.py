@@ -119,6 +119,37 @@ def test_lstm_gradients_come_from_the_fused_kernels_with_the_reference_numbers(s
         np.testing.assert_allclose(got[k], want[k], err_msg=k, **TOL)
 
 
+# a scan over the LSTM's hidden states: its backward emits their cotangent, which the code generators
+# keep as its steps (read one at a time by the LSTM's backward loop), not as the tensor a kernel reads
+SCAN_OVER_HS = """
+use nn
+model Loss(x: f32[B, T, 3], a0: f32[B, 4]) -> f32[] {
+    lstm = LSTM(3, 4)
+    hs, h, c = lstm(x)
+    ys, a_last = scan hs_t in hs along 1 carry a = a0 {
+        a = a * 0.5 + tanh(hs_t)
+        emit a
+    }
+    return sum(ys * ys) + sum(c)
+}
+"""
+
+
+@pytest.mark.parametrize("target", list(KERNELS))
+@pytest.mark.parametrize("batch, steps", [(2, 5), (3, 3)])
+def test_a_scan_over_the_hidden_states_keeps_the_loops_and_the_numbers(target: str, batch: int, steps: int) -> None:
+    prog = dlir.loads(SCAN_OVER_HS)
+    feeds = random_inputs(prog.graph("Loss"), seed=3, env={"B": batch, "T": steps})
+    _, wrt = _inputs_and_params(prog)
+    want_out, want = dlir.compile(prog, "numpy", grad=wrt)(**feeds)
+    run = dlir.compile(prog, target, grad=wrt, opt_level=2, device="cpu")
+    assert not any(call in run.runner.source for call in KERNELS[target][0])
+    got_out, got = run(**feeds)
+    np.testing.assert_allclose(got_out, want_out, **TOL)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], err_msg=k, **TOL)
+
+
 @pytest.mark.parametrize("target", list(KERNELS))
 def test_a_training_step_on_the_kernels_takes_the_numpy_steps(target: str) -> None:
     """Three SGD steps of the LSTM classifier sample: the same params as the numpy trainer's."""
