@@ -34,6 +34,7 @@ from dlir.backends.step_reads import stepped_only
 from dlir.ir.graph import Graph, Node, Value, body_reads, use_counts
 from dlir.ir.rnn_cell import RnnCell, match_cell, with_projection
 from dlir.ir.types import DType
+from dlir.ops.shape_rules import norm_axes
 
 
 @dataclass
@@ -57,6 +58,12 @@ def trained_lstms(graph: Graph) -> dict[Node, TrainedLstm]:
         if pair is not None and pair.backward not in out:
             out[pair.forward] = out[pair.backward] = pair
     return out
+
+
+def skipped_nodes(pairs: dict[Node, TrainedLstm]) -> set[Node]:
+    """The nodes a code generator does not write: the two calls compute what they did. (The
+    backward scan is where the backward call is written.)"""
+    return {n for pair in pairs.values() for n in pair.skipped if n is not pair.backward}
 
 
 def _pair(fwd: Node, graph: Graph) -> TrainedLstm | None:
@@ -83,12 +90,13 @@ def _pair(fwd: Node, graph: Graph) -> TrainedLstm | None:
     stepped = stepped_only(graph)
     if g_hs in stepped or any(v in stepped for v, saved in saved_is_emit(fwd) if not saved):
         return None
-    results = _kernel_products(fwd, bwd, cell, graph)
+    readers = _readers(graph)
+    results = _kernel_products(fwd, bwd, cell, readers)
     if results is None:
         return None
     read = [cell.x, cell.w_ih, cell.b_ih, cell.w_hh, cell.b_hh, *fwd.inputs[1:], *bwd.inputs[2:4], g_hs]
     gone = {cell.projection, bwd, *(v.producer for v in results if v.producer)}
-    skipped = _unread_after(graph, gone, fwd, {id(v) for v in read if v is not None})
+    skipped = _unread_after(graph, readers, gone, fwd, {id(v) for v in read if v is not None})
     pair = TrainedLstm(fwd, bwd, cell, g_hs, results, skipped)
     return pair if _nothing_else_reads(graph, pair) else None
 
@@ -137,22 +145,22 @@ def _emits_cotangent(fwd: Node, bwd: Node) -> Value | None | bool:
     }
     if not stacks:
         return None
-    k = fwd.attrs["n_carry"]
-    has_emit = any(not n.startswith("saved.") for n, _ in fwd.body.outputs[k:]) if fwd.body else False
+    has_emit = any(not saved for _, saved in saved_is_emit(fwd))
     return next(iter(stacks.values())) if len(stacks) == 1 and has_emit else False
 
 
-def _kernel_products(fwd: Node, bwd: Node, cell: RnnCell, graph: Graph) -> dict[Value, str] | None:
+def _kernel_products(fwd: Node, bwd: Node, cell: RnnCell, readers: dict[int, list[Node]]) -> dict[Value, str] | None:
     """Every read of the backward's gates' cotangents G as the kernel result it is, else None."""
     k = bwd.attrs["n_carry"]
     n_emit = len(bwd.outputs) - k
     gates = bwd.outputs[:n_emit]
     saved_h = _saved_carry(fwd, 1)
-    readers = _readers(graph)
     results: dict[Value, str] = {}
     for g in gates:
         for n in readers.get(id(g), []):
-            if n.op == "sum" and _axes(n) == [0, 1] and not n.attrs.get("keepdims"):
+            axes = n.attrs.get("axis")
+            axes = norm_axes(n.op, [axes] if isinstance(axes, int) else axes, n.inputs[0].type.rank)
+            if n.op == "sum" and axes == [0, 1] and not n.attrs.get("keepdims"):
                 results[n.outputs[0]] = "d_b"
             elif n.op == "matmul" and n.inputs[0] is g and _transposed(n.inputs[1]) is cell.w_ih:
                 results[n.outputs[0]] = "d_x"
@@ -192,14 +200,6 @@ def _transposed(v: Value) -> Value | None:
     return t.inputs[0]
 
 
-def _axes(node: Node) -> list[int]:
-    axes = node.attrs.get("axis")
-    if axes is None:
-        return []
-    rank = node.inputs[0].type.rank
-    return sorted(a % rank for a in ([axes] if isinstance(axes, int) else axes))
-
-
 def _readers(graph: Graph) -> dict[int, list[Node]]:
     """value id -> the top-level nodes reading it (directly, or in their bodies)."""
     out: dict[int, list[Node]] = {}
@@ -210,12 +210,13 @@ def _readers(graph: Graph) -> dict[int, list[Node]]:
     return out
 
 
-def _unread_after(graph: Graph, gone: set[Node], fwd: Node, needed: set[int]) -> set[Node]:
+def _unread_after(
+    graph: Graph, readers: dict[int, list[Node]], gone: set[Node], fwd: Node, needed: set[int]
+) -> set[Node]:
     """``gone`` and every node whose results only ``gone`` nodes read, except the forward scan and
     the makers of ``needed`` (the values the two calls read)."""
     gone = set(gone)
     outputs = {id(v) for _, v in graph.outputs} | needed
-    readers = _readers(graph)
     for n in reversed(graph.nodes):
         if n in gone or n is fwd:
             continue
@@ -230,19 +231,10 @@ def _nothing_else_reads(graph: Graph, pair: TrainedLstm) -> bool:
     k = bwd.attrs["n_carry"]
     given = set(map(id, pair.results)) | {id(v) for v in bwd.outputs[len(bwd.outputs) - k + 1 :]}
     lost = {id(o) for n in pair.skipped for o in n.outputs if id(o) not in given}
-    lost |= {id(v) for v in fwd.outputs if _is_saved(fwd, v)}
+    lost |= {id(v) for v, saved in saved_is_emit(fwd) if saved}
     lost |= {id(v) for v in bwd.outputs if id(v) not in given}
     live = [n for n in graph.nodes if n not in pair.skipped and n is not fwd]  # (its xs is the kernel's x)
     return not any(id(v) in lost for v in use_counts(graph, live))
-
-
-def _is_saved(fwd: Node, v: Value) -> bool:
-    body = fwd.body
-    assert body is not None
-    k = fwd.attrs["n_carry"]
-    n_emit = len(fwd.outputs) - k
-    j = fwd.outputs.index(v)
-    return j < n_emit and body.outputs[k + j][0].startswith("saved.")
 
 
 def instance_name(cell: RnnCell) -> str:

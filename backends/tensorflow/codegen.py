@@ -31,6 +31,7 @@ from dlir.backends.codegen import (
     weights_reader,
 )
 from dlir.backends.decompose import DECOMPOSE, decomposed
+from dlir.backends.lstm_training import skipped_nodes as lstm_skipped
 from dlir.backends.lstm_training import trained_lstms
 from dlir.backends.step_reads import stepped_only
 from dlir.backends.tensorflow import layout
@@ -243,7 +244,7 @@ class _Scope:
         """The statements of the function, ending with its return."""
         # a training step's LSTM: its forward and backward scans as two fused kernels
         lstms = trained_lstms(self.graph) if self.parent is None else {}
-        skipped = {n for pair in lstms.values() for n in pair.skipped if n is not pair.backward}
+        skipped = lstm_skipped(lstms)
         for node in self.graph.nodes:
             if node in lstms:
                 pair = lstms[node]

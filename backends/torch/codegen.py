@@ -35,6 +35,7 @@ from dlir.backends.codegen import (
     read_weights,
     weights_reader,
 )
+from dlir.backends.lstm_training import skipped_nodes as lstm_skipped
 from dlir.backends.lstm_training import trained_lstms
 from dlir.backends.step_reads import loop_counters, squeezed_reads, stepped_only
 from dlir.backends.torch.fused_rnn import fused_scan_lines
@@ -358,7 +359,7 @@ def node_lines(graph: Graph, scope: Scope) -> list[str]:
     fused = absorbed_projections(graph)  # LSTM/GRU scans the rnn pass marked: one torch kernel each
     skipped = skipped_nodes(fused)
     lstms = trained_lstms(graph) if scope.cpu_kernels else {}  # a training step's LSTM: two oneDNN calls
-    skipped |= {n for pair in lstms.values() for n in pair.skipped if n is not pair.backward}
+    skipped |= lstm_skipped(lstms)
     pools = pools_with_grads(graph)  # forward max pools whose indices the backward reads
     indices: dict[Node, str] = {}
     norms = norms_with_grads(graph)  # forward norms whose statistics the backward reads

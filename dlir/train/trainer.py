@@ -75,6 +75,9 @@ class Trainer:
         state = optimizer.init_state(params)
         values = {**params, **buffers, **state}
         self.runner: Any
+        # what the next step uses; fit's schedule sets it each epoch
+        # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
+        self.lr = float(optimizer.lr)  # type: ignore[attr-defined]
         self._kept_lr: float | None = None  # the learning rate the runner keeps (one process)
         if world is None:  # one process: forward, backward and update are one graph
             self.step_graph = train_step_graph(train.graph, optimizer, output, opt_level, target=target)
@@ -85,9 +88,9 @@ class Trainer:
             outputs = set(self.step_graph.output_names())
             # The learning rate is kept too, and written only when a schedule changes it: a fresh
             # input tensor each call costs a small step more than its copy (~0.05 ms on tensorflow).
-            lr = {LR: _lr_value(optimizer)} if LR in step_inputs else {}
+            lr = {LR: np.asarray(self.lr, np.float32)} if LR in step_inputs else {}
             self.runner.keep({**{k: values[k] for k in kept}, **lr}, {NEW + k: k for k in kept if NEW + k in outputs})
-            self._kept_lr = float(optimizer.lr) if lr else None  # type: ignore[attr-defined]
+            self._kept_lr = self.lr if lr else None
             self._inputs = [v.name for v in self.step_graph.inputs if v.name not in lr]
         else:  # data-parallel: a gradient graph, an all-reduce, an update graph (dlir.train.parallel)
             from dlir.train.parallel import ParallelStep
@@ -113,9 +116,6 @@ class Trainer:
         self.state = KeptValues(self.runner, list(state), {})
         self.losses: list[float] = []
         self.history: list[dict[str, float]] = []  # per epoch: loss, lr and the evaluate() metrics
-        # what the next step uses; fit's schedule sets it each epoch
-        # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
-        self.lr = float(optimizer.lr)  # type: ignore[attr-defined]
 
     def step(
         self, sample_index: np.ndarray | None = None, global_rows: int | None = None, **batch: np.ndarray
@@ -314,11 +314,6 @@ class KeptValues(MutableMapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self._names) + len(self._fixed)
-
-
-def _lr_value(optimizer: Optimizer) -> np.ndarray:
-    # sgd and adam have an lr field; declaring one on the base Optimizer would add a dataclass field
-    return np.asarray(float(optimizer.lr), np.float32)  # type: ignore[attr-defined]
 
 
 def check_loss_model(graph: Graph, output: str | None = None) -> None:
