@@ -320,8 +320,38 @@ def _constant(ctx: Ctx, node: Node) -> str:
 # numpy, torch and ONNX Runtime (pairwise): over a batch norm's N*H*W values (25 088 for
 # MNIST) ~5e-6 of the result against ~1e-7, enough for a training run's loss curve to
 # leave the other targets' within 20 steps. Long (or symbolic-length) float32 sums are
-# therefore accumulated in float64 and rounded once.
+# therefore summed in two stages: float32 over the innermost reduced axes while they hold
+# at most PARTIAL_SUM_MAX values (short sums: ~1e-7 of the result), then those partial
+# sums in float64, rounded once. Casting all of x to float64 instead (as this did before)
+# is as exact and costs 1.5-4x the sum: a whole extra pass over x, and float64 kernels.
 WIDE_SUM_FROM = 2048
+PARTIAL_SUM_MAX = 1024
+
+_WIDE_HELPERS = {
+    "wide_sum": '''def wide_sum(x: tf.Tensor, axis: list[int], inner: list[int], keepdims: bool = False) -> tf.Tensor:
+    """The float32 sum of x over ``axis`` as exact as numpy's: float32 over ``inner`` (short
+    sums), then those partial sums in float64, rounded once."""
+    partial = tf.reduce_sum(x, axis=inner, keepdims=True)
+    return tf.cast(tf.reduce_sum(tf.cast(partial, tf.float64), axis=axis, keepdims=keepdims), tf.float32)
+''',
+    "wide_mean": '''def wide_mean(
+    x: tf.Tensor, axis: list[int], inner: list[int], count: int, keepdims: bool = False
+) -> tf.Tensor:
+    """The float32 mean of x over ``axis``, summed as ``wide_sum`` sums (``count``: the values
+    each partial sum over ``inner`` holds)."""
+    partial = tf.reduce_sum(x, axis=inner, keepdims=True)
+    mean = tf.reduce_mean(tf.cast(partial, tf.float64), axis=axis, keepdims=keepdims) / count
+    return tf.cast(mean, tf.float32)
+''',
+    "wide_variance": '''def wide_variance(
+    x: tf.Tensor, axis: list[int], inner: list[int], count: int, keepdims: bool = False
+) -> tf.Tensor:
+    """The biased float32 variance of x over ``axis``: the mean of the squared distances to the
+    (rounded) mean, both means summed as ``wide_sum`` sums."""
+    mean = wide_mean(x, axis, inner, count, keepdims=True)
+    return wide_mean(tf.math.squared_difference(x, mean), axis, inner, count, keepdims)
+''',
+}
 
 
 def _long_f32_sum(node: Node) -> bool:
@@ -332,12 +362,41 @@ def _long_f32_sum(node: Node) -> bool:
     return any(not d.is_static for d in dims) or int(np.prod([d.value for d in dims])) >= WIDE_SUM_FROM
 
 
-def _summed(fn: str, x: str, node: Node, axis: list[int] | None = None) -> str:
-    """``fn(x, axis, keepdims)`` for a reduction that sums: in float64, rounded once, when it is long."""
-    axes = f"axis={_axes_list(node.attrs['axis'] if axis is None else axis)}{_kd(node.attrs['keepdims'])}"
-    if _long_f32_sum(node):
-        return f"tf.cast({fn}(tf.cast({x}, tf.float64), {axes}), tf.float32)"
-    return f"{fn}({x}, {axes})"
+def partial_sum_axes(
+    t: TensorType, axes: list[int] | None, where: Callable[[int], int] = lambda a: a
+) -> tuple[list[int], int]:
+    """The reduced axes of ``t`` a wide sum sums first in float32, as the expression reads them
+    (``where``: an axis of ``t`` -> the expression's), and how many values each partial sum holds.
+
+    The innermost reduced axes in the expression's order (the cheapest to sum), while they are
+    static and hold at most PARTIAL_SUM_MAX values; none (all of x in float64) when the
+    innermost alone is longer or symbolic."""
+    inner, count = [], 1
+    for a in sorted(_norm_axes(axes, t.rank), key=where, reverse=True):
+        d = t.shape[a]
+        if not d.is_static or count * d.value > PARTIAL_SUM_MAX:
+            break
+        inner.append(where(a))
+        count *= d.value
+    return sorted(inner), count
+
+
+def _summed(ctx: Ctx, kind: str, x: str, node: Node, where: Callable[[int], int] | None = None) -> str:
+    """The sum, mean or (biased) variance of ``x`` over ``node``'s axes: a wide one (above) when it
+    is long; ``where`` maps the node's axes to the expression's (x channels-last)."""
+    where = where or (lambda a: a)
+    axis, kd = node.attrs["axis"], node.attrs["keepdims"]
+    axes = None if axis is None else sorted(map(where, _norm_axes(axis, _xt(node).rank)))
+    if not _long_f32_sum(node):
+        fn = {"sum": "tf.reduce_sum", "mean": "tf.reduce_mean", "var": "tf.math.reduce_variance"}[kind]
+        return f"{fn}({x}, axis={_axes_list(axes)}{_kd(kd)})"
+    inner, count = partial_sum_axes(_xt(node), axis, where)
+    fn = ctx.helper(f"wide_{'variance' if kind == 'var' else kind}")
+    if kind == "var":
+        ctx.helper("wide_mean")
+    every = _axes_list(list(range(_xt(node).rank)) if axes is None else axes)
+    counted = "" if kind == "sum" else f", {count}"
+    return f"{fn}({x}, {every}, {_axes_list(inner)}{counted}{_kd(kd)})"
 
 
 def _reduced_operand(ctx: Ctx, node: Node) -> tuple[str, Callable[[int], int] | None]:
@@ -358,13 +417,13 @@ for _op, _fn in {
     "logsumexp": "tf.reduce_logsumexp",
 }.items():
 
-    def _reduce(ctx: Ctx, node: Node, fn: str = _fn) -> str:
-        axis = node.attrs["axis"]
+    def _reduce(ctx: Ctx, node: Node, fn: str = _fn, op: str = _op) -> str:
         x, nhwc_axis = _reduced_operand(ctx, node)
+        if op in ("sum", "mean"):
+            return _summed(ctx, op, x, node, nhwc_axis)
+        axis = node.attrs["axis"]
         if nhwc_axis is not None and axis is not None:
             axis = sorted(map(nhwc_axis, axis))
-        if fn in ("tf.reduce_sum", "tf.reduce_mean"):
-            return _summed(fn, x, node, axis)
         return f"{fn}({x}, axis={_axes_list(axis)}{_kd(node.attrs['keepdims'])})"
 
     _reg(_op)(_reduce)
@@ -380,8 +439,7 @@ def _var(ctx: Ctx, node: Node) -> str:
     axes, c = node.attrs["axis"], node.attrs["correction"]
     x, nhwc_axis = _reduced_operand(ctx, node)  # (a batch norm's running variance: channels-last)
     where = nhwc_axis or (lambda a: a)  # x's axis a, as the expression x reads it
-    nhwc_axes = None if nhwc_axis is None or axes is None else sorted(map(nhwc_axis, axes))
-    base = _summed("tf.math.reduce_variance", x, node, nhwc_axes)
+    base = _summed(ctx, "var", x, node, nhwc_axis)
     if c == 0:
         return base
     # reduce_variance divides by n; the correction wants n - c.
@@ -491,6 +549,7 @@ def _bce(ctx: Ctx, node: Node) -> str:
 
 # Module-level helpers the generated code may call (name -> source).
 HELPERS: dict[str, str] = {
+    **_WIDE_HELPERS,
     "layer_norm": '''def layer_norm(
     x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, axes: list[int], eps: float
 ) -> tf.Tensor:
