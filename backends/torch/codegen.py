@@ -38,6 +38,7 @@ from dlir.backends.codegen import (
 from dlir.backends.lstm_training import skipped_nodes as lstm_skipped
 from dlir.backends.lstm_training import trained_lstms
 from dlir.backends.step_reads import loop_counters, squeezed_reads, stepped_only
+from dlir.backends.torch.frees import with_frees
 from dlir.backends.torch.fused_rnn import fused_scan_lines
 from dlir.backends.torch.fused_rnn_training import backward_lines, forward_lines
 from dlir.backends.torch.lowering import EMITTERS, Site, scalar_literal, takes_scalar
@@ -566,7 +567,7 @@ def render(graph: Graph, weights: str | None = None, cpu_kernels: bool = False) 
     ns = Namespace(RESERVED | FILE_GLOBALS | {cls})
     args = [ns.name(v.name, v) for v in graph.inputs]
     names.update(zip(graph.inputs, args, strict=True))
-    body = forward_body(graph, ns, names, cpu_kernels)
+    body = with_frees(forward_body(graph, ns, names, cpu_kernels), keep=frozenset(args))
     init = init_body(graph, tree, weights)
     n_out = len(graph.outputs)
     ret = "torch.Tensor" if n_out == 1 else "tuple[" + (", ".join(["torch.Tensor"] * n_out) or "()") + "]"
