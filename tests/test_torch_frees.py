@@ -86,11 +86,11 @@ model L(x: f32[B, 4, 32, 32], labels: i64[B]) -> f32[] {
         if not frees:
             mp.setattr(codegen, "with_frees", lambda body, keep=frozenset(): body)
         try:
-            source = codegen.render(step).source
+            rendered = codegen.render(step)
         finally:
             mp.undo()
-        assert bool(re.search(r"^ +del \w", source, re.M)) is frees
-        outs, peak = _peak_bytes(source, step, feeds)
+        assert bool(re.search(r"^ +del \w", rendered.source, re.M)) is frees
+        outs, peak = _peak_bytes(rendered, step, feeds)
         results.append(outs)
         peaks.append(peak)
     for a, b in zip(*results, strict=True):
@@ -98,12 +98,12 @@ model L(x: f32[B, 4, 32, 32], labels: i64[B]) -> f32[] {
     assert peaks[0] < 0.6 * peaks[1], peaks
 
 
-def _peak_bytes(source: str, graph: Any, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
+def _peak_bytes(rendered: Any, graph: Any, feeds: dict[str, np.ndarray]) -> tuple[list[np.ndarray], int]:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     ns: dict[str, Any] = {}
-    exec(compile(source, "<step>", "exec"), ns)  # dlir's generated file, as TorchRunner imports it
-    module = ns[codegen.render(graph).class_name]().eval()
+    exec(compile(rendered.source, "<step>", "exec"), ns)  # dlir's generated file, as TorchRunner imports it
+    module = ns[rendered.class_name]().eval()
     args = [torch.from_numpy(feeds[v.name]) for v in graph.inputs]
 
     class LiveBytes(TorchDispatchMode):

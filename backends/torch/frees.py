@@ -24,8 +24,9 @@ import ast
 def with_frees(body: list[str], keep: frozenset[str] = frozenset()) -> list[str]:
     """``body`` (the statements of a function, unindented lines) with ``del`` lines after the
     statement that reads a local last; ``keep``: names never freed (the arguments)."""
-    body = "\n".join(body).split("\n")  # one line each, to map statements back to lines
-    statements = ast.parse("\n".join(body)).body
+    source = "\n".join(body)
+    lines = source.split("\n")  # one line each (an item may hold several): statements map to them
+    statements = ast.parse(source).body
     bound: dict[str, int] = {}  # name -> the top-level assignment that binds it first
     closed: set[str] = set()  # read by a nested function: alive as long as it may be called
     last_read: dict[str, int] = {}
@@ -48,13 +49,13 @@ def with_frees(body: list[str], keep: frozenset[str] = frozenset()) -> list[str]
         # (a name never read goes right after the statement that binds it)
         free_after.setdefault(max(first, last_read.get(name, first)), []).append(name)
     out: list[str] = []
-    done = 0  # lines of body copied so far
+    done = 0  # lines copied so far
     for i, stmt in enumerate(statements):
         end = stmt.end_lineno or stmt.lineno
-        out += body[done:end]
+        out += lines[done:end]
         done = end
         if i in free_after:
-            first_line = body[stmt.lineno - 1]
+            first_line = lines[stmt.lineno - 1]
             indent = first_line[: len(first_line) - len(first_line.lstrip())]
             out.append(f"{indent}del {', '.join(sorted(free_after[i]))}")
-    return out + body[done:]
+    return out + lines[done:]
